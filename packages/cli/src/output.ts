@@ -1,0 +1,40 @@
+/**
+ * Terminal output: colour only on a TTY and never when NO_COLOR is set
+ * (https://no-color.org), and errors that name the problem.
+ */
+export interface Output {
+  out(line?: string): void;
+  err(line?: string): void;
+  readonly color: boolean;
+}
+
+const codes = { red: 31, green: 32, yellow: 33, dim: 2, bold: 1 } as const;
+export type Style = keyof typeof codes;
+
+/** Output to the process streams. */
+export function processOutput(): Output {
+  const noColor = process.env['NO_COLOR'] !== undefined && process.env['NO_COLOR'] !== '';
+  const color = !noColor && process.stdout.isTTY === true && process.env['TERM'] !== 'dumb';
+  return {
+    color,
+    out: (line = '') => process.stdout.write(line + '\n'),
+    err: (line = '') => process.stderr.write(line + '\n'),
+  };
+}
+
+/** Wraps `text` in an ANSI style when `on`. */
+export function paint(on: boolean, style: Style, text: string): string {
+  return on ? `\u001b[${codes[style]}m${text}\u001b[0m` : text;
+}
+
+/** A usage or input error: printed as `custody: <message>`, exit code 2. */
+export class CliError extends Error {
+  readonly code: string;
+  readonly exitCode: number;
+  constructor(code: string, message: string, exitCode = 2) {
+    super(message);
+    this.code = code;
+    this.exitCode = exitCode;
+    this.name = 'CliError';
+  }
+}

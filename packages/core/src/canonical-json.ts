@@ -1,0 +1,57 @@
+/**
+ * RFC 8785 JSON Canonicalization Scheme (JCS), through the `canonicalize`
+ * package (by the RFC's co-author), wrapped so that every failure is a typed
+ * FormatError and so that parsing can insist on canonical input.
+ */
+import canonicalize from 'canonicalize';
+
+import { fromUtf8, utf8 } from './bytes.js';
+import { FormatError } from './errors.js';
+
+/** A JSON value as JCS sees it. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/**
+ * The RFC 8785 canonical serialisation of `value`.
+ * Rejects NaN, ±Infinity, lone surrogates, cycles, BigInt and values JSON cannot hold.
+ */
+export function canonicalJson(value: unknown): string {
+  let out: string | undefined;
+  try {
+    out = canonicalize(value);
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    throw new FormatError('JSON_INVALID', `value cannot be canonicalised: ${reason}`, { cause });
+  }
+  if (out === undefined) throw new FormatError('JSON_INVALID', 'value has no JSON representation');
+  return out;
+}
+
+/** UTF-8 bytes of the RFC 8785 canonical serialisation of `value`. */
+export function canonicalBytes(value: unknown): Uint8Array {
+  return utf8(canonicalJson(value));
+}
+
+/** Parses JSON text, turning syntax errors into FormatError('JSON_INVALID'). */
+export function parseJson(text: string, what = 'JSON'): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (cause) {
+    throw new FormatError('JSON_INVALID', `${what} is not valid JSON`, { cause });
+  }
+}
+
+/**
+ * Parses UTF-8 bytes that MUST already be RFC 8785 canonical (attacker-controlled:
+ * entry bytes). Rejects invalid UTF-8, invalid JSON, and any text that is not
+ * exactly the canonical form of its own parse: whitespace, duplicate keys,
+ * unsorted keys, non-canonical numbers or escapes.
+ */
+export function parseCanonical(bytes: Uint8Array, what = 'entry'): unknown {
+  const text = fromUtf8(bytes, what);
+  const value = parseJson(text, what);
+  if (canonicalJson(value) !== text) {
+    throw new FormatError('JSON_NOT_CANONICAL', `${what} is not RFC 8785 canonical JSON`);
+  }
+  return value;
+}

@@ -1,0 +1,25 @@
+import { fileURLToPath } from 'node:url';
+
+import { defineConfig } from 'vitest/config';
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+// Tests run against TypeScript sources; workspace packages resolve to their src.
+export default defineConfig({
+  resolve: {
+    alias: [
+      { find: /^@custody\/core$/, replacement: here('./packages/core/src/index.ts') },
+      { find: /^#sha256$/, replacement: here('./packages/core/src/sha256-node.ts') },
+    ],
+  },
+  test: {
+    include: ['packages/*/src/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 60_000,
+    reporters: ['default', './test/summary-reporter.ts'],
+    coverage: {
+      provider: 'v8',
+      include: ['packages/core/src/**/*.ts'],
+      exclude: ['**/*.test.ts'],
+    },
+  },
+});
