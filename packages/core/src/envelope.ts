@@ -57,12 +57,18 @@ const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 const TENANT = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** True when the calendar date and time exist (Date.parse rolls 2026-02-30 over; this does not). */
+function isRealTime(s: string): boolean {
+  const ms = Date.parse(s);
+  return !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 19) === s.slice(0, 19);
+}
+
 const digest = z.string().regex(DIGEST, 'expected a base64url SHA-256 digest (43 characters)');
 const uuid = z.string().regex(UUID, 'expected a lowercase UUID');
 const time = z
   .string()
   .regex(TIME, 'expected an RFC 3339 UTC time such as 2026-11-22T06:00:00.000Z')
-  .refine((s) => !Number.isNaN(Date.parse(s)), 'not a real date');
+  .refine(isRealTime, 'not a real date and time');
 const text = (max: number) => z.string().min(1, 'must not be empty').max(max, `at most ${max} characters`);
 const scope = z.array(text(256)).max(256);
 
