@@ -71,7 +71,7 @@ describe('custody verify', () => {
     const v = load('golden-complete.json');
     const path = join(work, 'unpinned.json');
     writeFileSync(path, JSON.stringify(v.input.bundle));
-    const env = { ...process.env, NO_COLOR: '1' };
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
     delete env['CUSTODY_VERIFIER_KEY'];
     const r = spawnSync(process.execPath, [bin, 'verify', path], { encoding: 'utf8', env });
     expect(r.status).toBe(0);
