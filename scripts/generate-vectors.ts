@@ -386,6 +386,7 @@ function envelopeVectors(log: MemoryLog): void {
   write('envelope', 'policy-decided', { description: 'a sealed policy.decided envelope', input: { envelope: env }, expected: { valid: true } });
   write('envelope', 'approval-granted', { description: 'a sealed approval.granted envelope', input: { envelope: log.events.find((e) => e.envelope.type === 'approval.granted')!.envelope }, expected: { valid: true } });
   write('envelope', 'session-closed', { description: 'a seal', input: { envelope: log.events.find((e) => e.envelope.type === 'session.closed')!.envelope }, expected: { valid: true } });
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- mutating arbitrary JSON on purpose
   const broken: [string, string, (e: Record<string, any>) => void][] = [
     ['bad-principal-type', 'actor.type', (e) => (e.actor.type = 'robot')],
     ['seq-zero', 'session.seq', (e) => (e.session.seq = 0)],
@@ -401,6 +402,7 @@ function envelopeVectors(log: MemoryLog): void {
     ['bad-tenant', 'tenant', (e) => (e.tenant = 'Acme Corp')],
   ];
   for (const [name, field, mutate] of broken) {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- mutating arbitrary JSON on purpose
     const e = structuredClone(env) as Record<string, any>;
     mutate(e);
     write('envelope', `reject-${name}`, { description: `invalid: ${field}`, input: { envelope: e }, expectedError: 'ENVELOPE_INVALID', expectedField: field });
