@@ -172,6 +172,13 @@ export function verifyBundle(input: unknown, options: VerifyBundleOptions = {}):
     ...(verifier ? { text: verifier.text } : {}),
   };
   if (verifier === undefined) return report({ key });
+  if (given !== undefined && !key.matchesBundle) {
+    // The bundle's key is a claim like any other in it: it must name the pinned key.
+    failures.push({
+      code: 'KEY_MISMATCH',
+      message: `the bundle names the log key ${bundleKeyText ?? JSON.stringify(bundle.verifierKey.slice(0, 80))}, not the pinned key ${verifier.text}`,
+    });
+  }
 
   // 2. The bundle's checkpoint.
   const checkpoints = new Map<string, Checkpoint | { code: string; message: string }>();
