@@ -9,6 +9,9 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^@custody\/core$/, replacement: here('./packages/core/src/index.ts') },
+      { find: /^@custody\/ledger$/, replacement: here('./packages/ledger/src/index.ts') },
+      { find: /^@custody\/ledger\/testing$/, replacement: here('./packages/ledger/src/testing/index.ts') },
+      { find: /^@custody\/server$/, replacement: here('./packages/server/src/index.ts') },
       { find: /^#sha256$/, replacement: here('./packages/core/src/sha256-node.ts') },
     ],
   },

@@ -1,4 +1,4 @@
-/** docs/errors.md lists every error code declared in packages' errors.ts, and no stale one. */
+/** docs/errors.md lists every error code declared in the packages' errors.ts files. */
 import { readFileSync } from 'node:fs';
 
 import { describe, expect, it } from 'vitest';
@@ -6,10 +6,10 @@ import { describe, expect, it } from 'vitest';
 const read = (p: string) => readFileSync(new URL(`../${p}`, import.meta.url), 'utf8');
 
 describe('error code documentation', () => {
-  it('documents every code of @custody/core', () => {
-    const source = read('packages/core/src/errors.ts');
+  it.each(['packages/core/src/errors.ts', 'packages/ledger/src/errors.ts'])('documents every code of %s', (file) => {
+    const source = read(file);
     const declared = [...source.matchAll(/\|\s*'([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1]!);
-    expect(declared.length).toBeGreaterThan(20);
+    expect(declared.length).toBeGreaterThan(5);
     const docs = read('docs/errors.md');
     const documented = new Set([...docs.matchAll(/^\| `([A-Z][A-Z0-9_]+)` \|/gm)].map((m) => m[1]!));
     for (const code of declared) expect(documented, `docs/errors.md lacks ${code}`).toContain(code);

@@ -1,0 +1,30 @@
+export { audit } from './audit.js';
+export type { AuditOptions, AuditProblem, AuditProgress, AuditReport, TenantAudit } from './audit.js';
+export { entryRowOf, principalsOf, workloadId } from './entry-row.js';
+export { LedgerError, StoreError } from './errors.js';
+export type { LedgerErrorCode, StoreErrorCode } from './errors.js';
+export { Ledger, viewOf } from './ledger.js';
+export type { CauseNode, EventView, LedgerOptions } from './ledger.js';
+export { Sequencer } from './sequencer.js';
+export type { AppendResult, SequencerOptions } from './sequencer.js';
+export type {
+  ApiKeyRow,
+  EntryFilter,
+  EntryRow,
+  LedgerStore,
+  LogHead,
+  Page,
+  PageRequest,
+  PrincipalRole,
+  PrincipalRow,
+  SealedBatch,
+  SessionFilter,
+  SessionRow,
+  StoreCapabilities,
+  StoredCheckpoint,
+  StoredEntry,
+} from './store.js';
+export { SqliteStore } from './sqlite/sqlite-store.js';
+export type { SqliteStoreConfig } from './sqlite/sqlite-store.js';
+export { PostgresStore } from './postgres/postgres-store.js';
+export type { PostgresStoreConfig } from './postgres/postgres-store.js';

@@ -1,0 +1,170 @@
+/**
+ * Versioned, forward-only migrations of the PostgreSQL store. Each migration runs
+ * in one transaction that first takes an advisory lock on the schema, so several
+ * processes may call `migrate()` at once: one migrates, the others wait and then
+ * find nothing to do. Applied versions are rows of `<schema>.schema_migrations`.
+ *
+ * Append a migration to change the schema; never edit one that has shipped.
+ */
+import type pg from 'pg';
+
+import { StoreError } from '../errors.js';
+
+/** One schema migration; `sql` receives the quoted schema name. @internal */
+export interface PostgresMigration {
+  readonly version: number;
+  readonly description: string;
+  readonly sql: (schema: string) => string;
+}
+
+// Same logical schema as the SQLite store (see sqlite-migrations.ts for why each
+// index exists, and for the packed `nodes` and postings `principals` tables).
+// Text that is compared or range-scanned uses COLLATE "C": byte order, so `type`
+// family ranges and time keys compare as they do in SQLite, whatever the locale.
+const V1 = (s: string) => `
+CREATE TABLE ${s}.meta (
+  key   text COLLATE "C" PRIMARY KEY,
+  value text NOT NULL
+);
+
+CREATE TABLE ${s}.entries (
+  tenant       text COLLATE "C" NOT NULL,
+  idx          bigint NOT NULL,
+  id           text COLLATE "C" NOT NULL,
+  type         text COLLATE "C" NOT NULL,
+  time         text NOT NULL,
+  time_key     text COLLATE "C" NOT NULL,
+  recorded_at  text NOT NULL,
+  entry        bytea NOT NULL,
+  disclosures  text NOT NULL,
+  digest       text NOT NULL,
+  session_id   text COLLATE "C",
+  seq          bigint,
+  initiator_id text COLLATE "C",
+  actor_id     text COLLATE "C" NOT NULL,
+  tool_name    text COLLATE "C",
+  decision     text COLLATE "C",
+  cause        text COLLATE "C",
+  trace_id     text COLLATE "C",
+  principals   text NOT NULL,
+  CONSTRAINT entries_pkey PRIMARY KEY (tenant, idx)
+);
+CREATE UNIQUE INDEX entries_id ON ${s}.entries (tenant, id);
+CREATE INDEX entries_session ON ${s}.entries (tenant, session_id, idx) WHERE session_id IS NOT NULL;
+CREATE INDEX entries_tool ON ${s}.entries (tenant, tool_name, idx) WHERE tool_name IS NOT NULL;
+CREATE INDEX entries_type ON ${s}.entries (tenant, type, idx);
+CREATE INDEX entries_decision ON ${s}.entries (tenant, decision, idx) WHERE decision IS NOT NULL;
+CREATE INDEX entries_trace ON ${s}.entries (tenant, trace_id, idx) WHERE trace_id IS NOT NULL;
+CREATE INDEX entries_time ON ${s}.entries (tenant, time_key, idx);
+
+CREATE TABLE ${s}.principals (
+  tenant    text COLLATE "C" NOT NULL,
+  bucket    bigint NOT NULL,
+  pid       text COLLATE "C" NOT NULL,
+  first_idx bigint NOT NULL,
+  ptype     text NOT NULL,
+  postings  bytea NOT NULL,
+  PRIMARY KEY (tenant, bucket, pid, first_idx)
+);
+
+CREATE TABLE ${s}.nodes (
+  tenant text COLLATE "C" NOT NULL,
+  level  smallint NOT NULL,
+  start  bigint NOT NULL,
+  hashes bytea NOT NULL,
+  PRIMARY KEY (tenant, level, start)
+);
+-- Hashes do not compress; never try.
+ALTER TABLE ${s}.nodes ALTER COLUMN hashes SET STORAGE EXTERNAL;
+
+CREATE TABLE ${s}.sessions (
+  tenant       text COLLATE "C" NOT NULL,
+  id           text COLLATE "C" NOT NULL,
+  seq          bigint NOT NULL,
+  digest       text NOT NULL,
+  sealed       boolean NOT NULL,
+  initiator_id text COLLATE "C",
+  actor_id     text COLLATE "C",
+  objective    text,
+  parent       text,
+  first_at     text COLLATE "C" NOT NULL,
+  last_at      text COLLATE "C" NOT NULL,
+  first_index  bigint NOT NULL,
+  last_index   bigint NOT NULL,
+  entries      bigint NOT NULL,
+  last_type    text NOT NULL,
+  PRIMARY KEY (tenant, id)
+);
+CREATE INDEX sessions_recent ON ${s}.sessions (tenant, last_index);
+CREATE INDEX sessions_initiator ON ${s}.sessions (tenant, initiator_id, last_index);
+CREATE INDEX sessions_actor ON ${s}.sessions (tenant, actor_id, last_index);
+
+CREATE TABLE ${s}.heads (
+  tenant text COLLATE "C" PRIMARY KEY,
+  size   bigint NOT NULL,
+  edge   bytea NOT NULL,
+  root   bytea NOT NULL
+);
+
+CREATE TABLE ${s}.checkpoints (
+  tenant text COLLATE "C" NOT NULL,
+  size   bigint NOT NULL,
+  root   bytea NOT NULL,
+  note   text NOT NULL,
+  PRIMARY KEY (tenant, size)
+);
+
+CREATE TABLE ${s}.api_keys (
+  tenant     text COLLATE "C" NOT NULL,
+  id         text COLLATE "C" NOT NULL,
+  role       text NOT NULL,
+  name       text NOT NULL,
+  hash       text COLLATE "C" NOT NULL UNIQUE,
+  created_at text NOT NULL,
+  revoked_at text,
+  PRIMARY KEY (tenant, id)
+);
+`;
+
+/** Every migration, in order. @internal */
+export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [{ version: 1, description: 'initial schema', sql: V1 }];
+
+/** The schema version this code writes and reads. @internal */
+export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;
+
+/**
+ * Creates the schema if needed and applies pending migrations, all in one
+ * transaction under `pg_advisory_xact_lock` on the schema (safe to run from
+ * several processes at once).
+ * @param schema the unquoted schema name (already validated)
+ * @throws StoreError `STORE_MIGRATION_FAILED` when the database is newer than this code
+ * @internal
+ */
+export async function migratePostgres(client: pg.PoolClient, schema: string): Promise<void> {
+  const q = `"${schema}"`;
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`custody.migrate/${schema}`]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${q}`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${q}.schema_migrations (version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    const { rows } = await client.query<{ v: number }>(`SELECT coalesce(max(version), 0)::integer AS v FROM ${q}.schema_migrations`);
+    const current = rows[0]?.v ?? 0;
+    if (current > POSTGRES_SCHEMA_VERSION) {
+      throw new StoreError(
+        'STORE_MIGRATION_FAILED',
+        `the schema ${schema} is version ${current}, newer than this Custody (version ${POSTGRES_SCHEMA_VERSION}); migrations are forward-only`,
+      );
+    }
+    for (const m of POSTGRES_MIGRATIONS) {
+      if (m.version <= current) continue;
+      await client.query(m.sql(q));
+      await client.query(`INSERT INTO ${q}.schema_migrations (version, description) VALUES ($1, $2)`, [m.version, m.description]);
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,3 @@
+import { postgresConformanceOptions, runStoreConformance } from '../testing/index.js';
+
+runStoreConformance(await postgresConformanceOptions());

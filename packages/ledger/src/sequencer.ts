@@ -1,0 +1,317 @@
+/**
+ * The sequencer: group commit for each tenant's log. It assigns leaf indexes and
+ * per-session sequence numbers, links each session's hash chain, seals events
+ * into entries, extends the Merkle tree, signs one checkpoint per batch, and
+ * resolves each append only after the store has made the batch durable.
+ */
+import {
+  type EventDraft,
+  FormatError,
+  MerkleFrontier,
+  type NoteSigner,
+  type RandomBytes,
+  type SealedEvent,
+  sealEvent,
+  signCheckpoint,
+  type StoredNode,
+} from '@custody/core';
+
+import { entryRowOf } from './entry-row.js';
+import { LedgerError, StoreError } from './errors.js';
+import type { EntryRow, LedgerStore, LogHead, SessionRow } from './store.js';
+
+/** Where one event landed. */
+export interface AppendResult {
+  id: string;
+  /** Leaf index in the tenant's log. */
+  index: number;
+  /** Position in its session, for session-scoped events. */
+  seq?: number;
+  /** True when an event with this id was already in the log: this is the original result. */
+  duplicate: boolean;
+}
+
+/** Sequencer settings. */
+export interface SequencerOptions {
+  store: LedgerStore;
+  /** The note signer for a tenant's log (its name is the log's origin). */
+  signerFor: (tenant: string) => NoteSigner;
+  /** Most events in one committed batch. Default 500. */
+  maxBatch?: number;
+  /** How long the first event of a batch waits for company, in ms. Default 0 (same tick). */
+  maxWaitMs?: number;
+  /** Most events waiting per tenant before appends are refused with STORE_BUSY. Default 50,000. */
+  maxPending?: number;
+  sensitivePaths?: readonly string[];
+  now?: () => Date;
+  /** Random source for commitment salts (tests pass a seeded one). */
+  random?: RandomBytes;
+}
+
+interface Pending {
+  draft: EventDraft;
+  resolve: (r: AppendResult) => void;
+  reject: (e: unknown) => void;
+}
+
+interface TenantState {
+  queue: Pending[];
+  flushing: boolean;
+  scheduled: boolean;
+  /** Cached head; undefined means "read it from the store". */
+  head?: LogHead | null;
+  sessions: Map<string, SessionRow>;
+}
+
+const MAX_CONFLICT_RETRIES = 20;
+const SESSION_CACHE = 100_000;
+
+/** Group-commits events into per-tenant logs. */
+export class Sequencer {
+  readonly #opts: Required<Omit<SequencerOptions, 'sensitivePaths' | 'random'>> & Pick<SequencerOptions, 'sensitivePaths' | 'random'>;
+  readonly #tenants = new Map<string, TenantState>();
+  #closed = false;
+
+  constructor(opts: SequencerOptions) {
+    this.#opts = { maxBatch: 500, maxWaitMs: 0, maxPending: 50_000, now: () => new Date(), ...opts };
+  }
+
+  /**
+   * Appends events to a tenant's log. Resolves, per event, after its batch is
+   * durable; rejects per event (LedgerError / FormatError for that event, StoreError
+   * when the store could not commit: nothing was acknowledged).
+   */
+  append(tenant: string, drafts: readonly EventDraft[]): Promise<PromiseSettledResult<AppendResult>[]> {
+    if (this.#closed) return Promise.reject(new StoreError('STORE_UNAVAILABLE', 'the ledger is shutting down'));
+    const t = this.#tenant(tenant);
+    if (t.queue.length + drafts.length > this.#opts.maxPending) {
+      return Promise.reject(new StoreError('STORE_BUSY', `more than ${this.#opts.maxPending} events are waiting to be committed`));
+    }
+    const promises = drafts.map(
+      (draft) => new Promise<AppendResult>((resolve, reject) => t.queue.push({ draft, resolve, reject })),
+    );
+    this.#schedule(tenant, t);
+    return Promise.allSettled(promises);
+  }
+
+  /** Forgets cached heads (after another process may have written). */
+  invalidate(tenant?: string): void {
+    for (const [name, t] of this.#tenants) {
+      if (tenant === undefined || tenant === name) {
+        delete t.head;
+        t.sessions.clear();
+      }
+    }
+  }
+
+  /** Waits for queued events to commit, then refuses new ones. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (;;) {
+      const busy = [...this.#tenants.values()].some((t) => t.flushing || t.queue.length > 0);
+      if (!busy) return;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  #tenant(tenant: string): TenantState {
+    let t = this.#tenants.get(tenant);
+    if (t === undefined) {
+      t = { queue: [], flushing: false, scheduled: false, sessions: new Map() };
+      this.#tenants.set(tenant, t);
+    }
+    return t;
+  }
+
+  #schedule(tenant: string, t: TenantState): void {
+    if (t.flushing || t.scheduled) return;
+    t.scheduled = true;
+    const run = () => {
+      t.scheduled = false;
+      void this.#flushLoop(tenant, t);
+    };
+    if (this.#opts.maxWaitMs > 0) setTimeout(run, this.#opts.maxWaitMs);
+    else setImmediate(run);
+  }
+
+  async #flushLoop(tenant: string, t: TenantState): Promise<void> {
+    if (t.flushing) return;
+    t.flushing = true;
+    try {
+      while (t.queue.length > 0) {
+        const batch = t.queue.splice(0, this.#opts.maxBatch);
+        await this.#commit(tenant, t, batch);
+      }
+    } finally {
+      t.flushing = false;
+    }
+  }
+
+  async #commit(tenant: string, t: TenantState, batch: Pending[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#tryCommit(tenant, t, batch);
+        return;
+      } catch (err) {
+        delete t.head;
+        t.sessions.clear();
+        if (err instanceof StoreError && err.code === 'STORE_HEAD_CONFLICT' && attempt < MAX_CONFLICT_RETRIES) {
+          // Another writer moved the head (or an id landed meanwhile): re-read and re-seal.
+          await new Promise((r) => setTimeout(r, Math.random() * 2 * (attempt + 1)));
+          continue;
+        }
+        for (const p of batch) p.reject(err);
+        return;
+      }
+    }
+  }
+
+  async #tryCommit(tenant: string, t: TenantState, batch: Pending[]): Promise<void> {
+    const store = this.#opts.store;
+    if (t.head === undefined) t.head = (await store.head(tenant)) ?? null;
+    const head = t.head;
+
+    // Idempotency: ids already in the log return their original result.
+    const ids = [...new Set(batch.map((p) => p.draft.id))];
+    const existing = await store.findIds(tenant, ids);
+    const firstOf = new Map<string, Pending>();
+    const followers: [Pending, Pending][] = [];
+    const fresh: Pending[] = [];
+    for (const p of batch) {
+      const prior = existing.get(p.draft.id);
+      if (prior !== undefined) continue;
+      const first = firstOf.get(p.draft.id);
+      if (first !== undefined) followers.push([p, first]);
+      else {
+        firstOf.set(p.draft.id, p);
+        fresh.push(p);
+      }
+    }
+
+    // Session heads for every session in the batch.
+    const sessionIds = [...new Set(fresh.flatMap((p) => (p.draft.session ? [p.draft.session.id] : [])))];
+    const missing = sessionIds.filter((id) => !t.sessions.has(id));
+    if (missing.length > 0) {
+      for (const [id, row] of await store.sessions(tenant, missing)) t.sessions.set(id, row);
+    }
+    const sessions = new Map<string, SessionRow>();
+    for (const id of sessionIds) {
+      const row = t.sessions.get(id);
+      if (row) sessions.set(id, row);
+    }
+
+    const frontier = head ? new MerkleFrontier(head.size, head.edge) : new MerkleFrontier();
+    const signer = this.#opts.signerFor(tenant);
+    const recordedAt = this.#opts.now().toISOString();
+    const rows: EntryRow[] = [];
+    const nodes: StoredNode[] = [];
+    const touched = new Map<string, SessionRow>();
+    const accepted: { p: Pending; result: AppendResult }[] = [];
+    const refused: { p: Pending; err: unknown }[] = [];
+
+    for (const p of fresh) {
+      const draft = p.draft;
+      const sid = draft.session?.id;
+      const prior = sid === undefined ? undefined : sessions.get(sid);
+      if (prior?.sealed) {
+        refused.push({ p, err: new LedgerError('SESSION_SEALED', `session ${sid} is sealed; no entry can follow its seal`, { field: 'session.id' }) });
+        continue;
+      }
+      let toSeal = draft;
+      if (draft.type === 'session.closed') {
+        if (prior === undefined) {
+          refused.push({ p, err: new LedgerError('SESSION_NOT_FOUND', `session ${String(sid)} has no entries to seal`, { field: 'session.id' }) });
+          continue;
+        }
+        // The ledger writes the seal: the count and head of the chain it closes.
+        toSeal = { ...draft, seal: { count: prior.seq + 1, head: prior.digest } };
+      }
+      let sealed: SealedEvent;
+      try {
+        sealed = sealEvent(toSeal, {
+          tenant,
+          recordedAt,
+          ...(sid !== undefined ? { seq: (prior?.seq ?? 0) + 1, prev: prior?.digest ?? null } : {}),
+          ...(this.#opts.sensitivePaths ? { sensitivePaths: this.#opts.sensitivePaths } : {}),
+          ...(this.#opts.random ? { random: this.#opts.random } : {}),
+        });
+      } catch (err) {
+        refused.push({ p, err: err instanceof FormatError ? toEventInvalid(err) : err });
+        continue;
+      }
+      const index = frontier.size;
+      for (const n of frontier.append(sealed.leafHash)) nodes.push(n);
+      const row = entryRowOf(sealed, index);
+      rows.push(row);
+      if (sid !== undefined) {
+        const env = sealed.envelope;
+        const next: SessionRow = prior
+          ? { ...prior, seq: env.session!.seq, digest: sealed.digest, sealed: env.type === 'session.closed', lastAt: recordedAt, lastIndex: index, entries: prior.entries + 1, lastType: env.type }
+          : {
+              id: sid,
+              seq: env.session!.seq,
+              digest: sealed.digest,
+              sealed: env.type === 'session.closed',
+              firstAt: recordedAt,
+              lastAt: recordedAt,
+              firstIndex: index,
+              lastIndex: index,
+              entries: 1,
+              lastType: env.type,
+              ...(env.initiator ? { initiatorId: env.initiator.id } : {}),
+              actorId: env.actor.id,
+              ...(env.session!.objective !== undefined ? { objective: env.session!.objective } : {}),
+              ...(env.session!.parent !== undefined ? { parent: env.session!.parent } : {}),
+            };
+        if (prior && prior.objective === undefined && env.session!.objective !== undefined) next.objective = env.session!.objective;
+        sessions.set(sid, next);
+        touched.set(sid, next);
+      }
+      accepted.push({ p, result: { id: draft.id, index, ...(row.seq !== undefined ? { seq: row.seq } : {}), duplicate: false } });
+    }
+
+    if (rows.length > 0) {
+      const size = frontier.size;
+      const rootHash = frontier.root();
+      const note = signCheckpoint({ origin: signer.name, size, rootHash, extensions: [] }, signer);
+      await store.append(
+        {
+          tenant,
+          entries: rows,
+          nodes,
+          sessions: [...touched.values()],
+          head: { size, edge: frontier.edge(), rootHash },
+          checkpoint: { size, rootHash, note },
+        },
+        head?.size ?? 0,
+      );
+      t.head = { size, edge: frontier.edge(), rootHash };
+      for (const [id, row] of touched) {
+        t.sessions.delete(id);
+        t.sessions.set(id, row);
+      }
+      while (t.sessions.size > SESSION_CACHE) t.sessions.delete(t.sessions.keys().next().value!);
+    }
+
+    // Everything below runs only after the batch is durable.
+    const results = new Map<string, AppendResult>();
+    for (const { p, result } of accepted) {
+      results.set(result.id, result);
+      p.resolve(result);
+    }
+    for (const { p, err } of refused) p.reject(err);
+    for (const p of batch) {
+      const prior = existing.get(p.draft.id);
+      if (prior !== undefined) p.resolve({ id: p.draft.id, index: prior.index, ...(prior.seq !== undefined ? { seq: prior.seq } : {}), duplicate: true });
+    }
+    for (const [p, first] of followers) {
+      const r = results.get(first.draft.id);
+      if (r) p.resolve({ ...r, duplicate: true });
+      else p.reject(refused.find((x) => x.p === first)?.err ?? new LedgerError('EVENT_INVALID', 'the first event with this id was refused'));
+    }
+  }
+}
+
+function toEventInvalid(err: FormatError): LedgerError {
+  return new LedgerError('EVENT_INVALID', err.message, { cause: err, ...(err.field ? { field: err.field } : {}) });
+}

@@ -1,0 +1,3 @@
+import { runStoreConformance, sqliteConformanceOptions } from '../testing/index.js';
+
+runStoreConformance(sqliteConformanceOptions());
