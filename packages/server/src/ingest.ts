@@ -1,0 +1,140 @@
+/**
+ * Turns a POST /v1/events body (attacker-controlled: one event, an array, or
+ * NDJSON) into event drafts, and checks every draft before any is appended: a
+ * request with one bad event writes nothing.
+ * @internal
+ */
+import { type EventDraft, FormatError, sealEvent } from '@custody/core';
+import { LedgerError } from '@custody/ledger';
+import { v7 as uuidv7 } from 'uuid';
+
+import { ApiError } from './errors.js';
+
+/** Deepest nesting accepted inside one event (the envelope itself uses 4 levels). */
+export const MAX_DEPTH = 64;
+
+/** A placeholder seal for the dry run: the sequencer writes the real one. */
+const PROBE_SEAL = { count: 1, head: 'A'.repeat(43) };
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function invalid(i: number, field: string, message: string): LedgerError {
+  const at = `events[${i}]${field === '' ? '' : `.${field}`}`;
+  return new LedgerError('EVENT_INVALID', `${at}: ${message}`, { field: at });
+}
+
+/** Rejects a JSON key that could poison a prototype (as Fastify's JSON parser does). */
+function noProto(key: string, value: unknown): unknown {
+  if (key === '__proto__') throw new SyntaxError('__proto__ key');
+  return value;
+}
+
+/**
+ * The raw events of a body: with `ndjson`, the text holds one event per line (blank
+ * lines are skipped); otherwise an object is one event and an array a batch.
+ * @throws ApiError `REQUEST_INVALID` (no events), `BATCH_TOO_LARGE`; FormatError `JSON_INVALID` naming the line
+ */
+export function rawEventsOf(body: unknown, maxBatch: number, ndjson: boolean): unknown[] {
+  let events: unknown[];
+  if (ndjson && typeof body === 'string') {
+    const lines = body.split('\n').map((l, n) => ({ text: l.trim(), line: n + 1 })).filter((l) => l.text !== '');
+    checkCount(lines.length, maxBatch);
+    events = lines.map(({ text, line }, i) => {
+      try {
+        return JSON.parse(text, noProto) as unknown;
+      } catch (cause) {
+        throw new FormatError('JSON_INVALID', `events[${i}] (line ${line}) is not valid JSON`, { cause, field: `events[${i}]` });
+      }
+    });
+  } else if (!ndjson && Array.isArray(body)) {
+    events = body;
+  } else if (!ndjson && isObject(body)) {
+    events = [body];
+  } else {
+    throw new ApiError('REQUEST_INVALID', 400, 'the body must be an event object, an array of events, or NDJSON');
+  }
+  checkCount(events.length, maxBatch);
+  return events;
+}
+
+function checkCount(n: number, maxBatch: number): void {
+  if (n === 0) throw new ApiError('REQUEST_INVALID', 400, 'the request holds no events');
+  if (n > maxBatch) throw new ApiError('BATCH_TOO_LARGE', 413, `a request may hold at most ${maxBatch} events; this one holds ${n}: split it`);
+}
+
+/** True when `value` nests deeper than `max` (iterative: deep input cannot overflow the stack here). */
+function tooDeep(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d >= max) return true;
+    for (const child of Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
+  }
+  return false;
+}
+
+/**
+ * Normalises and checks each raw event for `tenant`: refuses a different body
+ * tenant, drops what the ledger assigns (v, recordedAt, session.seq/prev, seal),
+ * fills `id` (UUIDv7) and `time` (now) when absent, then seals a copy with a
+ * placeholder seq/prev so that any event the ledger would refuse as malformed is
+ * refused here, before anything is appended. Only admin keys (`opts.admin`) may
+ * append `admin.*` events, which record the ledger's own governance.
+ * @throws ApiError `TENANT_MISMATCH`, `FORBIDDEN`; LedgerError `EVENT_INVALID` naming the event and field
+ */
+export function draftsOf(raw: readonly unknown[], tenant: string, opts: { admin: boolean; now?: Date }): EventDraft[] {
+  const time = (opts.now ?? new Date()).toISOString();
+  return raw.map((value, i) => {
+    if (!isObject(value)) throw invalid(i, '', 'expected an event object');
+    if (tooDeep(value, MAX_DEPTH)) throw invalid(i, '', `nests deeper than ${MAX_DEPTH} levels`);
+    const { v: _v, recordedAt: _r, seal: _s, tenant: claimed, ...draft } = value;
+    if (claimed !== undefined && claimed !== tenant) {
+      const shown = JSON.stringify(claimed).slice(0, 80);
+      throw new ApiError('TENANT_MISMATCH', 400, `events[${i}].tenant is ${shown}, but this API key writes to tenant ${JSON.stringify(tenant)}; omit tenant`, {
+        field: `events[${i}].tenant`,
+      });
+    }
+    if (draft['session'] !== undefined) {
+      if (!isObject(draft['session'])) throw invalid(i, 'session', 'expected an object { id, parent?, objective? }');
+      const { seq: _seq, prev: _prev, ...session } = draft['session'];
+      draft['session'] = session;
+    }
+    if (draft['id'] === undefined) draft['id'] = uuidv7();
+    if (draft['time'] === undefined) draft['time'] = time;
+    probe(draft, tenant, time, i);
+    // admin.* entries record the ledger's own governance: only admin keys may write them.
+    if (!opts.admin && typeof draft['type'] === 'string' && draft['type'].startsWith('admin.')) {
+      throw new ApiError('FORBIDDEN', 403, `events[${i}].type: only an admin key may append admin.* events`, { field: `events[${i}].type` });
+    }
+    return draft as unknown as EventDraft;
+  });
+}
+
+/** The dry run: seals a copy exactly as the sequencer would, with a placeholder seq/prev and seal. */
+function probe(draft: Record<string, unknown>, tenant: string, time: string, i: number): void {
+  const copy = draft['type'] === 'session.closed' ? { ...draft, seal: PROBE_SEAL } : draft;
+  try {
+    sealEvent(copy as unknown as EventDraft, { tenant, recordedAt: time, seq: 1, prev: null });
+  } catch (err) {
+    if (err instanceof FormatError) {
+      const field = err.field === undefined || err.field === '(envelope)' ? '' : err.field;
+      throw new LedgerError('EVENT_INVALID', issuesOf(err.message, i), { cause: err, field: `events[${i}]${field === '' ? '' : `.${field}`}` });
+    }
+    // Anything else a hostile value could provoke (e.g. a RangeError) is still the event's fault.
+    throw invalid(i, '', err instanceof Error ? err.message : 'cannot be sealed');
+  }
+}
+
+/** Core's "invalid envelope: a: m; b: m" as "events[i].a: m; events[i].b: m". */
+function issuesOf(message: string, i: number): string {
+  const prefix = 'invalid envelope: ';
+  if (!message.startsWith(prefix)) return `events[${i}]: ${message}`;
+  return message
+    .slice(prefix.length)
+    .split('; ')
+    .map((issue) => (issue.startsWith('(envelope): ') ? `events[${i}]: ${issue.slice(12)}` : `events[${i}].${issue}`))
+    .join('; ');
+}

@@ -1,0 +1,149 @@
+/**
+ * Sessions (list, one, timeline, bundle) and a principal's activity.
+ * @internal
+ */
+import type { SessionFilter } from '@custody/ledger';
+
+import { ROLES, callerOf } from '../auth.js';
+import { AUTHED, type RouteContext, access, errorResponses, rolesLine, utc } from '../route-kit.js';
+import { ENTRY_FILTERS, PAGING, SESSION_FILTERS, SESSION_ID, ref } from '../schemas.js';
+import { type EntryQuery, entryQueryOf, pageSchema } from './event-routes.js';
+
+interface SessionQuery {
+  initiator?: string;
+  agent?: string;
+  objective?: string;
+  sealed?: boolean;
+  since?: string;
+  until?: string;
+  limit?: number;
+  cursor?: string;
+  order?: 'asc' | 'desc';
+}
+
+const { principal: _principal, ...PRINCIPAL_FILTERS } = ENTRY_FILTERS;
+
+/** Registers the session and principal routes. */
+export function sessionRoutes(ctx: RouteContext): void {
+  const { app, ledger } = ctx;
+  const read = access(ctx, ROLES.read);
+  const hook = read.onRequest ? { onRequest: read.onRequest } : {};
+  const sessionParams = { type: 'object', required: ['id'], properties: { id: SESSION_ID } } as const;
+
+  app.get<{ Querystring: SessionQuery }>(
+    '/v1/sessions',
+    {
+      ...hook,
+      schema: {
+        tags: ['sessions'],
+        summary: 'List sessions',
+        description: `The tenant's sessions; every given filter must hold. Paged like GET /v1/events. ${rolesLine(ROLES.read)}`,
+        security: read.security,
+        querystring: { type: 'object', additionalProperties: false, properties: { ...SESSION_FILTERS, ...PAGING } },
+        response: { 200: pageSchema('sessions', ref('Session')), ...errorResponses(AUTHED) },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const filter: SessionFilter = {};
+      if (q.initiator !== undefined) filter.initiator = q.initiator;
+      if (q.agent !== undefined) filter.agent = q.agent;
+      if (q.objective !== undefined) filter.objective = q.objective;
+      if (q.sealed !== undefined) filter.sealed = q.sealed;
+      const since = utc(q.since);
+      const until = utc(q.until);
+      if (since !== undefined) filter.since = since;
+      if (until !== undefined) filter.until = until;
+      const page = { limit: q.limit ?? 100, order: q.order ?? 'desc', ...(q.cursor !== undefined ? { cursor: q.cursor } : {}) } as const;
+      const res = await ledger.listSessions(callerOf(request).tenant, filter, page);
+      return { sessions: res.items, ...(res.nextCursor !== undefined ? { nextCursor: res.nextCursor } : {}) };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/sessions/:id',
+    {
+      ...hook,
+      schema: {
+        tags: ['sessions'],
+        summary: 'One session',
+        description: `A session's state: its last seq and head digest, whether it is sealed, its initiator, agent and objective. ${rolesLine(ROLES.read)}`,
+        security: read.security,
+        params: sessionParams,
+        response: { 200: ref('Session'), ...errorResponses([...AUTHED, 404]) },
+      },
+    },
+    async (request) => ledger.session(callerOf(request).tenant, request.params.id),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/sessions/:id/timeline',
+    {
+      ...hook,
+      schema: {
+        tags: ['sessions'],
+        summary: 'Session timeline',
+        description: `The session, its events in seq order, and their causal tree (by cause). ${rolesLine(ROLES.read)}`,
+        security: read.security,
+        params: sessionParams,
+        response: {
+          200: {
+            type: 'object',
+            required: ['session', 'events', 'tree'],
+            additionalProperties: false,
+            properties: { session: ref('Session'), events: { type: 'array', items: ref('EventView') }, tree: { type: 'array', items: ref('CauseNode') } },
+          },
+          ...errorResponses([...AUTHED, 404]),
+        },
+      },
+    },
+    async (request) => ledger.timeline(callerOf(request).tenant, request.params.id),
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { disclosures?: boolean } }>(
+    '/v1/sessions/:id/bundle',
+    {
+      ...hook,
+      schema: {
+        tags: ['sessions'],
+        summary: 'Evidence bundle',
+        description:
+          "The session's custody.bundle/v1 evidence bundle: every entry with its receipt against the latest checkpoint, the disclosures, the checkpoint and the verifier key. " +
+          `Verify it offline (custody verify --key). disclosures=false exports it redacted: every proof stays valid. ${rolesLine(ROLES.read)}`,
+        security: read.security,
+        params: sessionParams,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { disclosures: { type: 'boolean', default: true, description: 'false: leave out every disclosure (a redacted export).' } },
+        },
+        response: { 200: ref('Bundle'), ...errorResponses([...AUTHED, 404]) },
+      },
+    },
+    async (request, reply) => {
+      const bundle = await ledger.bundle(callerOf(request).tenant, request.params.id, { disclosures: request.query.disclosures !== false });
+      return reply.header('content-disposition', `attachment; filename="${request.params.id}.bundle.json"`).send(bundle);
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: Omit<EntryQuery, 'principal'> }>(
+    '/v1/principals/:id/events',
+    {
+      ...hook,
+      schema: {
+        tags: ['principals'],
+        summary: "A principal's activity",
+        description: `Entries in which the principal appears in any role (initiator, actor, delegation link, approver, workload), filtered and paged like GET /v1/events. ${rolesLine(ROLES.read)}`,
+        security: read.security,
+        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 2048, description: 'Principal id (for workloads: SPIFFE ID or <issuer>|<subject>).' } } },
+        querystring: { type: 'object', additionalProperties: false, properties: { ...PRINCIPAL_FILTERS, ...PAGING } },
+        response: { 200: pageSchema('events', ref('EventView')), ...errorResponses(AUTHED) },
+      },
+    },
+    async (request) => {
+      const { filter, page } = entryQueryOf({ ...request.query, principal: request.params.id });
+      const res = await ledger.query(callerOf(request).tenant, filter, page);
+      return { events: res.items, ...(res.nextCursor !== undefined ? { nextCursor: res.nextCursor } : {}) };
+    },
+  );
+}

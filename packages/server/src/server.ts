@@ -1,0 +1,160 @@
+/**
+ * `createServer`: Custody's HTTP API (Fastify 5) over a Ledger, versioned under
+ * `/v1`, with one error handler and an OpenAPI 3.1 document generated from the
+ * very route schemas the server validates with.
+ */
+import swagger from '@fastify/swagger';
+import type { Ledger } from '@custody/ledger';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+
+import { ApiError, errorResponse } from './errors.js';
+import { BEARER, type RouteContext } from './route-kit.js';
+import { eventRoutes } from './routes/event-routes.js';
+import { keyRoutes } from './routes/key-routes.js';
+import { logRoutes } from './routes/log-routes.js';
+import { metaRoutes } from './routes/meta-routes.js';
+import { sessionRoutes } from './routes/session-routes.js';
+import { SHARED_SCHEMAS } from './schemas.js';
+
+/** Settings for `createServer`. */
+export interface ServerOptions {
+  ledger: Ledger;
+  /** Largest request body in bytes (413 BODY_TOO_LARGE above it). Default 5 MiB. */
+  bodyLimit?: number;
+  /** Most events in one POST /v1/events (413 BATCH_TOO_LARGE above it). Default 1,000. */
+  maxBatch?: number;
+  /** Fastify's logger (pino, JSON lines). Default off. */
+  logger?: boolean;
+}
+
+/** One registered route, as the OpenAPI coverage test sees it. @internal */
+export interface RouteInfo {
+  method: string;
+  url: string;
+}
+
+/** Default largest body: 5 MiB. */
+export const DEFAULT_BODY_LIMIT = 5 * 1024 * 1024;
+/** Default most events per request. */
+export const DEFAULT_MAX_BATCH = 1_000;
+
+/** Longest path parameter (Fastify's default is 100; principal ids may be longer). */
+const MAX_PARAM_LENGTH = 4096;
+
+const routeTables = new WeakMap<FastifyInstance, RouteInfo[]>();
+
+/**
+ * Every route registered on a server made by createServer (HEAD routes are not exposed).
+ * @internal
+ */
+export function routesOf(app: FastifyInstance): readonly RouteInfo[] {
+  return routeTables.get(app) ?? [];
+}
+
+/**
+ * Creates the HTTP API over `ledger`. The caller listens (or `inject`s) and closes
+ * it; closing the server does not close the ledger.
+ * @example
+ * const app = await createServer({ ledger });
+ * await app.listen({ port: 8470, host: '127.0.0.1' });
+ */
+export async function createServer(opts: ServerOptions): Promise<FastifyInstance> {
+  const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+  if (!Number.isSafeInteger(bodyLimit) || bodyLimit < 1) throw new RangeError('bodyLimit must be a positive integer');
+  if (!Number.isSafeInteger(maxBatch) || maxBatch < 1) throw new RangeError('maxBatch must be a positive integer');
+
+  const sendError = (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const r = errorResponse(err, bodyLimit);
+    if (r.internal) request.log.error({ err }, 'internal error');
+    else if (r.status >= 500) request.log.warn({ err }, r.body.error.message);
+    return reply.code(r.status).headers(r.headers).send(r.body);
+  };
+
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit,
+    // Session ids are up to 128 characters, principal ids up to 2048 (Fastify's default is 100).
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    exposeHeadRoutes: false,
+    // Closing is answered by our own hook, in our error shape.
+    return503OnClosing: false,
+    ajv: {
+      // Reject unknown query parameters and body fields instead of silently dropping them.
+      customOptions: { removeAdditional: false, allowUnionTypes: true, coerceTypes: 'array', useDefaults: true },
+    },
+    // A URL that does not decode, or a path parameter over maxParamLength.
+    frameworkErrors: (err: FastifyError, request, reply) => {
+      const message =
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? `a path parameter is longer than ${MAX_PARAM_LENGTH} characters`
+          : err.code === 'FST_ERR_BAD_URL'
+            ? 'the URL is not validly percent-encoded'
+            : err.message;
+      void sendError(new ApiError('REQUEST_INVALID', 400, message, { cause: err }), request, reply);
+    },
+  });
+  routeTables.set(app, []);
+
+  app.setErrorHandler((err: unknown, request, reply) => sendError(err, request, reply));
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.slice(0, 200)}; see /v1/openapi.json` } }),
+  );
+  // Responses are plain JSON.stringify: route schemas document them (and a test checks
+  // every response against the OpenAPI document), but never silently drop a field.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+
+  // Bodies: JSON (Fastify's parser, which refuses __proto__ keys) and NDJSON for events; nothing else (415).
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('application/x-ndjson', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Custody API',
+        version: '1',
+        description:
+          'The accountability ledger for AI agents: append events, query them by identity, and fetch signed checkpoints, receipts, consistency proofs and evidence bundles that verify offline. ' +
+          'Every route but /, /v1/health and /v1/openapi.json needs an API key (Authorization: Bearer <key>); each key belongs to one tenant and one role. ' +
+          'Errors are { "error": { "code", "message", "field"? } }.',
+      },
+      components: {
+        securitySchemes: { [BEARER]: { type: 'http', scheme: 'bearer', description: 'An API key, cust_<id>_<secret>, bound to one tenant and one role (ingest, read, approve, admin).' } },
+      },
+      security: [{ [BEARER]: [] }],
+      tags: [
+        { name: 'events', description: 'Append and query events.' },
+        { name: 'sessions', description: 'Sessions, timelines and evidence bundles.' },
+        { name: 'principals', description: "A principal's activity." },
+        { name: 'log', description: 'Checkpoints, the verifier key, receipts and consistency proofs.' },
+        { name: 'keys', description: 'API keys (admin).' },
+        { name: 'meta', description: 'Health, root and this document.' },
+      ],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`) },
+  });
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
+
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) routeTables.get(app)?.push({ method, url: route.url });
+  });
+
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onRequest', async () => {
+    if (closing) throw new ApiError('SERVER_CLOSING', 503, 'the server is shutting down: retry on another node or in a moment', { headers: { 'retry-after': '1', connection: 'close' } });
+  });
+
+  const ctx: RouteContext = { app, ledger: opts.ledger, maxBatch, bodyLimit };
+  metaRoutes(ctx);
+  eventRoutes(ctx);
+  sessionRoutes(ctx);
+  logRoutes(ctx);
+  keyRoutes(ctx);
+  return app;
+}
