@@ -3,7 +3,11 @@
  */
 import { Command, CommanderError } from 'commander';
 
+import { runAudit } from './commands/audit.js';
 import { runDemo } from './commands/demo.js';
+import { runExport } from './commands/export.js';
+import { runKeys } from './commands/keys.js';
+import { runUp } from './commands/up.js';
 import { runVerify } from './commands/verify.js';
 import { CliError, type Output, processOutput } from './output.js';
 
@@ -11,6 +15,7 @@ const VERSION = '0.1.0';
 
 /** Builds the command tree. Exported for tests. */
 export function buildProgram(io: Output, setExit: (code: number) => void): Command {
+  const later = (p: Promise<number>) => p.then(setExit);
   const program = new Command('custody')
     .description('Custody: the accountability plane for AI agents.\nVerify evidence offline, with no trust in the server that produced it.')
     .version(VERSION, '-V, --version')
@@ -51,6 +56,82 @@ Verdicts:
     .option('-o, --out <dir>', 'where to write the bundles and the demo key', '.custody/demo')
     .addHelpText('after', '\nExample:\n  $ custody demo --out /tmp/custody-demo')
     .action((opts: { out: string }) => setExit(runDemo(opts, io)));
+
+  program
+    .command('up')
+    .summary('run the Custody server')
+    .description(
+      'Run the ledger and its HTTP API. Embedded by default: SQLite in the data folder, no other\n' +
+        'service needed. With --postgres, several `custody up` processes can share one log.\n' +
+        'On first start it creates the log key (<data>/log.key) and a first admin API key\n' +
+        '(<data>/admin.key), both mode 0600. Prints `listening on http://HOST:PORT` when ready.',
+    )
+    .option('-d, --data <dir>', 'data folder (default: $CUSTODY_DATA or ./.custody)')
+    .option('-p, --port <n>', `port (default: $CUSTODY_PORT or ${8470}; 0 picks a free one)`)
+    .option('--host <addr>', 'address to bind (default: $CUSTODY_HOST or 127.0.0.1)')
+    .option('--postgres <url>', 'use PostgreSQL (default: $CUSTODY_POSTGRES_URL), e.g. postgres://user@host/db')
+    .option('--origin-host <name>', 'host part of each log origin <host>/<tenant> (fixed at first start)')
+    .option('--log-key <file>', 'the log key file (default: $CUSTODY_LOG_KEY, else <data>/log.key); share it between nodes on one PostgreSQL')
+    .addHelpText('after', '\nExamples:\n  $ custody up\n  $ custody up --data /var/lib/custody --port 8470\n  $ custody up --postgres postgres://custody@db/custody --log-key /etc/custody/log.key')
+    .action((opts: Parameters<typeof runUp>[0]) => later(runUp(opts, io)));
+
+  program
+    .command('audit')
+    .summary('re-verify every stored entry, tree node, checkpoint and session chain')
+    .description(
+      'Rebuild each tenant\'s Merkle tree from the stored entries and check it against every stored\n' +
+        'tree node, signed checkpoint and session hash chain, and the index rows against the entries.\n' +
+        'Exits 0 when everything holds, 1 naming the first bad index.',
+    )
+    .option('-d, --data <dir>', 'data folder (default: $CUSTODY_DATA or ./.custody)')
+    .option('--postgres <url>', 'audit a PostgreSQL store (default: $CUSTODY_POSTGRES_URL)')
+    .option('--tenant <id...>', 'only these tenants')
+    .option('--log-key <file>', 'the log key file (default: <data>/log.key)')
+    .option('--json', 'print the report as JSON')
+    .addHelpText('after', '\nExamples:\n  $ custody audit\n  $ custody audit --postgres postgres://custody@db/custody --tenant acme --json')
+    .action((opts: Parameters<typeof runAudit>[0]) => later(runAudit(opts, io)));
+
+  program
+    .command('export')
+    .summary("write a session's evidence bundle")
+    .description("Fetch a session's custody.bundle/v1 evidence bundle from the server and write it to a file.")
+    .requiredOption('-s, --session <id>', 'the session to export')
+    .option('-o, --out <file>', 'output file (default: standard output)')
+    .option('--redacted', 'export without disclosures (sensitive values stay committed, not revealed)')
+    .option('--url <url>', 'server URL (default: $CUSTODY_URL or http://127.0.0.1:8470)')
+    .option('--api-key <key>', 'API key with read access (default: $CUSTODY_API_KEY or <data>/admin.key)')
+    .option('-d, --data <dir>', 'data folder to find admin.key in')
+    .addHelpText('after', '\nExample:\n  $ custody export --session s-1 -o s-1.bundle.json && custody verify s-1.bundle.json --key log.vkey')
+    .action((opts: Parameters<typeof runExport>[0]) => later(runExport(opts, io)));
+
+  const keys = program
+    .command('keys')
+    .summary('create, list and revoke API keys')
+    .description(
+      'Manage API keys. Each key belongs to one tenant and has one role: ingest, read, approve or admin.\n' +
+        'Through the API (an admin key) a key manages its own tenant; with --direct it works on the\n' +
+        'data folder or PostgreSQL directly, e.g. to create the first key of a new tenant.\n' +
+        'Creating and revoking keys are recorded in the tenant\'s log as admin.* entries.',
+    );
+  const keyOpts = (c: Command) =>
+    c
+      .option('--url <url>', 'server URL (default: $CUSTODY_URL)')
+      .option('--api-key <key>', 'admin API key (default: $CUSTODY_API_KEY or <data>/admin.key)')
+      .option('-d, --data <dir>', 'data folder')
+      .option('--direct', 'work on the store directly instead of through the API')
+      .option('--postgres <url>', 'with --direct: the PostgreSQL store')
+      .option('--tenant <id>', 'with --direct: the tenant (default: default)')
+      .option('--origin-host <name>', 'with --direct on a new store: the host part of log origins (as for custody up)')
+      .option('--json', 'print JSON');
+  keyOpts(keys.command('create').description('create a key (shown once)'))
+    .requiredOption('--role <role>', 'ingest, read, approve or admin')
+    .option('--name <name>', 'a label')
+    .addHelpText('after', '\nExamples:\n  $ custody keys create --role ingest --name gateway\n  $ custody keys create --direct --tenant acme --role admin')
+    .action((opts: Parameters<typeof runKeys>[2]) => later(runKeys('create', undefined, opts, io)));
+  keyOpts(keys.command('list').description('list keys (never their secrets)')).action((opts: Parameters<typeof runKeys>[2]) => later(runKeys('list', undefined, opts, io)));
+  keyOpts(keys.command('revoke').description('revoke a key').argument('<id>', 'key id')).action((id: string, opts: Parameters<typeof runKeys>[2]) =>
+    later(runKeys('revoke', id, opts, io)),
+  );
 
   return program;
 }

@@ -1,0 +1,76 @@
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+import { Ledger } from '@custody/ledger';
+import { createApiKey, createServer } from '@custody/server';
+
+import { DEFAULT_PORT, dataDir, loadLogSeed, openStore, writeSecret } from '../local-config.js';
+import { CliError, type Output, paint } from '../output.js';
+
+export interface UpOptions {
+  data?: string;
+  port?: string;
+  host?: string;
+  postgres?: string;
+  originHost?: string;
+  logKey?: string;
+  quiet?: boolean;
+}
+
+/**
+ * `custody up`: opens the store (SQLite in the data folder, or PostgreSQL),
+ * creates the first admin key on first start, and serves the API until stopped.
+ */
+export async function runUp(opts: UpOptions, io: Output): Promise<number> {
+  const dir = dataDir(opts.data);
+  const port = opts.port === undefined ? Number(process.env['CUSTODY_PORT'] ?? DEFAULT_PORT) : Number(opts.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError('PORT_INVALID', `--port must be 0-65535, got ${opts.port}`);
+  const host = opts.host ?? process.env['CUSTODY_HOST'] ?? '127.0.0.1';
+  const { seed, source, created } = loadLogSeed(dir, opts.logKey);
+  const store = await openStore(dir, opts.postgres);
+  const ledger = await Ledger.open({ store, logSeed: seed, ...(opts.originHost ? { originHost: opts.originHost } : {}) });
+
+  const c = io.color;
+  const rel = (p: string) => relative(process.cwd(), p) || p;
+  const keyPath = join(dir, 'admin.key');
+  const keys = await store.listApiKeys('default');
+  let newKey = false;
+  if (!keys.some((k) => k.role === 'admin' && k.revokedAt === undefined) && !existsSync(keyPath)) {
+    const { key } = await createApiKey(ledger, { tenant: 'default', role: 'admin', name: 'first admin (custody up)' });
+    writeSecret(keyPath, key + '\n');
+    newKey = true;
+  }
+
+  const app = await createServer({ ledger, logger: false });
+  const address = await app.listen({ port, host });
+  const url = address.replace('[::1]', 'localhost');
+  if (!opts.quiet) {
+    io.out(`Custody ${paint(c, 'bold', 'up')}: ${store.kind === 'sqlite' ? `SQLite in ${rel(dir)}` : 'PostgreSQL'}; logs ${ledger.origin('<tenant>')}`);
+    if (created) io.out(`  new log key written to ${rel(source)} (mode 0600): back it up; it signs every checkpoint`);
+    if (newKey) io.out(`  first admin API key written to ${rel(keyPath)} (mode 0600)`);
+    io.out();
+    io.out(paint(c, 'bold', 'Next:'));
+    io.out(`  export CUSTODY_URL=${url} CUSTODY_API_KEY=$(cat ${rel(keyPath)})`);
+    io.out(`  curl -s -X POST $CUSTODY_URL/v1/events -H "authorization: Bearer $CUSTODY_API_KEY" -H 'content-type: application/json' \\`);
+    io.out(`    -d '{"type":"session.opened","session":{"id":"s-1","objective":"try custody"},"initiator":{"type":"human","id":"alice@example.com"},"actor":{"type":"agent","id":"my-agent"}}'`);
+    io.out(`  npx custody export --session s-1 -o s-1.bundle.json && npx custody verify s-1.bundle.json --key "$(curl -s $CUSTODY_URL/v1/log/key -H "authorization: Bearer $CUSTODY_API_KEY")"`);
+    io.out(`  API reference: ${url}/v1/openapi.json   Stop with Ctrl-C.`);
+    io.out();
+  }
+  // The line scripts wait for; always printed.
+  io.out(`listening on ${url}`);
+
+  await new Promise<void>((resolveStop) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolveStop();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  io.err('custody: shutting down: finishing queued appends');
+  await app.close();
+  await ledger.close();
+  return 0;
+}
