@@ -3,20 +3,17 @@
  * writer). WAL journal with `synchronous = FULL`, so a batch is on disk before
  * `append` resolves and survives power loss.
  */
-import { type NodeId, nodeKey, type StoredNode } from '@custody/core';
+import { type NodeId, nodeKey } from '@custody/core';
 import Database from 'better-sqlite3';
 
 import { LedgerError, StoreError } from '../errors.js';
 import type {
   ApiKeyRow,
   EntryFilter,
-  EntryRow,
   LedgerStore,
   LogHead,
   Page,
   PageRequest,
-  PrincipalRole,
-  PrincipalRow,
   SealedBatch,
   SessionFilter,
   SessionRow,
@@ -24,6 +21,34 @@ import type {
   StoredCheckpoint,
   StoredEntry,
 } from '../store.js';
+import {
+  type ApiKeyDbRow,
+  BUCKET,
+  bytes,
+  checkBatch,
+  checkHash,
+  clampLimit,
+  clockKey,
+  decodeCursor,
+  decodePostings,
+  decodePrincipals,
+  encodeCursor,
+  encodePrincipals,
+  filterTimeKey,
+  HASH_SIZE,
+  joinEdge,
+  nodeRuns,
+  pageOf,
+  parseJson,
+  postingsOf,
+  principalFilters,
+  type RoleFilter,
+  roleNamesSql,
+  splitEdge,
+  timeKey,
+  toApiKey,
+  typeFilter,
+} from '../store-shared.js';
 import { migrateSqlite, SQLITE_SCHEMA_VERSION, sqliteSchemaVersion } from './sqlite-migrations.js';
 
 /** Where the SQLite store keeps its data. */
@@ -41,16 +66,10 @@ export type SqliteStoreConfig = (
   busyTimeoutMs?: number;
 };
 
-const HASH_SIZE = 32;
-/** Most tree nodes per row of the nodes table (256 hashes = 8 KiB); rows start at multiples of it or where a batch starts. */
-const NODE_RUN = 256;
-/** Entries per bucket of the principals postings (see sqlite-migrations.ts). */
-const BUCKET = 4096;
 /** Candidate entries checked per statement by an identity query. */
 const CANDIDATE_CHUNK = 256;
 /** Newest entries a range-only query scans before it turns to the range's index. */
 const SCAN_WINDOW = 4096;
-const MAX_LIMIT = 1000;
 const READ_CHUNK = 1000;
 const QUERY_CACHE = 256;
 
@@ -712,21 +731,6 @@ interface CheckpointDbRow {
   note: string;
 }
 
-interface ApiKeyDbRow {
-  tenant: string;
-  id: string;
-  role: ApiKeyRow['role'];
-  name: string;
-  hash: string;
-  created_at: string;
-  revoked_at: string | null;
-}
-
-/** A plain Uint8Array copy of a driver Buffer. */
-function bytes(b: Uint8Array): Uint8Array {
-  return new Uint8Array(b);
-}
-
 function toEntry(r: EntryDbRow): StoredEntry {
   const e: StoredEntry = {
     tenant: r.tenant,
@@ -775,42 +779,6 @@ function toCheckpoint(r: CheckpointDbRow | undefined): StoredCheckpoint | undefi
   return r === undefined ? undefined : { size: r.size, rootHash: bytes(r.root), note: r.note };
 }
 
-function toApiKey(r: ApiKeyDbRow): ApiKeyRow {
-  const k: ApiKeyRow = { id: r.id, tenant: r.tenant, role: r.role, name: r.name, hash: r.hash, createdAt: r.created_at };
-  if (r.revoked_at !== null) k.revokedAt = r.revoked_at;
-  return k;
-}
-
-function parseJson<T>(text: string, what: string): T {
-  try {
-    return JSON.parse(text) as T;
-  } catch (cause) {
-    throw new StoreError('STORE_CORRUPT', `a stored ${what} column is not JSON`, { cause });
-  }
-}
-
-/** Principals as stored beside the entry: `[[role, type, id], …]` (the principals table is only an index). */
-function encodePrincipals(rows: readonly PrincipalRow[]): string {
-  return JSON.stringify(rows.map((p) => [p.role, p.type, p.id]));
-}
-
-function decodePrincipals(text: string): PrincipalRow[] {
-  return parseJson<[PrincipalRole, string, string][]>(text, 'principals').map(([role, type, id]) => ({ role, type, id }));
-}
-
-function joinEdge(edge: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(edge.length * HASH_SIZE);
-  edge.forEach((h, i) => out.set(h, i * HASH_SIZE));
-  return out;
-}
-
-function splitEdge(blob: Uint8Array): Uint8Array[] {
-  if (blob.length % HASH_SIZE !== 0) throw new StoreError('STORE_CORRUPT', `a stored head edge is ${blob.length} bytes, not a multiple of ${HASH_SIZE}`);
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < blob.length; i += HASH_SIZE) out.push(new Uint8Array(blob.subarray(i, i + HASH_SIZE)));
-  return out;
-}
-
 /** The batch's sessions, one row per id (the last wins). */
 function uniqueSessions(rows: readonly SessionRow[]): Iterable<SessionRow> {
   if (rows.length < 2) return rows;
@@ -818,221 +786,12 @@ function uniqueSessions(rows: readonly SessionRow[]): Iterable<SessionRow> {
 }
 
 // ---------------------------------------------------------------------------
-// Batch checks, cursors, filters
+// Postings and node rows (batch checks, cursors and filters: ../store-shared.ts)
 // ---------------------------------------------------------------------------
-
-function checkHash(h: Uint8Array, field: string): void {
-  if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE) {
-    throw new StoreError('STORE_CORRUPT', `refusing to store ${field}: not a ${HASH_SIZE}-byte hash`);
-  }
-}
-
-/** Refuses a batch that would leave the log inconsistent (a caller bug): nothing is written. */
-function checkBatch(batch: SealedBatch, expectedSize: number): void {
-  const bad = (why: string) => new StoreError('STORE_CORRUPT', `refusing an inconsistent batch for ${batch.tenant}: ${why}`);
-  if (!Number.isSafeInteger(expectedSize) || expectedSize < 0) throw bad(`expectedSize ${expectedSize} is not a size`);
-  batch.entries.forEach((e, i) => {
-    if (e.index !== expectedSize + i) throw bad(`entry ${i} has index ${e.index}, expected ${expectedSize + i}`);
-  });
-  if (batch.head.size !== expectedSize + batch.entries.length) throw bad(`head size ${batch.head.size} is not ${expectedSize} + ${batch.entries.length}`);
-  if (batch.checkpoint.size !== batch.head.size) throw bad(`checkpoint size ${batch.checkpoint.size} is not the head size ${batch.head.size}`);
-  batch.head.edge.forEach((h, i) => checkHash(h, `head.edge[${i}]`));
-  checkHash(batch.head.rootHash, 'head.rootHash');
-  checkHash(batch.checkpoint.rootHash, 'checkpoint.rootHash');
-  // The nodes must be exactly the complete subtrees whose last leaf is in this batch.
-  let expected = 0;
-  for (let leaf = expectedSize; leaf < batch.head.size; leaf++) {
-    expected += 1;
-    for (let l = leaf; l % 2 === 1; l = (l - 1) / 2) expected += 1;
-  }
-  if (batch.nodes.length !== expected) throw bad(`it has ${batch.nodes.length} tree nodes, appending its entries creates ${expected}`);
-  for (const n of batch.nodes) {
-    const last = (n.index + 1) * 2 ** n.level - 1;
-    if (!(last >= expectedSize && last < batch.head.size) || n.hash?.length !== HASH_SIZE) throw bad(`tree node ${n.level}/${n.index} is not one this batch creates`);
-  }
-}
-
-function clampLimit(limit: number): number {
-  return Number.isFinite(limit) ? Math.min(MAX_LIMIT, Math.max(1, Math.floor(limit))) : MAX_LIMIT;
-}
-
-function pageOf<T>(rows: T[], limit: number, cursorOf: (last: T) => string): Page<T> {
-  if (rows.length <= limit) return { items: rows };
-  const items = rows.slice(0, limit);
-  return { items, nextCursor: cursorOf(items[items.length - 1]!) };
-}
-
-/** A cursor: base64url of `<kind><last index>`. */
-function encodeCursor(kind: 'e' | 's', index: number): string {
-  return Buffer.from(`${kind}${index}`, 'latin1').toString('base64url');
-}
-
-/** Parses a cursor (client-controlled): anything this store did not make is CURSOR_INVALID. */
-function decodeCursor(cursor: string, kind: 'e' | 's'): number {
-  const invalid = () => new LedgerError('CURSOR_INVALID', 'the cursor is not one this listing returned', { field: 'cursor' });
-  if (typeof cursor !== 'string' || !/^[A-Za-z0-9_-]{2,24}$/.test(cursor)) throw invalid();
-  const text = Buffer.from(cursor, 'base64url').toString('latin1');
-  if (Buffer.from(text, 'latin1').toString('base64url') !== cursor) throw invalid();
-  const m = /^([es])(0|[1-9][0-9]{0,15})$/.exec(text);
-  if (m === null || m[1] !== kind) throw invalid();
-  const n = Number(m[2]);
-  if (!Number.isSafeInteger(n)) throw invalid();
-  return n;
-}
-
-/** The role bits of principals.roles. */
-const ROLE_BIT: Readonly<Record<PrincipalRole, number>> = { initiator: 1, actor: 2, chain: 4, approver: 8, workload: 16 };
-
-/** One principal's postings in one bucket for one batch: a row of the principals table. */
-interface Postings {
-  bucket: number;
-  id: string;
-  first: number;
-  type: string;
-  postings: Uint8Array;
-}
-
-/**
- * The batch's principals as postings rows: per (bucket, principal id), the entries
- * it appears in with its roles there, encoded as unsigned LEB128 pairs
- * (index − previous index, role bits), the previous index starting at `first`.
- */
-function postingsOf(entries: readonly EntryRow[]): Postings[] {
-  type Group = { bucket: number; id: string; first: number; type: string; pairs: number[] };
-  let bucket = -1;
-  let inBucket = new Map<string, Group>();
-  const out: Group[] = [];
-  for (const e of entries) {
-    const b = Math.floor(e.index / BUCKET);
-    if (b !== bucket) {
-      bucket = b;
-      inBucket = new Map();
-    }
-    const ps = e.principals;
-    for (let i = 0; i < ps.length; i++) {
-      const p = ps[i]!;
-      // An id seen earlier in this entry was merged there.
-      let seen = false;
-      for (let j = 0; j < i && !seen; j++) seen = ps[j]!.id === p.id;
-      if (seen) continue;
-      let bits = ROLE_BIT[p.role];
-      for (let j = i + 1; j < ps.length; j++) if (ps[j]!.id === p.id) bits |= ROLE_BIT[ps[j]!.role];
-      let g = inBucket.get(p.id);
-      if (g === undefined) {
-        g = { bucket, id: p.id, first: e.index, type: p.type, pairs: [] };
-        inBucket.set(p.id, g);
-        out.push(g);
-      }
-      g.pairs.push(e.index, bits);
-    }
-  }
-  return out.map((g) => {
-    const bytes = new Uint8Array(g.pairs.length * 8);
-    let at = 0;
-    let prev = g.first;
-    const put = (n: number) => {
-      for (; n >= 128; n = Math.floor(n / 128)) bytes[at++] = (n % 128) + 128;
-      bytes[at++] = n;
-    };
-    for (let i = 0; i < g.pairs.length; i += 2) {
-      put(g.pairs[i]! - prev);
-      put(g.pairs[i + 1]!);
-      prev = g.pairs[i]!;
-    }
-    return { bucket: g.bucket, id: g.id, first: g.first, type: g.type, postings: bytes.slice(0, at) };
-  });
-}
 
 interface PostingDbRow {
   first_idx: number;
   postings: Uint8Array;
-}
-
-/** The entry indexes of postings rows (ascending) whose roles meet `mask` (0: any role). */
-function decodePostings(rows: readonly PostingDbRow[], mask: number): number[] {
-  const out: number[] = [];
-  for (const row of rows) {
-    const b = row.postings;
-    let prev = row.first_idx;
-    for (let at = 0; at < b.length; ) {
-      const values: number[] = [];
-      for (let k = 0; k < 2; k++) {
-        let n = 0;
-        let scale = 1;
-        for (;;) {
-          const byte = b[at++];
-          if (byte === undefined) throw new StoreError('STORE_CORRUPT', 'a stored postings row is truncated');
-          n += (byte % 128) * scale;
-          if (byte < 128) break;
-          scale *= 128;
-        }
-        values.push(n);
-      }
-      prev += values[0]!;
-      if (mask === 0 || (values[1]! & mask) !== 0) out.push(prev);
-    }
-  }
-  return out;
-}
-
-interface RoleFilter {
-  id: string;
-  /** Role bits, any of which must be set; 0 for any role. */
-  mask: number;
-}
-
-function principalFilters(f: EntryFilter): RoleFilter[] {
-  const out: RoleFilter[] = [];
-  if (f.initiator !== undefined) out.push({ id: f.initiator, mask: ROLE_BIT.initiator });
-  if (f.agent !== undefined) out.push({ id: f.agent, mask: ROLE_BIT.actor | ROLE_BIT.chain });
-  if (f.workload !== undefined) out.push({ id: f.workload, mask: ROLE_BIT.workload });
-  if (f.approver !== undefined) out.push({ id: f.approver, mask: ROLE_BIT.approver });
-  if (f.principal !== undefined) out.push({ id: f.principal, mask: 0 });
-  return out;
-}
-
-/** The role names of a mask as an SQL condition on `expr`; names are constants of this file, never a caller's value. */
-function roleNamesSql(expr: string, mask: number): string {
-  if (mask === 0) return '';
-  const names = (Object.keys(ROLE_BIT) as PrincipalRole[]).filter((r) => (ROLE_BIT[r] & mask) !== 0);
-  return ` AND ${expr} IN (${names.map((r) => `'${r}'`).join(', ')})`;
-}
-
-/** Consecutive nodes of one level, as one row of the nodes table. */
-interface NodeRun {
-  level: number;
-  /** Index of the first node. */
-  start: number;
-  hashes: Uint8Array;
-}
-
-/**
- * Groups a batch's nodes into runs of consecutive indexes per level, cut at
- * multiples of NODE_RUN (so no row outgrows NODE_RUN hashes); ordered by level,
- * then index. A level's nodes must be consecutive.
- */
-function nodeRuns(nodes: readonly StoredNode[]): NodeRun[] {
-  const byLevel: StoredNode[][] = [];
-  for (const n of nodes) (byLevel[n.level] ??= []).push(n);
-  const runs: NodeRun[] = [];
-  for (const list of byLevel) {
-    if (list === undefined) continue;
-    list.sort((a, b) => a.index - b.index);
-    for (let i = 0; i < list.length; ) {
-      const first = list[i]!.index;
-      const end = Math.min(list.length, i + NODE_RUN - (first % NODE_RUN));
-      const hashes = new Uint8Array((end - i) * HASH_SIZE);
-      for (let k = i; k < end; k++) {
-        if (list[k]!.index !== first + (k - i)) {
-          throw new StoreError('STORE_CORRUPT', `refusing a batch whose level-${list[k]!.level} nodes are not consecutive (at ${list[k]!.index})`);
-        }
-        hashes.set(list[k]!.hash, (k - i) * HASH_SIZE);
-      }
-      runs.push({ level: list[i]!.level, start: first, hashes });
-      i = end;
-    }
-  }
-  return runs;
 }
 
 /** The hash of node `index` in a run, if the run holds it. */
@@ -1040,48 +799,6 @@ function hashAt(run: { start: number; hashes: Uint8Array }, index: number): Uint
   const at = (index - run.start) * HASH_SIZE;
   if (at < 0 || at + HASH_SIZE > run.hashes.length) return undefined;
   return run.hashes.slice(at, at + HASH_SIZE);
-}
-
-/** `approval.*` is the range [`approval.`, `approval/`): '/' follows '.' in every collation we use (binary / C). */
-function typeFilter(type: string): { exact?: string; from?: string; to?: string } {
-  if (!type.endsWith('.*')) return { exact: type };
-  const prefix = type.slice(0, -1);
-  return { from: prefix, to: `${prefix.slice(0, -1)}/` };
-}
-
-const RFC3339_UTC = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$/;
-
-/**
- * A sortable key for an RFC 3339 UTC time: nine fractional digits, so that
- * `…:00Z`, `…:00.5Z` and `…:00.123456789Z` compare as times, not as text.
- */
-function timeKey(time: string): string {
-  const m = RFC3339_UTC.exec(time);
-  return m === null ? time : `${m[1]!}.${(m[2] ?? '').padEnd(9, '0')}Z`;
-}
-
-/** A `since` / `until` value (client-controlled) as a time key. */
-function filterTimeKey(value: string, field: 'since' | 'until'): string {
-  if (typeof value === 'string' && RFC3339_UTC.test(value)) return timeKey(value);
-  const ms = typeof value === 'string' && /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
-  if (Number.isNaN(ms)) {
-    throw new LedgerError('RANGE_INVALID', `${field} must be an RFC 3339 time such as 2026-11-22T06:00:00Z`, { field });
-  }
-  return timeKey(new Date(ms).toISOString());
-}
-
-/**
- * A `since` / `until` value compared with session times, which are the ledger's
- * clock as `Date.toISOString()` writes it (millisecond precision, fixed width):
- * rounded up to the millisecond, so `t >= key` and `t < key` keep their meaning.
- */
-function clockKey(value: string, field: 'since' | 'until'): string {
-  const key = filterTimeKey(value, field);
-  const whole = key.slice(0, 19);
-  const frac = key.slice(20, 29);
-  let ms = Date.parse(`${whole}.${frac.slice(0, 3)}Z`);
-  if (/[1-9]/.test(frac.slice(3))) ms += 1;
-  return new Date(ms).toISOString();
 }
 
 // ---------------------------------------------------------------------------

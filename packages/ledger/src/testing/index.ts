@@ -16,3 +16,5 @@ export type { PostgresTestEnv } from './postgres-test-env.js';
 export { sqliteConformanceOptions } from './sqlite-test-env.js';
 export { runStoreConformance } from './store-conformance.js';
 export type { CrashChildSpec, StoreConformanceOptions } from './store-conformance.js';
+export { buildBatches, measureIngest, postgresPlain, sqlitePlain } from './ingest-baseline.js';
+export type { IngestResult } from './ingest-baseline.js';

@@ -5,7 +5,7 @@
  * target is ≥ 70% of it). Runs each measurement several times, alternating store
  * and baseline on fresh databases, and reports medians.
  *
- * Run: `npx tsx packages/ledger/src/testing/ingest-bench.ts [batches] [batchSize] [reps]`
+ * Run: `npx tsx packages/ledger/src/testing/ingest-baseline.ts [batches] [batchSize] [reps]`
  * (`STORES` and `CUSTODY_TEST_POSTGRES_URL` apply).
  * @internal
  */
@@ -22,6 +22,7 @@ import { POSTGRES_MIGRATIONS } from '../postgres/postgres-migrations.js';
 import { SqliteStore } from '../sqlite/sqlite-store.js';
 import { SQLITE_MIGRATIONS } from '../sqlite/sqlite-migrations.js';
 import type { EntryRow, LedgerStore, SealedBatch } from '../store.js';
+import { encodePrincipals, timeKey } from '../store-shared.js';
 import { bulkDrafts, FixtureLog } from './batch-fixtures.js';
 import { postgresTestEnv, storeExcluded } from './postgres-test-env.js';
 
@@ -35,12 +36,7 @@ export interface IngestResult {
   runs: { store: number[]; plain: number[] };
 }
 
-const TIME = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$/;
-const timeKey = (t: string) => {
-  const m = TIME.exec(t);
-  return m === null ? t : `${m[1]!}.${(m[2] ?? '').padEnd(9, '0')}Z`;
-};
-const principalsJson = (e: EntryRow) => JSON.stringify(e.principals.map((p) => [p.role, p.type, p.id]));
+const principalsJson = (e: EntryRow) => encodePrincipals(e.principals);
 
 /** The entries table and its indexes, exactly as the store's first migration creates them. */
 function entriesDdl(sql: string): string {
@@ -72,7 +68,8 @@ async function timeAppends(store: LedgerStore, batches: readonly SealedBatch[]):
   return rate;
 }
 
-function sqlitePlain(path: string, batches: readonly SealedBatch[]): number {
+/** A plain batched INSERT of the batches' entry rows into the store's own entries table and indexes, nothing else (the baseline). */
+export function sqlitePlain(path: string, batches: readonly SealedBatch[]): number {
   const db = new Database(path);
   // The store's durability and cache settings.
   db.pragma('journal_mode = WAL');
@@ -97,7 +94,8 @@ function sqlitePlain(path: string, batches: readonly SealedBatch[]): number {
   return rate;
 }
 
-async function postgresPlain(url: string, schema: string, batches: readonly SealedBatch[]): Promise<number> {
+/** The PostgreSQL baseline: the batches' entry rows, multi-row inserted into the store's own entries table and indexes. */
+export async function postgresPlain(url: string, schema: string, batches: readonly SealedBatch[]): Promise<number> {
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   const q = `"${schema}"`;
   await pool.query(`CREATE SCHEMA ${q}`);
