@@ -69,3 +69,23 @@ describe('commitments and disclosures', () => {
     expect(disclosures).toHaveLength(1);
   });
 });
+
+describe('commitFields copy-on-write and validateDraft', () => {
+  it('never changes the caller\'s objects', () => {
+    const input = { data: { arguments: { orderId: '1' }, other: { keep: true } }, list: [1] };
+    const before = JSON.stringify(input);
+    const { committed } = commitFields(input, ['/data/arguments']);
+    expect(JSON.stringify(input)).toBe(before);
+    expect(committed.data.other).toBe(input.data.other);
+    expect(committed.data).not.toBe(input.data);
+  });
+
+  it('validateDraft accepts what sealEvent accepts and names what it refuses', async () => {
+    const { validateDraft } = await import('./entry.js');
+    const params = { tenant: 'acme', recordedAt: '2026-11-22T09:00:00.001Z', seq: 1, prev: null };
+    expect(() => validateDraft(draft, params)).not.toThrow();
+    expect(() => validateDraft({ ...draft, data: { prompt: 'a\ud800b' } }, params)).toThrowError(expect.objectContaining({ code: 'JSON_INVALID', field: 'data.prompt' }));
+    expect(() => validateDraft({ ...draft, tool: undefined } as never, params)).toThrowError(expect.objectContaining({ code: 'ENVELOPE_INVALID', field: 'tool' }));
+    expect(() => sealEvent({ ...draft, data: { prompt: 'a\ud800b' } }, params)).toThrow(FormatError);
+  });
+});

@@ -164,14 +164,17 @@ function setAt(root: Record<string, unknown>, tokens: readonly string[], value: 
 
 /**
  * Replaces the values at `paths` (those present) with commitments.
- * Returns a new envelope-like object and the disclosures that open it; the input is not changed.
+ * Returns a new envelope-like object and the disclosures that open it. The input
+ * is not changed: only the containers on a committed path are copied, the rest
+ * is shared with the input.
  */
 export function commitFields<T extends object>(
   env: T,
   paths: readonly string[] = DEFAULT_SENSITIVE_PATHS,
   random: RandomBytes = defaultRandom,
 ): { committed: T; disclosures: string[] } {
-  const committed = structuredClone(env) as T & Record<string, unknown>;
+  const committed = { ...env } as T & Record<string, unknown>;
+  const copied = new Set<unknown>([committed]);
   const disclosures: string[] = [];
   for (const path of paths) {
     const tokens = parsePointer(path);
@@ -179,7 +182,23 @@ export function commitFields<T extends object>(
     const value = getAt(committed, tokens);
     if (value === undefined || isCommitment(value)) continue;
     const { disclosure, digest } = createDisclosure(path, value, random);
-    setAt(committed, tokens, { [COMMITMENT_KEY]: digest });
+    // Copy-on-write down the path, so the caller's objects stay as they were.
+    let node: Record<string, unknown> | unknown[] = committed;
+    for (let i = 0; i < tokens.length - 1; i++) {
+      const key = tokens[i]!;
+      const child = (node as Record<string, unknown>)[key];
+      let copy = child;
+      if (!copied.has(child)) {
+        copy = Array.isArray(child) ? [...(child as unknown[])] : { ...(child as Record<string, unknown>) };
+        copied.add(copy);
+        if (Array.isArray(node)) node[Number(key)] = copy;
+        else node[key] = copy;
+      }
+      node = copy as Record<string, unknown> | unknown[];
+    }
+    const last = tokens[tokens.length - 1]!;
+    if (Array.isArray(node)) node[Number(last)] = { [COMMITMENT_KEY]: digest };
+    else node[last] = { [COMMITMENT_KEY]: digest };
     disclosures.push(disclosure);
   }
   return { committed, disclosures };

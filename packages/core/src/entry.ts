@@ -69,17 +69,59 @@ export interface SealedEvent {
   disclosures: string[];
 }
 
+/** The envelope a draft becomes, before commitments: what both sealing and its dry run validate. */
+function envelopeOf(draft: EventDraft, params: SealParams): Record<string, unknown> {
+  const base: Record<string, unknown> = { ...draft, v: ENVELOPE_VERSION, tenant: params.tenant, recordedAt: params.recordedAt };
+  if (draft.session !== undefined) {
+    base['session'] = { ...draft.session, seq: params.seq, prev: params.prev ?? null };
+  }
+  return base;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Finds a value RFC 8785 cannot serialise in parsed JSON: a lone surrogate or a non-finite number. */
+function jsonFault(node: unknown, path: string): string | undefined {
+  if (typeof node === 'string') return LONE_SURROGATE.test(node) ? path : undefined;
+  if (typeof node === 'number') return Number.isFinite(node) ? undefined : path;
+  if (node === null || typeof node !== 'object') return undefined;
+  if (Array.isArray(node)) {
+    for (let i = 0; i < node.length; i++) {
+      const f = jsonFault(node[i], `${path}[${i}]`);
+      if (f !== undefined) return f;
+    }
+    return undefined;
+  }
+  for (const [k, v] of Object.entries(node)) {
+    if (LONE_SURROGATE.test(k)) return `${path}.${k}`;
+    const f = jsonFault(v, path === '' ? k : `${path}.${k}`);
+    if (f !== undefined) return f;
+  }
+  return undefined;
+}
+
+/**
+ * Checks that `sealEvent(draft, params)` would succeed, without committing,
+ * canonicalising or hashing: the cheap dry run an API does before accepting a
+ * request, so that one bad event refuses the request before anything is written.
+ * @throws FormatError `ENVELOPE_INVALID` naming the field, or `JSON_INVALID`
+ */
+export function validateDraft(draft: EventDraft, params: SealParams): void {
+  const env = envelopeOf(draft, params);
+  validateEnvelope(env);
+  const fault = jsonFault(env, '');
+  if (fault !== undefined) {
+    throw new FormatError('JSON_INVALID', `${fault}: holds a value RFC 8785 JSON cannot hold (a lone surrogate or a non-finite number)`, { field: fault });
+  }
+}
+
 /**
  * Seals an event: assigns `v`, `tenant`, `recordedAt` and the session `seq`/`prev`,
  * replaces sensitive fields with commitments, validates, and encodes the entry.
  * @throws FormatError `ENVELOPE_INVALID` naming the field
  */
 export function sealEvent(draft: EventDraft, params: SealParams): SealedEvent {
-  const base: Record<string, unknown> = { ...draft, v: ENVELOPE_VERSION, tenant: params.tenant, recordedAt: params.recordedAt };
-  if (draft.session !== undefined) {
-    base['session'] = { ...draft.session, seq: params.seq, prev: params.prev ?? null };
-  }
-  const { committed, disclosures } = commitFields(base, params.sensitivePaths ?? DEFAULT_SENSITIVE_PATHS, params.random);
+  const { committed, disclosures } = commitFields(envelopeOf(draft, params), params.sensitivePaths ?? DEFAULT_SENSITIVE_PATHS, params.random);
   const envelope = validateEnvelope(committed);
   const entry = canonicalBytes(envelope);
   const hash = leafHash(entry);

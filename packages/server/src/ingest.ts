@@ -4,7 +4,7 @@
  * request with one bad event writes nothing.
  * @internal
  */
-import { type EventDraft, FormatError, sealEvent } from '@custody/core';
+import { type EventDraft, FormatError, validateDraft } from '@custody/core';
 import { LedgerError } from '@custody/ledger';
 import { v7 as uuidv7 } from 'uuid';
 
@@ -113,11 +113,11 @@ export function draftsOf(raw: readonly unknown[], tenant: string, opts: { admin:
   });
 }
 
-/** The dry run: seals a copy exactly as the sequencer would, with a placeholder seq/prev and seal. */
+/** The dry run: validates the envelope the sequencer would seal, with a placeholder seq/prev and seal. */
 function probe(draft: Record<string, unknown>, tenant: string, time: string, i: number): void {
   const copy = draft['type'] === 'session.closed' ? { ...draft, seal: PROBE_SEAL } : draft;
   try {
-    sealEvent(copy as unknown as EventDraft, { tenant, recordedAt: time, seq: 1, prev: null });
+    validateDraft(copy as unknown as EventDraft, { tenant, recordedAt: time, seq: 1, prev: null });
   } catch (err) {
     if (err instanceof FormatError) {
       const field = err.field === undefined || err.field === '(envelope)' ? '' : err.field;
