@@ -72,6 +72,7 @@ Verdicts:
     .option('--postgres <url>', 'use PostgreSQL (default: $CUSTODY_POSTGRES_URL), e.g. postgres://user@host/db')
     .option('--origin-host <name>', 'host part of each log origin <host>/<tenant> (fixed at first start)')
     .option('--log-key <file>', 'the log key file (default: $CUSTODY_LOG_KEY, else <data>/log.key); share it between nodes on one PostgreSQL')
+    .option('-q, --quiet', 'print only the `listening on` line')
     .addHelpText('after', '\nExamples:\n  $ custody up\n  $ custody up --data /var/lib/custody --port 8470\n  $ custody up --postgres postgres://custody@db/custody --log-key /etc/custody/log.key')
     .action((opts: Parameters<typeof runUp>[0]) => later(runUp(opts, io)));
 
