@@ -5,7 +5,7 @@
  */
 import type { Envelope, Principal, SealedEvent } from '@custody/core';
 
-import type { EntryRow, PrincipalRow } from './store.js';
+import type { EntryRow, PrincipalRow, SessionRow } from './store.js';
 
 /** The workload identity as indexed: the SPIFFE ID, else `<issuer>|<subject>`. */
 export function workloadId(w: NonNullable<Envelope['workload']>): string {
@@ -58,4 +58,35 @@ export function entryRowOf(sealed: Pick<SealedEvent, 'envelope' | 'entry' | 'dig
   if (env.cause) row.cause = env.cause;
   if (env.trace) row.traceId = env.trace.traceId;
   return row;
+}
+
+/**
+ * The state of a session after one more sealed entry at `index`: what the
+ * sequencer writes to the sessions table in the same transaction.
+ */
+export function nextSessionRow(prior: SessionRow | undefined, sealed: Pick<SealedEvent, 'envelope' | 'digest'>, index: number, recordedAt: string): SessionRow {
+  const env = sealed.envelope;
+  const ref = env.session!;
+  const sealedNow = env.type === 'session.closed';
+  if (prior !== undefined) {
+    const next: SessionRow = { ...prior, seq: ref.seq, digest: sealed.digest, sealed: sealedNow, lastAt: recordedAt, lastIndex: index, entries: prior.entries + 1, lastType: env.type };
+    if (prior.objective === undefined && ref.objective !== undefined) next.objective = ref.objective;
+    return next;
+  }
+  return {
+    id: ref.id,
+    seq: ref.seq,
+    digest: sealed.digest,
+    sealed: sealedNow,
+    firstAt: recordedAt,
+    lastAt: recordedAt,
+    firstIndex: index,
+    lastIndex: index,
+    entries: 1,
+    lastType: env.type,
+    ...(env.initiator ? { initiatorId: env.initiator.id } : {}),
+    actorId: env.actor.id,
+    ...(ref.objective !== undefined ? { objective: ref.objective } : {}),
+    ...(ref.parent !== undefined ? { parent: ref.parent } : {}),
+  };
 }

@@ -16,7 +16,7 @@ import {
   type StoredNode,
 } from '@custody/core';
 
-import { entryRowOf } from './entry-row.js';
+import { entryRowOf, nextSessionRow } from './entry-row.js';
 import { LedgerError, StoreError } from './errors.js';
 import type { EntryRow, LedgerStore, LogHead, SessionRow } from './store.js';
 
@@ -244,26 +244,7 @@ export class Sequencer {
       const row = entryRowOf(sealed, index);
       rows.push(row);
       if (sid !== undefined) {
-        const env = sealed.envelope;
-        const next: SessionRow = prior
-          ? { ...prior, seq: env.session!.seq, digest: sealed.digest, sealed: env.type === 'session.closed', lastAt: recordedAt, lastIndex: index, entries: prior.entries + 1, lastType: env.type }
-          : {
-              id: sid,
-              seq: env.session!.seq,
-              digest: sealed.digest,
-              sealed: env.type === 'session.closed',
-              firstAt: recordedAt,
-              lastAt: recordedAt,
-              firstIndex: index,
-              lastIndex: index,
-              entries: 1,
-              lastType: env.type,
-              ...(env.initiator ? { initiatorId: env.initiator.id } : {}),
-              actorId: env.actor.id,
-              ...(env.session!.objective !== undefined ? { objective: env.session!.objective } : {}),
-              ...(env.session!.parent !== undefined ? { parent: env.session!.parent } : {}),
-            };
-        if (prior && prior.objective === undefined && env.session!.objective !== undefined) next.objective = env.session!.objective;
+        const next = nextSessionRow(prior, sealed, index, recordedAt);
         sessions.set(sid, next);
         touched.set(sid, next);
       }

@@ -15,7 +15,7 @@ import {
 } from '@custody/core';
 import { v7 as uuidv7 } from 'uuid';
 
-import { entryRowOf } from '../entry-row.js';
+import { entryRowOf, nextSessionRow } from '../entry-row.js';
 import type { EntryRow, LogHead, SealedBatch, SessionRow } from '../store.js';
 
 /** The fixed Ed25519 seed of fixture logs (test key: never use it for anything else). */
@@ -114,26 +114,7 @@ export class FixtureLog {
       for (const n of this.#frontier.append(sealed.leafHash)) nodes.push(n);
       entries.push(entryRowOf(sealed, index));
       if (sid !== undefined) {
-        const env = sealed.envelope;
-        const ref = env.session!;
-        const next: SessionRow = prior
-          ? { ...prior, seq: ref.seq, digest: sealed.digest, sealed: env.type === 'session.closed', lastAt: recordedAt, lastIndex: index, entries: prior.entries + 1, lastType: env.type }
-          : {
-              id: sid,
-              seq: ref.seq,
-              digest: sealed.digest,
-              sealed: env.type === 'session.closed',
-              firstAt: recordedAt,
-              lastAt: recordedAt,
-              firstIndex: index,
-              lastIndex: index,
-              entries: 1,
-              lastType: env.type,
-              ...(env.initiator ? { initiatorId: env.initiator.id } : {}),
-              actorId: env.actor.id,
-              ...(ref.objective !== undefined ? { objective: ref.objective } : {}),
-              ...(ref.parent !== undefined ? { parent: ref.parent } : {}),
-            };
+        const next = nextSessionRow(prior, sealed, index, recordedAt);
         this.#sessions.set(sid, next);
         touched.set(sid, next);
       }
