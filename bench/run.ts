@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 const benches: Record<string, string> = {
   core: 'core/core-bench.ts',
   ingest: 'ingest/ingest-bench.ts',
+  query: 'query/query-bench.ts',
 };
 const only = process.env['BENCH_ONLY'];
 let failed = 0;

@@ -1,0 +1,212 @@
+/**
+ * bench/query: session timeline and identity queries on a large log, on SQLite
+ * and PostgreSQL, against a primary-key point read of the same store in the same
+ * run. p50/p99 per query and the ratio of its p99 to the point read's p99.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { inclusionProofNodes } from '@custody/core';
+import { type EntryFilter, type LedgerStore, PostgresStore, SqliteStore, type StoredEntry } from '@custody/ledger';
+import { bulkDrafts, FixtureLog, postgresTestEnv } from '@custody/ledger/testing';
+
+import { fmt, machine, peakRssMiB, percentile, writeSection } from '../lib.js';
+
+const quick = process.env['BENCH_QUICK'] === '1';
+const N = Number(process.env['BENCH_QUERY_ENTRIES'] ?? (quick ? 100_000 : 1_000_000));
+const BATCH = 500;
+const CHUNK = 20; // batches built and appended at a time, to keep memory bounded
+const ROUNDS = quick ? 200 : 300;
+const SAMPLE = 2_000;
+const LIMIT = 50;
+/** Time budget per query and store, in ms: a slow query stops early and says how many rounds it ran. */
+const BUDGET_MS = Number(process.env['BENCH_QUERY_BUDGET_MS'] ?? 8_000);
+const TENANT = 'bench';
+
+/** A small seeded PRNG (mulberry32), so parameters are reproducible. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Target {
+  name: string;
+  store: LedgerStore;
+  appendMs: number;
+  cleanup: () => Promise<void>;
+}
+
+// 1. The dataset: one fixture log, built in chunks and appended to every store.
+const sqliteDir = mkdtempSync(join(tmpdir(), 'custody-bench-query-'));
+const targets: Target[] = [];
+const sqlite = new SqliteStore({ path: join(sqliteDir, 'ledger.db') });
+await sqlite.migrate();
+targets.push({ name: 'sqlite', store: sqlite, appendMs: 0, cleanup: async () => rmSync(sqliteDir, { recursive: true, force: true }) });
+const pgEnv = await postgresTestEnv();
+if (pgEnv.skip === false) {
+  const schema = await pgEnv.freshSchema();
+  const pgStore = new PostgresStore({ connectionString: pgEnv.url, schema });
+  await pgStore.migrate();
+  targets.push({ name: 'postgres', store: pgStore, appendMs: 0, cleanup: () => pgEnv.dropSchema(schema) });
+}
+
+const log = new FixtureLog({ tenant: TENANT });
+const batches = Math.ceil(N / BATCH);
+let buildMs = 0;
+let entryBytes = 0;
+const tAll = performance.now();
+for (let c = 0; c < batches; c += CHUNK) {
+  const tb = performance.now();
+  const chunk = [];
+  for (let i = c; i < Math.min(batches, c + CHUNK); i++) {
+    chunk.push(log.append(bulkDrafts(BATCH, { seed: i + 1, crowd: 1000, start: new Date(Date.UTC(2026, 0, 1) + i * 60_000) })));
+  }
+  buildMs += performance.now() - tb;
+  for (const b of chunk) for (const e of b.entries) entryBytes += e.entry.length;
+  for (const t of targets) {
+    const ta = performance.now();
+    for (const b of chunk) await t.store.append(b, b.head.size - b.entries.length);
+    t.appendMs += performance.now() - ta;
+  }
+  if ((c / CHUNK) % 20 === 0) process.stdout.write(`  built and appended ${fmt(log.size)} entries (${fmt((performance.now() - tAll) / 1000)} s)\n`);
+}
+const size = log.size;
+const totalMs = performance.now() - tAll;
+
+// 2. Parameters drawn from values that exist: a random sample of entries read back.
+const rnd = prng(42);
+const randIndex = () => Math.floor(rnd() * size);
+const sample: StoredEntry[] = await sqlite.getEntries(TENANT, Array.from({ length: SAMPLE }, randIndex));
+const uniq = <T>(xs: (T | undefined)[]) => [...new Set(xs.filter((x): x is T => x !== undefined))];
+const pool = {
+  initiator: uniq(sample.map((e) => e.initiatorId)),
+  agent: uniq(sample.filter((e) => e.actorId.startsWith('agent:')).map((e) => e.actorId)),
+  approver: uniq(sample.flatMap((e) => e.principals.filter((p) => p.role === 'approver').map((p) => p.id))),
+  workload: uniq(sample.flatMap((e) => e.principals.filter((p) => p.role === 'workload').map((p) => p.id))),
+  tool: uniq(sample.map((e) => e.toolName)),
+  decision: uniq(sample.map((e) => e.decision)),
+  session: uniq(sample.map((e) => e.sessionId)),
+  agentTool: sample.filter((e) => e.toolName !== undefined && e.actorId.startsWith('agent:')).map((e) => [e.actorId, e.toolName!] as const),
+  time: sample.map((e) => new Date(e.time).getTime()),
+};
+for (const [k, v] of Object.entries(pool)) if (v.length === 0) throw new Error(`no ${k} values in the sample`);
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+
+/** One query: makes the parameters (untimed), then returns the timed call. */
+type Query = { name: string; prepare: (store: LedgerStore) => Promise<() => Promise<unknown>> };
+const filterQuery = (name: string, f: () => EntryFilter): Query => ({
+  name,
+  prepare: async (store) => {
+    const filter = f();
+    return () => store.queryEntries(TENANT, filter, { limit: LIMIT });
+  },
+});
+const queries: Query[] = [
+  { name: 'point read by index (baseline): `getEntries(tenant, [i])`', prepare: async (store) => { const i = randIndex(); return () => store.getEntries(TENANT, [i]); } },
+  filterQuery('entries by initiator', () => ({ initiator: pick(pool.initiator) })),
+  filterQuery('entries by agent', () => ({ agent: pick(pool.agent) })),
+  filterQuery('entries by approver', () => ({ approver: pick(pool.approver) })),
+  filterQuery('entries by workload', () => ({ workload: pick(pool.workload) })),
+  filterQuery('entries by tool', () => ({ tool: pick(pool.tool) })),
+  filterQuery('entries by decision', () => ({ decision: pick(pool.decision) })),
+  filterQuery('entries by type family `tool.*`', () => ({ type: 'tool.*' })),
+  filterQuery('entries in a 1-hour time range', () => {
+    const t = pick(pool.time) - 30 * 60_000;
+    return { since: new Date(t).toISOString(), until: new Date(t + 3_600_000).toISOString() };
+  }),
+  filterQuery('entries by agent + tool', () => {
+    const [agent, tool] = pick(pool.agentTool);
+    return { agent, tool };
+  }),
+  {
+    name: 'entries by agent, page 3 via cursor',
+    prepare: async (store) => {
+      const filter = { agent: pick(pool.agent) };
+      let cursor: string | undefined;
+      for (let p = 0; p < 2; p++) cursor = (await store.queryEntries(TENANT, filter, { limit: LIMIT, ...(cursor ? { cursor } : {}) })).nextCursor;
+      return () => store.queryEntries(TENANT, filter, { limit: LIMIT, ...(cursor ? { cursor } : {}) });
+    },
+  },
+  { name: 'session timeline: `sessionEntries`', prepare: async (store) => { const s = pick(pool.session); return () => store.sessionEntries(TENANT, s); } },
+  {
+    name: 'sessions by initiator: `listSessions`',
+    prepare: async (store) => {
+      const initiator = pick(pool.initiator);
+      return () => store.listSessions(TENANT, { initiator }, { limit: LIMIT });
+    },
+  },
+  {
+    name: 'inclusion proof node set: `getNodes`',
+    prepare: async (store) => {
+      const ids = inclusionProofNodes(randIndex(), size);
+      return () => store.getNodes(TENANT, ids);
+    },
+  },
+];
+
+type Result = { p50: number; p99: number; rounds: number };
+async function measure(store: LedgerStore, q: Query): Promise<Result> {
+  for (let w = 0; w < 3; w++) await (await q.prepare(store))();
+  const lat: number[] = [];
+  const start = performance.now();
+  for (let r = 0; r < ROUNDS && performance.now() - start < BUDGET_MS; r++) {
+    const run = await q.prepare(store);
+    const t = performance.now();
+    await run();
+    lat.push(performance.now() - t);
+  }
+  return { p50: percentile(lat, 50), p99: percentile(lat, 99), rounds: lat.length };
+}
+
+// 3. Every query on every store; the point read first, as the baseline.
+const results = new Map<string, Result[]>();
+for (const t of targets) {
+  const rs: Result[] = [];
+  for (const q of queries) {
+    const r = await measure(t.store, q);
+    rs.push(r);
+    process.stdout.write(`  ${t.name} ${q.name}: p50 ${fmt(r.p50, 2)} ms, p99 ${fmt(r.p99, 2)} ms (${r.rounds} rounds)\n`);
+  }
+  results.set(t.name, rs);
+}
+for (const t of targets) {
+  await t.store.close();
+  await t.cleanup();
+}
+
+const cell = (store: string, i: number): [string, string] => {
+  const rs = results.get(store);
+  if (rs === undefined) return ['—', ''];
+  const r = rs[i]!;
+  return [`${fmt(r.p50, 2)} / ${fmt(r.p99, 2)} ms${r.rounds < ROUNDS ? ` (only ${r.rounds} rounds: time budget)` : ''}`, i === 0 ? '1×' : `${fmt(r.p99 / rs[0]!.p99, 1)}×`];
+};
+const verdict = (i: number) => {
+  if (i === 0) return '';
+  const p99s = [...results.values()].map((rs) => rs[i]!.p99);
+  return p99s.every((p) => p <= 50) ? '≤ 50 ms p99: met' : '≤ 50 ms p99: **missed**';
+};
+const rows = queries.map((q, i) => [q.name, ...cell('sqlite', i), ...cell('postgres', i), verdict(i)]);
+const appendLine = targets
+  .map((t) => `${t.name === 'sqlite' ? 'SQLite' : 'PostgreSQL'} ${fmt(t.appendMs / 1000, 1)} s (${fmt(size / (t.appendMs / 1000))} entries/s)`)
+  .join('; ');
+
+const body = `## Queries: session timeline and identity queries on a large log (\`bench/query\`)
+
+Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}${quick ? ' — QUICK run (BENCH_QUICK=1), smaller log' : ''}.
+Settings: **${fmt(size)} entries** (${fmt(entryBytes / size)} bytes on average) in one tenant log, from the fixture generator of \`@custody/ledger/testing\` (1,000 people, 200 agents, 50 tools, 50 approvers; ${fmt(batches)} sealed batches of ${BATCH}, built ${CHUNK} batches at a time and appended to each store through \`LedgerStore.append\`); a fresh SQLite file (WAL, \`synchronous=FULL\`) and a fresh PostgreSQL 15 schema on loopback${pgEnv.skip === false ? '' : ` — PostgreSQL not measured: ${String(pgEnv.skip)}`}.
+Building the dataset: ${fmt(totalMs / 1000, 1)} s in all; sealing ${fmt(buildMs / 1000, 1)} s; appending ${appendLine}.
+Each query runs ${ROUNDS} times after 3 warm-up calls (or fewer when it exhausts a budget of ${fmt(BUDGET_MS / 1000)} s per query and store; the table says so), each time with fresh random parameters drawn from values that exist (a random sample of ${fmt(SAMPLE)} entries read back), one call at a time; \`queryEntries\` and \`listSessions\` ask for a page of ${LIMIT}, newest first; page 3 times only the third call (pages 1 and 2 fetched untimed). The baseline is a primary-key point read of one random entry on the same store in the same run; "vs point read" is the query's p99 over the point read's p99. Peak RSS ${fmt(peakRssMiB())} MiB.
+
+| query | SQLite p50 / p99 | vs point read | PostgreSQL p50 / p99 | vs point read | target |
+| --- | --- | --- | --- | --- | --- |
+${rows.map((r) => `| ${r.join(' | ')} |`).join('\n')}
+`;
+writeSection('query', body);
+process.stdout.write(body + '\n');
