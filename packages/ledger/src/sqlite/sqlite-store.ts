@@ -463,7 +463,7 @@ export class SqliteStore implements LedgerStore {
     // 1. Identity filters (unless a session or trace, which are small, is named): the postings.
     if (roles.length > 0 && filter.session === undefined && filter.traceId === undefined) {
       // A join from the candidate list (one primary-key probe each); `idx IN (…)` was 16× slower.
-      const sql = `SELECT ${ENTRY_COLUMNS} FROM json_each(?) c JOIN entries e INDEXED BY entries_idx ON e.tenant = ? AND e.idx = c.value${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY e.idx ${dir} LIMIT ?`;
+      const sql = `SELECT ${ENTRY_COLUMNS} FROM json_each(?) c CROSS JOIN entries e INDEXED BY entries_idx ON e.tenant = ? AND e.idx = c.value${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY e.idx ${dir} LIMIT ?`;
       // Equality filters narrow each bucket's candidates through their covering
       // (tenant, value, idx) index first, so non-matching entries are never read.
       const narrow: [string, string][] = [];
@@ -520,7 +520,7 @@ export class SqliteStore implements LedgerStore {
         const rest = `SELECT e.idx FROM entries e INDEXED BY ${rangeIndex} WHERE e.tenant = ?${cond}${bySessions} AND e.idx ${desc ? '<' : '>='} ? ORDER BY e.idx ${dir} LIMIT ?`;
         const more = (this.#query(rest).all(tenant, ...params, ...extra, desc ? lo : hi, limit + 1 - out.length) as { idx: number }[]).map((r) => r.idx);
         if (more.length === 0) return out;
-        const fetch = `SELECT ${ENTRY_COLUMNS} FROM json_each(?) c JOIN entries e INDEXED BY entries_idx ON e.tenant = ? AND e.idx = c.value ORDER BY e.idx ${dir}`;
+        const fetch = `SELECT ${ENTRY_COLUMNS} FROM json_each(?) c CROSS JOIN entries e INDEXED BY entries_idx ON e.tenant = ? AND e.idx = c.value ORDER BY e.idx ${dir}`;
         return out.concat(this.#query(fetch).all(JSON.stringify(more), tenant) as EntryDbRow[]);
       }),
     );
