@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { inclusionProofNodes } from '@custody/core';
 import { type EntryFilter, type LedgerStore, PostgresStore, SqliteStore, type StoredEntry } from '@custody/ledger';
-import { bulkDrafts, FixtureLog, postgresTestEnv } from '@custody/ledger/testing';
+import { bulkDrafts, FixtureLog, mulberry32, postgresTestEnv } from '@custody/ledger/testing';
 
 import { fmt, machine, peakRssMiB, percentile, writeSection } from '../lib.js';
 
@@ -23,18 +23,6 @@ const LIMIT = 50;
 /** Time budget per query and store, in ms: a slow query stops early and says how many rounds it ran. */
 const BUDGET_MS = Number(process.env['BENCH_QUERY_BUDGET_MS'] ?? 8_000);
 const TENANT = 'bench';
-
-/** A small seeded PRNG (mulberry32), so parameters are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Target {
   name: string;
@@ -81,7 +69,7 @@ const size = log.size;
 const totalMs = performance.now() - tAll;
 
 // 2. Parameters drawn from values that exist: a random sample of entries read back.
-const rnd = prng(42);
+const rnd = mulberry32(42);
 const randIndex = () => Math.floor(rnd() * size);
 const sample: StoredEntry[] = await sqlite.getEntries(TENANT, Array.from({ length: SAMPLE }, randIndex));
 const uniq = <T>(xs: (T | undefined)[]) => [...new Set(xs.filter((x): x is T => x !== undefined))];

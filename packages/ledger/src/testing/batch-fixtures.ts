@@ -334,8 +334,8 @@ function crowdOf(n: number): People {
   return c;
 }
 
-/** A small seeded PRNG (mulberry32), so fixture data is reproducible. */
-function mulberry32(seed: number): () => number {
+/** A small seeded PRNG (mulberry32), so fixture data and benchmark parameters are reproducible. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -2,7 +2,7 @@
  * `@custody/ledger/testing`: the LedgerStore conformance suite, batch fixtures
  * and the test environments of the SQLite and PostgreSQL stores.
  */
-export { bulkDrafts, FIXTURE_SEED, FixtureLog, makeBatch, SCENARIO_PEOPLE, scenarioDrafts } from './batch-fixtures.js';
+export { bulkDrafts, FIXTURE_SEED, FixtureLog, makeBatch, mulberry32, SCENARIO_PEOPLE, scenarioDrafts } from './batch-fixtures.js';
 export type { FixtureLogOptions, ScenarioOptions } from './batch-fixtures.js';
 export {
   DEFAULT_TEST_POSTGRES_URL,
