@@ -12,25 +12,13 @@ import { draftsOf, rawEventsOf } from '../ingest.js';
 import { AUTHED, type RouteContext, access, errorResponses, rolesLine, utc } from '../route-kit.js';
 import { ENTRY_FILTERS, PAGING, ref } from '../schemas.js';
 
-/** The query string of an identity query. */
-export interface EntryQuery {
-  initiator?: string;
-  agent?: string;
-  workload?: string;
-  principal?: string;
-  approver?: string;
-  session?: string;
-  objective?: string;
-  tool?: string;
-  decision?: string;
-  type?: string;
+/** The query string of an identity query: the EntryFilter fields (`traceId` is `trace`), and paging. */
+export type EntryQuery = Omit<EntryFilter, 'traceId'> & {
   trace?: string;
-  since?: string;
-  until?: string;
   limit?: number;
   cursor?: string;
   order?: 'asc' | 'desc';
-}
+};
 
 /** One entry of `results`: where the event landed, or why it was refused. */
 type ResultItem = AppendResult | AppendRefusal;
