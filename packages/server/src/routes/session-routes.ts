@@ -9,17 +9,8 @@ import { AUTHED, type RouteContext, access, errorResponses, rolesLine, utc } fro
 import { ENTRY_FILTERS, PAGING, SESSION_FILTERS, SESSION_ID, ref } from '../schemas.js';
 import { type EntryQuery, entryQueryOf, pageSchema } from './event-routes.js';
 
-interface SessionQuery {
-  initiator?: string;
-  agent?: string;
-  objective?: string;
-  sealed?: boolean;
-  since?: string;
-  until?: string;
-  limit?: number;
-  cursor?: string;
-  order?: 'asc' | 'desc';
-}
+/** The query string of a session listing: the SessionFilter fields, and paging. */
+type SessionQuery = SessionFilter & { limit?: number; cursor?: string; order?: 'asc' | 'desc' };
 
 const { principal: _principal, ...PRINCIPAL_FILTERS } = ENTRY_FILTERS;
 
