@@ -13,6 +13,7 @@ export default defineConfig({
       { find: /^@custody\/ledger\/testing$/, replacement: here('./packages/ledger/src/testing/index.ts') },
       { find: /^@custody\/server$/, replacement: here('./packages/server/src/index.ts') },
       { find: /^#sha256$/, replacement: here('./packages/core/src/sha256-node.ts') },
+      { find: /^#ed25519-sign$/, replacement: here('./packages/core/src/ed25519-sign-node.ts') },
     ],
   },
   test: {

@@ -70,7 +70,7 @@ describe('commitments and disclosures', () => {
   });
 });
 
-describe('commitFields copy-on-write and validateDraft', () => {
+describe('commitFields copy-on-write and prepareEvent', () => {
   it('never changes the caller\'s objects', () => {
     const input = { data: { arguments: { orderId: '1' }, other: { keep: true } }, list: [1] };
     const before = JSON.stringify(input);
@@ -80,12 +80,12 @@ describe('commitFields copy-on-write and validateDraft', () => {
     expect(committed.data).not.toBe(input.data);
   });
 
-  it('validateDraft accepts what sealEvent accepts and names what it refuses', async () => {
-    const { validateDraft } = await import('./entry.js');
+  it('prepareEvent refuses what sealEvent refuses, naming the field', async () => {
+    const { prepareEvent } = await import('./entry.js');
     const params = { tenant: 'acme', recordedAt: '2026-11-22T09:00:00.001Z', seq: 1, prev: null };
-    expect(() => validateDraft(draft, params)).not.toThrow();
-    expect(() => validateDraft({ ...draft, data: { prompt: 'a\ud800b' } }, params)).toThrowError(expect.objectContaining({ code: 'JSON_INVALID', field: 'data.prompt' }));
-    expect(() => validateDraft({ ...draft, tool: undefined } as never, params)).toThrowError(expect.objectContaining({ code: 'ENVELOPE_INVALID', field: 'tool' }));
+    expect(() => prepareEvent(draft, params)).not.toThrow();
+    expect(() => prepareEvent({ ...draft, data: { prompt: 'a\ud800b' } }, params)).toThrowError(expect.objectContaining({ code: 'JSON_INVALID', field: 'data.prompt' }));
+    expect(() => prepareEvent({ ...draft, tool: undefined } as never, params)).toThrowError(expect.objectContaining({ code: 'ENVELOPE_INVALID', field: 'tool' }));
     expect(() => sealEvent({ ...draft, data: { prompt: 'a\ud800b' } }, params)).toThrow(FormatError);
   });
 });

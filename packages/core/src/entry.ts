@@ -2,8 +2,8 @@
  * Entries: the exact bytes the log commits to for one event, the RFC 8785
  * canonical JSON of the sealed envelope, and their digests.
  */
-import { fromBase64, toBase64url } from './bytes.js';
-import { canonicalBytes, parseCanonical } from './canonical-json.js';
+import { fromBase64, toBase64url, utf8 } from './bytes.js';
+import { canonicalBytes, canonicalJson, parseCanonical } from './canonical-json.js';
 import { commitFields, DEFAULT_SENSITIVE_PATHS, type RandomBytes } from './commitment.js';
 import { ENVELOPE_VERSION, type Envelope, validateEnvelope } from './envelope.js';
 import { FormatError } from './errors.js';
@@ -69,8 +69,8 @@ export interface SealedEvent {
   disclosures: string[];
 }
 
-/** The envelope a draft becomes, before commitments: what both sealing and its dry run validate. */
-function envelopeOf(draft: EventDraft, params: SealParams): Record<string, unknown> {
+/** The envelope a draft becomes, before commitments. */
+function envelopeOf(draft: EventDraft, params: Pick<SealParams, 'tenant' | 'recordedAt' | 'seq' | 'prev'>): Record<string, unknown> {
   const base: Record<string, unknown> = { ...draft, v: ENVELOPE_VERSION, tenant: params.tenant, recordedAt: params.recordedAt };
   if (draft.session !== undefined) {
     base['session'] = { ...draft.session, seq: params.seq, prev: params.prev ?? null };
@@ -100,30 +100,163 @@ function jsonFault(node: unknown, path: string): string | undefined {
   return undefined;
 }
 
+/*
+ * Sealing in two steps. `prepareEvent` does everything that does not depend on
+ * where the event lands (commitments, validation, canonicalisation), so it can run
+ * before the event is sequenced, and more than once in parallel. It canonicalises
+ * the envelope with unique placeholder strings ("slots") where the ledger's own
+ * values go: `recordedAt`, `session.seq`, `session.prev` and the seal. `placeEvent`
+ * then splices the JSON of the real values into those slots. RFC 8785 orders object
+ * members by key alone and serialises each value independently, so the result is
+ * byte-for-byte the canonical JSON of the placed envelope (tests check this against
+ * canonicalising the placed envelope directly).
+ */
+
+/** What the sequencer fills in when it places a prepared event. */
+type SlotName = 'recordedAt' | 'seq' | 'prev' | 'sealCount' | 'sealHead';
+
+/** A per-process secret that makes slot strings impossible to forge from event content. */
+const SLOT_NONCE = toBase64url(globalThis.crypto.getRandomValues(new Uint8Array(16)));
+const slotText = (name: SlotName) => `\u0000custody-slot:${SLOT_NONCE}:${name}`;
+const SLOT_TEXT: Record<SlotName, string> = {
+  recordedAt: slotText('recordedAt'),
+  seq: slotText('seq'),
+  prev: slotText('prev'),
+  sealCount: slotText('sealCount'),
+  sealHead: slotText('sealHead'),
+};
+
+/** Valid stand-ins for the placed values, so that validation sees a complete envelope. */
+const STAND_IN = { recordedAt: '2000-01-01T00:00:00.000Z', seq: 1, prev: null, seal: { count: 1, head: 'A'.repeat(43) } } as const;
+
+/** A draft made ready for sealing, before its place in the log is known. */
+export interface PreparedEvent {
+  /** The event id. */
+  id: string;
+  /** The committed envelope, with stand-in values where the slots are. */
+  envelope: Envelope;
+  /** Canonical JSON of the envelope with slots; see placeEvent. */
+  template: string;
+  /** Where each slot is in `template`, in order. */
+  slots: readonly { at: number; length: number; name: SlotName }[];
+  disclosures: string[];
+}
+
+/** What the ledger assigns when it places a prepared event. */
+export interface PlaceParams {
+  recordedAt: string;
+  /** Position in the session (1-based) and the digest of the entry before it; only for session-scoped events. */
+  seq?: number;
+  prev?: string | null;
+  /** The seal a `session.closed` event carries: the count and head of the chain it closes. */
+  seal?: { count: number; head: string };
+}
+
 /**
- * Checks that `sealEvent(draft, params)` would succeed, without committing,
- * canonicalising or hashing: the cheap dry run an API does before accepting a
- * request, so that one bad event refuses the request before anything is written.
+ * Prepares a draft for sealing: assigns `v` and `tenant`, replaces sensitive fields
+ * with commitments, validates, and canonicalises the envelope with slots for the
+ * values the ledger assigns when it places the event (see placeEvent). Any
+ * `seal` a `session.closed` draft carries is replaced by the ledger's own.
  * @throws FormatError `ENVELOPE_INVALID` naming the field, or `JSON_INVALID`
  */
-export function validateDraft(draft: EventDraft, params: SealParams): void {
-  const env = envelopeOf(draft, params);
-  validateEnvelope(env);
-  const fault = jsonFault(env, '');
+export function prepareEvent(draft: EventDraft, params: Pick<SealParams, 'tenant' | 'sensitivePaths' | 'random'>): PreparedEvent {
+  const closes = draft.type === 'session.closed';
+  const hasSession = draft.session !== undefined;
+  const base = envelopeOf(draft, { tenant: params.tenant, recordedAt: STAND_IN.recordedAt, seq: STAND_IN.seq, prev: STAND_IN.prev });
+  if (closes) base['seal'] = STAND_IN.seal;
+  const fault = jsonFault(base, '');
   if (fault !== undefined) {
     throw new FormatError('JSON_INVALID', `${fault}: holds a value RFC 8785 JSON cannot hold (a lone surrogate or a non-finite number)`, { field: fault });
+  }
+  const { committed, disclosures } = commitFields(base, params.sensitivePaths ?? DEFAULT_SENSITIVE_PATHS, params.random);
+  const envelope = validateEnvelope(committed);
+
+  const slotted: Record<string, unknown> = { ...committed, recordedAt: SLOT_TEXT.recordedAt };
+  const names: SlotName[] = ['recordedAt'];
+  if (hasSession) {
+    slotted['session'] = { ...(committed['session'] as object), seq: SLOT_TEXT.seq, prev: SLOT_TEXT.prev };
+    names.push('seq', 'prev');
+  }
+  if (closes) {
+    slotted['seal'] = { count: SLOT_TEXT.sealCount, head: SLOT_TEXT.sealHead };
+    names.push('sealCount', 'sealHead');
+  }
+  const template = canonicalJson(slotted);
+  const slots = names
+    .map((name) => {
+      const token = JSON.stringify(SLOT_TEXT[name]);
+      const at = template.indexOf(token);
+      // The nonce is secret and fresh per process, so event content cannot hold a slot; check anyway.
+      if (at < 0 || template.indexOf(token, at + 1) >= 0) throw new FormatError('ENVELOPE_INVALID', 'the event holds a reserved placeholder string');
+      return { at, length: token.length, name };
+    })
+    .sort((a, b) => a.at - b.at);
+  return { id: draft.id, envelope, template, slots, disclosures };
+}
+
+const DIGEST_TEXT = /^[A-Za-z0-9_-]{43}$/;
+
+const RECORDED_AT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+
+function placeError(field: string, message: string): FormatError {
+  return new FormatError('ENVELOPE_INVALID', `invalid envelope: ${field}: ${message}`, { field });
+}
+
+/** The JSON of a placed value, after checking it is what the envelope allows there. */
+function slotValue(name: SlotName, p: PlaceParams): string {
+  switch (name) {
+    case 'recordedAt':
+      if (!RECORDED_AT.test(p.recordedAt)) throw placeError('recordedAt', 'expected an RFC 3339 UTC time');
+      return JSON.stringify(p.recordedAt);
+    case 'seq':
+      if (!Number.isSafeInteger(p.seq) || p.seq! < 1) throw placeError('session.seq', 'expected a positive integer');
+      return String(p.seq);
+    case 'prev': {
+      const prev = p.prev ?? null;
+      if ((prev === null) !== (p.seq === 1) || (prev !== null && !DIGEST_TEXT.test(prev))) {
+        throw placeError('session.prev', 'must be null exactly when seq is 1, else a base64url SHA-256 digest (43 characters)');
+      }
+      return JSON.stringify(prev);
+    }
+    case 'sealCount':
+      if (p.seal === undefined || !Number.isSafeInteger(p.seal.count) || p.seal.count < 1) throw placeError('seal', 'required for session.closed, as { count, head }');
+      return String(p.seal.count);
+    case 'sealHead':
+      if (p.seal === undefined || typeof p.seal.head !== 'string' || !DIGEST_TEXT.test(p.seal.head)) throw placeError('seal.head', 'expected a base64url SHA-256 digest (43 characters)');
+      return JSON.stringify(p.seal.head);
   }
 }
 
 /**
- * Seals an event: assigns `v`, `tenant`, `recordedAt` and the session `seq`/`prev`,
- * replaces sensitive fields with commitments, validates, and encodes the entry.
- * @throws FormatError `ENVELOPE_INVALID` naming the field
+ * Places a prepared event: fills its slots with `recordedAt`, the session `seq` and
+ * `prev`, and the seal, and hashes the entry. Costs one pass over the template and
+ * one SHA-256, so the sequencer can do it while it holds the log's head.
+ * @throws FormatError `ENVELOPE_INVALID` when a placed value is not one the envelope allows
+ */
+export function placeEvent(prepared: PreparedEvent, params: PlaceParams): SealedEvent {
+  const { template, slots } = prepared;
+  let text = '';
+  let from = 0;
+  for (const slot of slots) {
+    text += template.slice(from, slot.at) + slotValue(slot.name, params);
+    from = slot.at + slot.length;
+  }
+  text += template.slice(from);
+  const envelope: Envelope = { ...prepared.envelope, recordedAt: params.recordedAt };
+  if (envelope.session !== undefined) envelope.session = { ...envelope.session, seq: params.seq!, prev: params.prev ?? null };
+  if (envelope.seal !== undefined) envelope.seal = { count: params.seal!.count, head: params.seal!.head };
+  const entry = utf8(text);
+  const hash = leafHash(entry);
+  return { envelope, entry, leafHash: hash, digest: toBase64url(hash), disclosures: prepared.disclosures };
+}
+
+/**
+ * Seals an event in one step: assigns `v`, `tenant`, `recordedAt` and the session
+ * `seq`/`prev`, replaces sensitive fields with commitments, validates, and encodes
+ * the entry. A `session.closed` draft must carry its seal. It is
+ * `placeEvent(prepareEvent(draft, params), params)`.
+ * @throws FormatError `ENVELOPE_INVALID` naming the field, or `JSON_INVALID`
  */
 export function sealEvent(draft: EventDraft, params: SealParams): SealedEvent {
-  const { committed, disclosures } = commitFields(envelopeOf(draft, params), params.sensitivePaths ?? DEFAULT_SENSITIVE_PATHS, params.random);
-  const envelope = validateEnvelope(committed);
-  const entry = canonicalBytes(envelope);
-  const hash = leafHash(entry);
-  return { envelope, entry, leafHash: hash, digest: toBase64url(hash), disclosures };
+  return placeEvent(prepareEvent(draft, params), { ...params, ...(draft.type === 'session.closed' && draft.seal !== undefined ? { seal: draft.seal } : {}) });
 }

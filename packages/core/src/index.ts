@@ -62,8 +62,8 @@ export {
   revealFields,
 } from './commitment.js';
 export type { Commitment, Disclosure, DisclosureCheck, RandomBytes } from './commitment.js';
-export { decodeEntry, decodeEntryBase64, encodeEntry, entryDigest, sealEvent, validateDraft } from './entry.js';
-export type { EventDraft, SealParams, SealedEvent } from './entry.js';
+export { decodeEntry, decodeEntryBase64, encodeEntry, entryDigest, placeEvent, prepareEvent, sealEvent } from './entry.js';
+export type { EventDraft, PlaceParams, PreparedEvent, SealParams, SealedEvent } from './entry.js';
 export {
   EMPTY_ROOT,
   HASH_SIZE,

@@ -92,3 +92,16 @@ describe('signed notes', () => {
     );
   });
 });
+
+describe('Ed25519 signing on Node and in the browser', () => {
+  it('the node:crypto and @noble/curves signers produce the same RFC 8032 signatures', async () => {
+    const node = await import('./ed25519-sign-node.js');
+    const browser = await import('./ed25519-sign-browser.js');
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 300 }), (seed, message) => {
+        expect(node.ed25519Sign(message, seed)).toEqual(browser.ed25519Sign(message, seed));
+      }),
+      { numRuns: 200 },
+    );
+  });
+});

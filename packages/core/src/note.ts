@@ -2,6 +2,7 @@
  * C2SP signed-note (https://c2sp.org/signed-note) with Ed25519 (signature type 0x01):
  * parsing, signing, verification, and verifier/signer key encodings.
  */
+import { ed25519Sign } from '#ed25519-sign';
 import { ed25519 } from '@noble/curves/ed25519.js';
 
 import { concatBytes, fromBase64, toBase64, utf8 } from './bytes.js';
@@ -157,7 +158,7 @@ export function signNote(text: string, ...signers: NoteSigner[]): string {
   if (signers.length === 0) throw new FormatError('NOTE_MALFORMED', 'a note needs at least one signature');
   const message = utf8(text);
   const lines = signers.map((s) => {
-    const sig = ed25519.sign(message, s.seed);
+    const sig = ed25519Sign(message, s.seed);
     return `${EM_DASH} ${s.name} ${toBase64(concatBytes(keyIdBytes(s.keyId), sig))}\n`;
   });
   return `${text}\n${lines.join('')}`;

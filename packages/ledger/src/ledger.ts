@@ -22,6 +22,7 @@ import {
   type NodeId,
   nodeKey,
   type NoteSigner,
+  type PreparedEvent,
   type RandomBytes,
   revealFields,
   rootFromNodes,
@@ -132,6 +133,16 @@ export class Ledger {
   /** Appends events; see Sequencer.append. */
   append(tenant: string, drafts: readonly EventDraft[]): Promise<PromiseSettledResult<AppendResult>[]> {
     return this.#sequencer.append(tenant, drafts);
+  }
+
+  /** Prepares a draft for appendPrepared: validates it once, before anything is appended. See Sequencer.prepare. */
+  prepare(tenant: string, draft: EventDraft): PreparedEvent {
+    return this.#sequencer.prepare(tenant, draft);
+  }
+
+  /** Appends prepared events; see Sequencer.appendPrepared. */
+  appendPrepared(tenant: string, events: readonly (PreparedEvent | LedgerError)[]): Promise<PromiseSettledResult<AppendResult>[]> {
+    return this.#sequencer.appendPrepared(tenant, events);
   }
 
   /** Forgets cached heads, e.g. after another process wrote. */

@@ -9,9 +9,11 @@ import {
   FormatError,
   MerkleFrontier,
   type NoteSigner,
+  placeEvent,
+  type PreparedEvent,
+  prepareEvent,
   type RandomBytes,
   type SealedEvent,
-  sealEvent,
   signCheckpoint,
   type StoredNode,
 } from '@custody/core';
@@ -49,7 +51,7 @@ export interface SequencerOptions {
 }
 
 interface Pending {
-  draft: EventDraft;
+  prepared: PreparedEvent;
   resolve: (r: AppendResult) => void;
   reject: (e: unknown) => void;
 }
@@ -77,19 +79,52 @@ export class Sequencer {
   }
 
   /**
-   * Appends events to a tenant's log. Resolves, per event, after its batch is
-   * durable; rejects per event (LedgerError / FormatError for that event, StoreError
-   * when the store could not commit: nothing was acknowledged).
+   * Appends events to a tenant's log. Each draft is prepared (committed, validated,
+   * canonicalised) at once; a draft that cannot be rejects with LedgerError
+   * `EVENT_INVALID`. Resolves, per event, after its batch is durable; rejects per
+   * event (LedgerError for that event, StoreError when the store could not commit:
+   * nothing was acknowledged).
    */
   append(tenant: string, drafts: readonly EventDraft[]): Promise<PromiseSettledResult<AppendResult>[]> {
+    const prepared: (PreparedEvent | LedgerError)[] = drafts.map((draft) => {
+      try {
+        return this.prepare(tenant, draft);
+      } catch (err) {
+        if (err instanceof FormatError) return toEventInvalid(err);
+        throw err;
+      }
+    });
+    return this.appendPrepared(tenant, prepared);
+  }
+
+  /**
+   * Prepares a draft for `tenant` with this sequencer's sensitive paths, so that a
+   * caller can refuse a request before anything is appended, then hand the result
+   * to appendPrepared without preparing twice.
+   * @throws FormatError `ENVELOPE_INVALID` naming the field, or `JSON_INVALID`
+   */
+  prepare(tenant: string, draft: EventDraft): PreparedEvent {
+    return prepareEvent(draft, {
+      tenant,
+      ...(this.#opts.sensitivePaths ? { sensitivePaths: this.#opts.sensitivePaths } : {}),
+      ...(this.#opts.random ? { random: this.#opts.random } : {}),
+    });
+  }
+
+  /** Appends prepared events (see prepare); an error in the list rejects that position. */
+  appendPrepared(tenant: string, events: readonly (PreparedEvent | LedgerError)[]): Promise<PromiseSettledResult<AppendResult>[]> {
     if (this.#closed) return Promise.reject(new StoreError('STORE_UNAVAILABLE', 'the ledger is shutting down'));
     const t = this.#tenant(tenant);
-    if (t.queue.length + drafts.length > this.#opts.maxPending) {
+    if (t.queue.length + events.length > this.#opts.maxPending) {
       return Promise.reject(new StoreError('STORE_BUSY', `more than ${this.#opts.maxPending} events are waiting to be committed`));
     }
-    const promises = drafts.map(
-      (draft) => new Promise<AppendResult>((resolve, reject) => t.queue.push({ draft, resolve, reject })),
-    );
+    const promises = events.map((prepared) => {
+      if (prepared instanceof LedgerError) return Promise.reject(prepared);
+      if (prepared.envelope.tenant !== tenant) {
+        return Promise.reject(new LedgerError('EVENT_INVALID', `the event was prepared for tenant ${prepared.envelope.tenant}, not ${tenant}`, { field: 'tenant' }));
+      }
+      return new Promise<AppendResult>((resolve, reject) => t.queue.push({ prepared, resolve, reject }));
+    });
     this.#schedule(tenant, t);
     return Promise.allSettled(promises);
   }
@@ -172,24 +207,24 @@ export class Sequencer {
     const head = t.head;
 
     // Idempotency: ids already in the log return their original result.
-    const ids = [...new Set(batch.map((p) => p.draft.id))];
+    const ids = [...new Set(batch.map((p) => p.prepared.id))];
     const existing = await store.findIds(tenant, ids);
     const firstOf = new Map<string, Pending>();
     const followers: [Pending, Pending][] = [];
     const fresh: Pending[] = [];
     for (const p of batch) {
-      const prior = existing.get(p.draft.id);
+      const prior = existing.get(p.prepared.id);
       if (prior !== undefined) continue;
-      const first = firstOf.get(p.draft.id);
+      const first = firstOf.get(p.prepared.id);
       if (first !== undefined) followers.push([p, first]);
       else {
-        firstOf.set(p.draft.id, p);
+        firstOf.set(p.prepared.id, p);
         fresh.push(p);
       }
     }
 
     // Session heads for every session in the batch.
-    const sessionIds = [...new Set(fresh.flatMap((p) => (p.draft.session ? [p.draft.session.id] : [])))];
+    const sessionIds = [...new Set(fresh.flatMap((p) => (p.prepared.envelope.session ? [p.prepared.envelope.session.id] : [])))];
     const missing = sessionIds.filter((id) => !t.sessions.has(id));
     if (missing.length > 0) {
       for (const [id, row] of await store.sessions(tenant, missing)) t.sessions.set(id, row);
@@ -210,30 +245,24 @@ export class Sequencer {
     const refused: { p: Pending; err: unknown }[] = [];
 
     for (const p of fresh) {
-      const draft = p.draft;
-      const sid = draft.session?.id;
+      const env = p.prepared.envelope;
+      const sid = env.session?.id;
       const prior = sid === undefined ? undefined : sessions.get(sid);
       if (prior?.sealed) {
         refused.push({ p, err: new LedgerError('SESSION_SEALED', `session ${sid} is sealed; no entry can follow its seal`, { field: 'session.id' }) });
         continue;
       }
-      let toSeal = draft;
-      if (draft.type === 'session.closed') {
-        if (prior === undefined) {
-          refused.push({ p, err: new LedgerError('SESSION_NOT_FOUND', `session ${String(sid)} has no entries to seal`, { field: 'session.id' }) });
-          continue;
-        }
-        // The ledger writes the seal: the count and head of the chain it closes.
-        toSeal = { ...draft, seal: { count: prior.seq + 1, head: prior.digest } };
+      if (env.type === 'session.closed' && prior === undefined) {
+        refused.push({ p, err: new LedgerError('SESSION_NOT_FOUND', `session ${String(sid)} has no entries to seal`, { field: 'session.id' }) });
+        continue;
       }
       let sealed: SealedEvent;
       try {
-        sealed = sealEvent(toSeal, {
-          tenant,
+        sealed = placeEvent(p.prepared, {
           recordedAt,
           ...(sid !== undefined ? { seq: (prior?.seq ?? 0) + 1, prev: prior?.digest ?? null } : {}),
-          ...(this.#opts.sensitivePaths ? { sensitivePaths: this.#opts.sensitivePaths } : {}),
-          ...(this.#opts.random ? { random: this.#opts.random } : {}),
+          // The ledger writes the seal: the count and head of the chain it closes.
+          ...(env.type === 'session.closed' && prior !== undefined ? { seal: { count: prior.seq + 1, head: prior.digest } } : {}),
         });
       } catch (err) {
         refused.push({ p, err: err instanceof FormatError ? toEventInvalid(err) : err });
@@ -248,7 +277,7 @@ export class Sequencer {
         sessions.set(sid, next);
         touched.set(sid, next);
       }
-      accepted.push({ p, result: { id: draft.id, index, ...(row.seq !== undefined ? { seq: row.seq } : {}), duplicate: false } });
+      accepted.push({ p, result: { id: p.prepared.id, index, ...(row.seq !== undefined ? { seq: row.seq } : {}), duplicate: false } });
     }
 
     if (rows.length > 0) {
@@ -282,11 +311,11 @@ export class Sequencer {
     }
     for (const { p, err } of refused) p.reject(err);
     for (const p of batch) {
-      const prior = existing.get(p.draft.id);
-      if (prior !== undefined) p.resolve({ id: p.draft.id, index: prior.index, ...(prior.seq !== undefined ? { seq: prior.seq } : {}), duplicate: true });
+      const prior = existing.get(p.prepared.id);
+      if (prior !== undefined) p.resolve({ id: p.prepared.id, index: prior.index, ...(prior.seq !== undefined ? { seq: prior.seq } : {}), duplicate: true });
     }
     for (const [p, first] of followers) {
-      const r = results.get(first.draft.id);
+      const r = results.get(first.prepared.id);
       if (r) p.resolve({ ...r, duplicate: true });
       else p.reject(refused.find((x) => x.p === first)?.err ?? new LedgerError('EVENT_INVALID', 'the first event with this id was refused'));
     }

@@ -1,10 +1,10 @@
 /**
  * Turns a POST /v1/events body (attacker-controlled: one event, an array, or
- * NDJSON) into event drafts, and checks every draft before any is appended: a
+ * NDJSON) into prepared events, checking every one before any is appended: a
  * request with one bad event writes nothing.
  * @internal
  */
-import { type EventDraft, FormatError, validateDraft } from '@custody/core';
+import { type EventDraft, FormatError, type PreparedEvent } from '@custody/core';
 import { LedgerError } from '@custody/ledger';
 import { v7 as uuidv7 } from 'uuid';
 
@@ -12,9 +12,6 @@ import { ApiError } from './errors.js';
 
 /** Deepest nesting accepted inside one event (the envelope itself uses 4 levels). */
 export const MAX_DEPTH = 64;
-
-/** A placeholder seal for the dry run: the sequencer writes the real one. */
-const PROBE_SEAL = { count: 1, head: 'A'.repeat(43) };
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -77,15 +74,20 @@ function tooDeep(value: unknown, max: number): boolean {
 }
 
 /**
- * Normalises and checks each raw event for `tenant`: refuses a different body
+ * Normalises and prepares each raw event for `tenant`: refuses a different body
  * tenant, drops what the ledger assigns (v, recordedAt, session.seq/prev, seal),
- * fills `id` (UUIDv7) and `time` (now) when absent, then seals a copy with a
- * placeholder seq/prev so that any event the ledger would refuse as malformed is
- * refused here, before anything is appended. Only admin keys (`opts.admin`) may
- * append `admin.*` events, which record the ledger's own governance.
+ * fills `id` (UUIDv7) and `time` (now) when absent, then prepares it (commitments,
+ * validation, canonical JSON: see prepareEvent) so that any event the ledger would
+ * refuse as malformed is refused here, before anything is appended, and nothing is
+ * validated twice. Only admin keys (`opts.admin`) may append `admin.*` events,
+ * which record the ledger's own governance.
  * @throws ApiError `TENANT_MISMATCH`, `FORBIDDEN`; LedgerError `EVENT_INVALID` naming the event and field
  */
-export function draftsOf(raw: readonly unknown[], tenant: string, opts: { admin: boolean; now?: Date }): EventDraft[] {
+export function preparedEventsOf(
+  raw: readonly unknown[],
+  tenant: string,
+  opts: { admin: boolean; prepare: (draft: EventDraft) => PreparedEvent; now?: Date },
+): PreparedEvent[] {
   const time = (opts.now ?? new Date()).toISOString();
   return raw.map((value, i) => {
     if (!isObject(value)) throw invalid(i, '', 'expected an event object');
@@ -104,20 +106,19 @@ export function draftsOf(raw: readonly unknown[], tenant: string, opts: { admin:
     }
     if (draft['id'] === undefined) draft['id'] = uuidv7();
     if (draft['time'] === undefined) draft['time'] = time;
-    probe(draft, tenant, time, i);
+    const prepared = prepare(draft as unknown as EventDraft, opts.prepare, i);
     // admin.* entries record the ledger's own governance: only admin keys may write them.
     if (!opts.admin && typeof draft['type'] === 'string' && draft['type'].startsWith('admin.')) {
       throw new ApiError('FORBIDDEN', 403, `events[${i}].type: only an admin key may append admin.* events`, { field: `events[${i}].type` });
     }
-    return draft as unknown as EventDraft;
+    return prepared;
   });
 }
 
-/** The dry run: validates the envelope the sequencer would seal, with a placeholder seq/prev and seal. */
-function probe(draft: Record<string, unknown>, tenant: string, time: string, i: number): void {
-  const copy = draft['type'] === 'session.closed' ? { ...draft, seal: PROBE_SEAL } : draft;
+/** Prepares one event, naming it (events[i]) and its field in any error. */
+function prepare(draft: EventDraft, prepareEvent: (draft: EventDraft) => PreparedEvent, i: number): PreparedEvent {
   try {
-    validateDraft(copy as unknown as EventDraft, { tenant, recordedAt: time, seq: 1, prev: null });
+    return prepareEvent(draft);
   } catch (err) {
     if (err instanceof FormatError) {
       const field = err.field === undefined || err.field === '(envelope)' ? '' : err.field;
@@ -127,7 +128,6 @@ function probe(draft: Record<string, unknown>, tenant: string, time: string, i: 
     throw invalid(i, '', err instanceof Error ? err.message : 'cannot be sealed');
   }
 }
-
 /** Core's "invalid envelope: a: m; b: m" as "events[i].a: m; events[i].b: m". */
 function issuesOf(message: string, i: number): string {
   const prefix = 'invalid envelope: ';

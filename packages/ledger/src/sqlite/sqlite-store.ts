@@ -49,6 +49,7 @@ import {
   toApiKey,
   typeFilter,
 } from '../store-shared.js';
+import { type Checkpointer, startCheckpointer } from './sqlite-checkpointer.js';
 import { migrateSqlite, SQLITE_SCHEMA_VERSION, sqliteSchemaVersion } from './sqlite-migrations.js';
 
 /** Where the SQLite store keeps its data. */
@@ -64,6 +65,12 @@ export type SqliteStoreConfig = (
 ) & {
   /** How long a write waits for another connection's lock before `STORE_BUSY`, in ms. Default 5000. */
   busyTimeoutMs?: number;
+  /**
+   * Who checkpoints the WAL into the database file. `background` (the default for a
+   * database file): a worker thread with its own connection, so no commit waits for
+   * a checkpoint. `automatic`: SQLite, inside the commit that crosses ~32 MiB of WAL.
+   */
+  checkpoints?: 'background' | 'automatic';
 };
 
 /** Candidate entries checked per statement by an identity query. */
@@ -167,6 +174,7 @@ export class SqliteStore implements LedgerStore {
   #statements: Statements | undefined;
   readonly #queries = new Map<string, Statement>();
   #appendTx: ((batch: SealedBatch, expectedSize: number) => void) | undefined;
+  #checkpointer: Checkpointer | undefined;
   #closed = false;
 
   constructor(config: SqliteStoreConfig) {
@@ -185,6 +193,15 @@ export class SqliteStore implements LedgerStore {
       // batches is copied back to the database file once per checkpoint, not per batch.
       db.pragma('wal_autocheckpoint = 8192');
       db.pragma('journal_size_limit = 67108864');
+      const file = db.name;
+      if ((cfg.checkpoints ?? 'background') === 'background' && !db.readonly && !db.memory && file !== '' && !file.startsWith('file:')) {
+        db.pragma('wal_autocheckpoint = 0');
+        this.#checkpointer = startCheckpointer(file, () => {
+          // The worker is gone: let SQLite checkpoint inline again rather than grow the WAL forever.
+          this.#checkpointer = undefined;
+          if (!this.#closed && db.open) db.pragma('wal_autocheckpoint = 8192');
+        });
+      }
     } catch (err) {
       throw toStoreError(err);
     }
@@ -206,6 +223,7 @@ export class SqliteStore implements LedgerStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#checkpointer?.stop();
     try {
       if (this.#db.open) {
         if (!this.#db.readonly) this.#db.pragma('optimize');

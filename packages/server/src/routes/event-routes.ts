@@ -8,7 +8,7 @@ import type { FastifySchemaCompiler } from 'fastify';
 
 import { ROLES, callerOf } from '../auth.js';
 import { ApiError, AppendFailedError, type AppendRefusal, errorResponse } from '../errors.js';
-import { draftsOf, rawEventsOf } from '../ingest.js';
+import { preparedEventsOf, rawEventsOf } from '../ingest.js';
 import { AUTHED, type RouteContext, access, errorResponses, rolesLine, utc } from '../route-kit.js';
 import { ENTRY_FILTERS, PAGING, ref } from '../schemas.js';
 
@@ -97,8 +97,9 @@ export function eventRoutes(ctx: RouteContext): void {
     handler: async (request, reply) => {
       const caller = callerOf(request);
       const tenant = caller.tenant;
-      const drafts = draftsOf(rawEventsOf(request.body, ctx.maxBatch, request.mediaType === 'application/x-ndjson'), tenant, { admin: caller.role === 'admin' });
-      const settled = await ledger.append(tenant, drafts);
+      const raw = rawEventsOf(request.body, ctx.maxBatch, request.mediaType === 'application/x-ndjson');
+      const events = preparedEventsOf(raw, tenant, { admin: caller.role === 'admin', prepare: (draft) => ledger.prepare(tenant, draft) });
+      const settled = await ledger.appendPrepared(tenant, events);
       const results: ResultItem[] = [];
       let fatal: unknown;
       let refused = false;
@@ -111,11 +112,11 @@ export function eventRoutes(ctx: RouteContext): void {
         if (err instanceof LedgerError || err instanceof FormatError) {
           refused = true;
           const field = err.field === undefined ? `events[${i}]` : err.field.startsWith('events[') ? err.field : `events[${i}].${err.field}`;
-          results.push({ id: drafts[i]!.id, error: { code: err.code, message: err.message, field } });
+          results.push({ id: events[i]!.id, error: { code: err.code, message: err.message, field } });
         } else {
           fatal ??= err;
           const { body } = errorResponse(err, ctx.bodyLimit);
-          results.push({ id: drafts[i]!.id, error: { code: body.error.code, message: body.error.message } });
+          results.push({ id: events[i]!.id, error: { code: body.error.code, message: body.error.message } });
         }
       });
       // The store failed part of the request: answer its error, with what was committed before it.

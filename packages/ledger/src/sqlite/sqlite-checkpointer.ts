@@ -1,0 +1,76 @@
+/**
+ * The SQLite WAL checkpointer, on its own thread and connection.
+ *
+ * In WAL mode every commit appends to the write-ahead log, and a checkpoint copies
+ * the log back into the database file and syncs it. Left to SQLite, that copy runs
+ * inside whichever commit crosses `wal_autocheckpoint`, on the thread that is
+ * serving requests: one commit in a few hundred then takes a hundred milliseconds
+ * instead of a few. This runs PASSIVE checkpoints (which never block a writer)
+ * from a worker thread instead, and the store turns automatic checkpoints off.
+ * If the worker stops for any reason, the store turns them back on.
+ * @internal
+ */
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+
+/** How often the worker checkpoints, in ms. */
+export const CHECKPOINT_INTERVAL_MS = 250;
+
+// A plain script (eval), so that it runs the same from TypeScript sources and from dist.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path, { fileMustExist: true });
+db.pragma('busy_timeout = 100');
+const checkpoint = () => {
+  try {
+    db.pragma('wal_checkpoint(PASSIVE)');
+  } catch (err) {
+    // SQLITE_BUSY: another checkpoint is running; the next tick tries again.
+    if (!err || err.code !== 'SQLITE_BUSY') throw err;
+  }
+};
+const timer = setInterval(checkpoint, workerData.intervalMs);
+parentPort.on('message', (m) => {
+  if (m !== 'stop') return;
+  clearInterval(timer);
+  try { checkpoint(); } finally { db.close(); parentPort.close(); }
+});
+parentPort.postMessage('ready');
+`;
+
+/** A running background checkpointer. */
+export interface Checkpointer {
+  /** Runs a last checkpoint and stops the worker. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts checkpointing the WAL of the database at `path` from a worker thread.
+ * `onExit` runs if the worker stops other than through `stop()` (the store then
+ * re-enables automatic checkpoints).
+ */
+export function startCheckpointer(path: string, onExit: (err?: unknown) => void, intervalMs = CHECKPOINT_INTERVAL_MS): Checkpointer {
+  const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, driver, intervalMs } });
+  worker.unref();
+  let stopping = false;
+  let failure: unknown;
+  worker.on('error', (err) => {
+    failure = err;
+  });
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  void exited.then(() => {
+    if (!stopping) onExit(failure);
+  });
+  return {
+    async stop() {
+      if (stopping) return exited;
+      stopping = true;
+      worker.postMessage('stop');
+      const timer = setTimeout(() => void worker.terminate(), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
