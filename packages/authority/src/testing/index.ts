@@ -1,0 +1,3 @@
+/** `@custody/authority/testing`: real token issuers and attack forgers for tests. */
+export { createTestIssuer, hmacToken, tamperedToken, unsignedToken } from './test-issuer.js';
+export type { TestIssuer } from './test-issuer.js';
