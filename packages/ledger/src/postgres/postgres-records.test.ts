@@ -1,0 +1,3 @@
+import { postgresConformanceOptions, runRecordsConformance } from '../testing/index.js';
+
+runRecordsConformance(await postgresConformanceOptions());

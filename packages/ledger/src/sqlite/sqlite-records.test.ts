@@ -1,0 +1,3 @@
+import { runRecordsConformance, sqliteConformanceOptions } from '../testing/index.js';
+
+runRecordsConformance(sqliteConformanceOptions());
