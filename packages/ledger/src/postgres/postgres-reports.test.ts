@@ -1,0 +1,3 @@
+import { postgresConformanceOptions, runReportConformance } from '../testing/index.js';
+
+runReportConformance(await postgresConformanceOptions());

@@ -1,0 +1,203 @@
+/**
+ * The report selections of `PostgresStore` (see ../reports.ts for what each means;
+ * ../sqlite/sqlite-reports.ts is the same logic on SQLite). Every selection walks
+ * an index the store already maintains, newest first, and stops at `limit` rows.
+ * @internal
+ */
+import type pg from 'pg';
+
+import { AFTER_END_ALLOWED, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, type StoreReports, type TopPrincipal, sessionPath } from '../reports.js';
+import { BUCKET, clockKey, decodePostings, filterTimeKey, ROLE_BIT } from '../store-shared.js';
+
+/** Runs one statement the way the store does (maps driver errors). */
+export type PostgresQuery = <R extends pg.QueryResultRow>(sql: string, params: unknown[]) => Promise<pg.QueryResult<R>>;
+
+type Int8 = string | number;
+
+const list = (xs: readonly string[]) => xs.map((x) => `'${x}'`).join(', ');
+
+/** Scope item `s` covers tool `e.tool_name` (the rule of `scopeCovers` in ../reports.ts). */
+const COVERS = `(s = '*' OR s = e.tool_name OR s = 'tool:' || e.tool_name
+  OR (right(s, 1) = '*' AND (starts_with(e.tool_name, left(s, -1)) OR starts_with('tool:' || e.tool_name, left(s, -1)))))`;
+
+/** Appends the `time` window of `alias` (entries' time_key) to `params`, returning the SQL. */
+function timeWhere(alias: string, range: ReportRange, params: unknown[]): string {
+  let sql = '';
+  if (range.since !== undefined) {
+    params.push(filterTimeKey(range.since, 'since'));
+    sql += ` AND ${alias}.time_key >= $${params.length}`;
+  }
+  if (range.until !== undefined) {
+    params.push(filterTimeKey(range.until, 'until'));
+    sql += ` AND ${alias}.time_key < $${params.length}`;
+  }
+  return sql;
+}
+
+/** @internal */
+export class PostgresReports implements StoreReports {
+  readonly #q: string;
+  readonly #query: PostgresQuery;
+
+  /**
+   * @param q the quoted schema name
+   * @param query runs a statement the way the store does
+   */
+  constructor(q: string, query: PostgresQuery) {
+    this.#q = q;
+    this.#query = query;
+  }
+
+  async #indexes(sql: string, params: unknown[]): Promise<number[]> {
+    return (await this.#query<{ idx: Int8 }>(sql, params)).rows.map((r) => Number(r.idx));
+  }
+
+  async unapprovedCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
+    const q = this.#q;
+    const params: unknown[] = [tenant, before ?? Number.MAX_SAFE_INTEGER];
+    const time = timeWhere('d', range, params);
+    params.push(limit);
+    // entries.principals is encodePrincipals' JSON ([[role, type, id], …], no spaces).
+    const sql = `SELECT d.idx FROM ${q}.entries d
+      WHERE d.tenant = $1 AND d.decision = 'approval_required' AND d.type = 'policy.decided' AND d.idx < $2${time}
+        AND NOT EXISTS (SELECT 1 FROM ${q}.entries g
+          WHERE g.tenant = d.tenant AND g.session_id = d.session_id AND g.type = 'approval.granted'
+            AND (g.cause = d.cause OR g.cause = d.id) AND strpos(g.principals, '["approver","human",') > 0)
+      ORDER BY d.idx DESC LIMIT $${params.length}`;
+    return this.#indexes(sql, params);
+  }
+
+  async deniedCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
+    const params: unknown[] = [tenant, before ?? Number.MAX_SAFE_INTEGER];
+    const time = timeWhere('d', range, params);
+    params.push(limit);
+    const sql = `SELECT d.idx FROM ${this.#q}.entries d
+      WHERE d.tenant = $1 AND d.decision = 'deny' AND d.type = 'policy.decided' AND d.idx < $2${time}
+      ORDER BY d.idx DESC LIMIT $${params.length}`;
+    return this.#indexes(sql, params);
+  }
+
+  async outOfScopeCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
+    const params: unknown[] = [tenant, before ?? Number.MAX_SAFE_INTEGER];
+    const time = timeWhere('e', range, params);
+    params.push(limit);
+    // The byte search skips the JSON parse of entries that carry no scope at all.
+    const sql = `SELECT e.idx FROM ${this.#q}.entries e
+      WHERE e.tenant = $1 AND e.type = 'tool.requested' AND e.idx < $2${time}
+        AND position('\\x2273636f7065223a'::bytea IN e.entry) > 0
+        AND EXISTS (SELECT 1 FROM jsonb_array_elements(convert_from(e.entry, 'UTF8')::jsonb -> 'chain') l
+          WHERE jsonb_typeof(l -> 'scope') = 'array'
+            AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(l -> 'scope') s WHERE ${COVERS}))
+      ORDER BY e.idx DESC LIMIT $${params.length}`;
+    return this.#indexes(sql, params);
+  }
+
+  async actedAfterEnd(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
+    const q = this.#q;
+    const lists = await Promise.all(
+      SESSION_END_TYPES.map((type) => {
+        const params: unknown[] = [tenant, type, before ?? Number.MAX_SAFE_INTEGER];
+        const time = timeWhere('t', range, params);
+        params.push(limit);
+        const sql = `SELECT t.idx FROM ${q}.entries t
+          JOIN ${q}.sessions s ON s.tenant = t.tenant AND s.id = t.session_id
+          WHERE t.tenant = $1 AND t.type = $2 AND t.idx < $3${time} AND s.last_index > t.idx
+            AND NOT EXISTS (SELECT 1 FROM ${q}.entries p
+              WHERE p.tenant = t.tenant AND p.session_id = t.session_id AND p.idx < t.idx AND p.type IN (${list(SESSION_END_TYPES)}))
+            AND EXISTS (SELECT 1 FROM ${q}.entries a
+              WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}))
+          ORDER BY t.idx DESC LIMIT $${params.length}`;
+        return this.#indexes(sql, params);
+      }),
+    );
+    return [...new Set(lists.flat())].sort((a, b) => b - a).slice(0, limit);
+  }
+
+  async deepDelegation(tenant: string, links: number, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
+    const lists = await Promise.all(
+      ['session.opened', 'session.delegated'].map((type) => {
+        const params: unknown[] = [tenant, type, before ?? Number.MAX_SAFE_INTEGER, links];
+        const time = timeWhere('e', range, params);
+        params.push(limit);
+        const sql = `SELECT e.idx FROM ${this.#q}.entries e
+          WHERE e.tenant = $1 AND e.type = $2 AND e.idx < $3${time}
+            AND strpos(e.principals, '["chain",') > 0
+            AND jsonb_array_length(coalesce(convert_from(e.entry, 'UTF8')::jsonb -> 'chain', '[]'::jsonb)) > $4
+          ORDER BY e.idx DESC LIMIT $${params.length}`;
+        return this.#indexes(sql, params);
+      }),
+    );
+    return [...new Set(lists.flat())].sort((a, b) => b - a).slice(0, limit);
+  }
+
+  async principalEntries(tenant: string, principal: string, range: ReportRange): Promise<PrincipalEntry[]> {
+    const q = this.#q;
+    const head = (await this.#query<{ size: Int8 }>(`SELECT size FROM ${q}.heads WHERE tenant = $1`, [tenant])).rows[0];
+    const size = head === undefined ? 0 : Number(head.size);
+    if (size === 0) return [];
+    const buckets = Array.from({ length: Math.floor((size - 1) / BUCKET) + 1 }, (_, b) => b);
+    const { rows: postings } = await this.#query<{ bucket: Int8; first_idx: Int8; postings: Uint8Array }>(
+      `SELECT bucket, first_idx, postings FROM ${q}.principals WHERE tenant = $1 AND bucket = ANY($2::bigint[]) AND pid = $3 ORDER BY bucket, first_idx`,
+      [tenant, buckets, principal],
+    );
+    const roles = new Map<number, number>();
+    for (const bit of Object.values(ROLE_BIT)) for (const i of decodePostings(postings, bit)) roles.set(i, (roles.get(i) ?? 0) | bit);
+    const indexes = [...roles.keys()].sort((a, b) => a - b);
+    if (indexes.length === 0) return [];
+    const params: unknown[] = [tenant, indexes];
+    const time = timeWhere('e', range, params);
+    const { rows } = await this.#query<{ idx: Int8; type: string; tool_name: string | null; decision: string | null; session_id: string | null }>(
+      // One primary-key probe per index (LATERAL … LIMIT 1): with `idx = ANY(…)` or a plain join on a
+      // few thousand indexes the planner scans and sorts the whole tenant instead (~1 s at 1M entries).
+      // The window is tested outside the probe: inside, the planner walks the time index per row.
+      `SELECT e.idx, e.type, e.tool_name, e.decision, e.session_id FROM unnest($2::bigint[]) AS w(idx)
+        CROSS JOIN LATERAL (SELECT e.idx, e.type, e.tool_name, e.decision, e.session_id, e.time_key FROM ${q}.entries e
+          WHERE e.tenant = $1 AND e.idx = w.idx LIMIT 1) AS e WHERE true${time} ORDER BY e.idx`,
+      params,
+    );
+    return rows.map((r) => ({
+      index: Number(r.idx),
+      type: r.type,
+      roles: roles.get(Number(r.idx)) ?? 0,
+      ...(r.tool_name !== null ? { tool: r.tool_name } : {}),
+      ...(r.decision !== null ? { decision: r.decision } : {}),
+      ...(r.session_id !== null ? { session: r.session_id } : {}),
+    }));
+  }
+
+  async topPrincipals(tenant: string, range: ReportRange, limit: number): Promise<TopPrincipal[]> {
+    const rows: TopPrincipal[] = [];
+    for (const [column, role] of [
+      ['initiator_id', 'initiator'],
+      ['actor_id', 'agent'],
+    ] as const) {
+      const params: unknown[] = [tenant];
+      let cond = '';
+      if (range.since !== undefined) {
+        params.push(clockKey(range.since, 'since'));
+        cond += ` AND s.last_at >= $${params.length}`;
+      }
+      if (range.until !== undefined) {
+        params.push(clockKey(range.until, 'until'));
+        cond += ` AND s.first_at < $${params.length}`;
+      }
+      params.push(limit);
+      const sql = `SELECT s.${column} AS principal, count(*) AS sessions, sum(s.entries) AS entries,
+          (array_agg(s.id ORDER BY s.last_index DESC))[1] AS last_session
+        FROM ${this.#q}.sessions s WHERE s.tenant = $1 AND s.${column} IS NOT NULL${cond}
+        GROUP BY s.${column} ORDER BY sessions DESC, principal LIMIT $${params.length}`;
+      const found = await this.#query<{ principal: string; sessions: Int8; entries: Int8; last_session: string }>(sql, params);
+      for (const r of found.rows) {
+        rows.push({
+          principal: r.principal,
+          role,
+          sessions: Number(r.sessions),
+          entries: Number(r.entries),
+          lastSession: r.last_session,
+          lastSessionPath: sessionPath(r.last_session),
+        });
+      }
+    }
+    return rows;
+  }
+}

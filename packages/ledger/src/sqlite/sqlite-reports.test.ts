@@ -1,0 +1,3 @@
+import { runReportConformance, sqliteConformanceOptions } from '../testing/index.js';
+
+runReportConformance(sqliteConformanceOptions());

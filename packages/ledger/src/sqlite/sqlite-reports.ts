@@ -1,0 +1,207 @@
+/**
+ * The report selections of `SqliteStore` (see ../reports.ts for what each means).
+ * Every selection walks an index the store already maintains, newest first, and
+ * stops once it has `limit` rows: entries_decision (unapproved and denied calls),
+ * entries_type (out-of-scope calls, session ends, delegations), entries_session
+ * (the per-call and per-session probes), the principals postings (a principal's
+ * activity) and sessions (top principals).
+ * @internal
+ */
+import type Database from 'better-sqlite3';
+
+import { AFTER_END_ALLOWED, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, type StoreReports, type TopPrincipal, sessionPath } from '../reports.js';
+import { BUCKET, clockKey, decodePostings, filterTimeKey, ROLE_BIT } from '../store-shared.js';
+
+type Statement = Database.Statement<unknown[], unknown>;
+
+/** Indexes fetched per statement when reading a principal's entries. */
+const CHUNK = 2000;
+
+const list = (xs: readonly string[]) => xs.map((x) => `'${x}'`).join(', ');
+
+/**
+ * Whether scope item `s.value` covers tool `e.tool_name`: `*`, the name, `tool:<name>`,
+ * or a prefix ending in `*` (the rule of `scopeCovers` in ../reports.ts).
+ */
+const COVERS = `(s.value = '*' OR s.value = e.tool_name OR s.value = 'tool:' || e.tool_name
+  OR (substr(s.value, -1) = '*' AND (substr(e.tool_name, 1, length(s.value) - 1) = substr(s.value, 1, length(s.value) - 1)
+    OR substr('tool:' || e.tool_name, 1, length(s.value) - 1) = substr(s.value, 1, length(s.value) - 1))))`;
+
+/** The `time` window of `alias` as SQL and parameters (entries' time_key). */
+function timeWhere(alias: string, range: ReportRange): { sql: string; params: string[] } {
+  let sql = '';
+  const params: string[] = [];
+  if (range.since !== undefined) {
+    sql += ` AND ${alias}.time_key >= ?`;
+    params.push(filterTimeKey(range.since, 'since'));
+  }
+  if (range.until !== undefined) {
+    sql += ` AND ${alias}.time_key < ?`;
+    params.push(filterTimeKey(range.until, 'until'));
+  }
+  return { sql, params };
+}
+
+/** @internal */
+export class SqliteReports implements StoreReports {
+  readonly #db: Database.Database;
+  readonly #run: <T>(fn: () => T) => T;
+  readonly #statements = new Map<string, Statement>();
+
+  /**
+   * @param db the store's database
+   * @param run runs a call the way the store does (maps driver errors, refuses when closed)
+   */
+  constructor(db: Database.Database, run: <T>(fn: () => T) => T) {
+    this.#db = db;
+    this.#run = run;
+  }
+
+  #stmt(sql: string): Statement {
+    let s = this.#statements.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      this.#statements.set(sql, s);
+    }
+    return s;
+  }
+
+  #indexes(sql: string, params: unknown[]): number[] {
+    return this.#run(() => (this.#stmt(sql).all(...params) as { idx: number }[]).map((r) => r.idx));
+  }
+
+  async unapprovedCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
+    const t = timeWhere('d', range);
+    // A human approval: an approval.granted whose approver is a human. entries.principals is
+    // encodePrincipals' JSON ([[role, type, id], …], no spaces), so the pair is a fixed substring.
+    const sql = `SELECT d.idx FROM entries d INDEXED BY entries_decision
+      WHERE d.tenant = ? AND d.decision = 'approval_required' AND d.type = 'policy.decided' AND d.idx < ?${t.sql}
+        AND NOT EXISTS (SELECT 1 FROM entries g INDEXED BY entries_session
+          WHERE g.tenant = d.tenant AND g.session_id = d.session_id AND g.type = 'approval.granted'
+            AND (g.cause = d.cause OR g.cause = d.id) AND instr(g.principals, '["approver","human",') > 0)
+      ORDER BY d.idx DESC LIMIT ?`;
+    return this.#indexes(sql, [tenant, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]);
+  }
+
+  async deniedCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
+    const t = timeWhere('d', range);
+    const sql = `SELECT d.idx FROM entries d INDEXED BY entries_decision
+      WHERE d.tenant = ? AND d.decision = 'deny' AND d.type = 'policy.decided' AND d.idx < ?${t.sql}
+      ORDER BY d.idx DESC LIMIT ?`;
+    return this.#indexes(sql, [tenant, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]);
+  }
+
+  async outOfScopeCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
+    const t = timeWhere('e', range);
+    // The byte search skips the JSON parse of entries that carry no scope at all.
+    const sql = `SELECT e.idx FROM entries e INDEXED BY entries_type
+      WHERE e.tenant = ? AND e.type = 'tool.requested' AND e.idx < ?${t.sql}
+        AND instr(e.entry, CAST('"scope":' AS BLOB)) > 0
+        AND EXISTS (SELECT 1 FROM json_each(CAST(e.entry AS TEXT), '$.chain') l
+          WHERE json_type(l.value, '$.scope') = 'array'
+            AND NOT EXISTS (SELECT 1 FROM json_each(l.value, '$.scope') s WHERE ${COVERS}))
+      ORDER BY e.idx DESC LIMIT ?`;
+    return this.#indexes(sql, [tenant, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]);
+  }
+
+  async actedAfterEnd(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
+    const t = timeWhere('t', range);
+    // One index walk per end type (an IN list would sort every match before the LIMIT).
+    // The session row's last_index is the cheap test; the probes run only for sessions that go on.
+    const sql = `SELECT t.idx FROM entries t INDEXED BY entries_type
+      CROSS JOIN sessions s ON s.tenant = t.tenant AND s.id = t.session_id
+      WHERE t.tenant = ? AND t.type = ? AND t.idx < ?${t.sql} AND s.last_index > t.idx
+        AND NOT EXISTS (SELECT 1 FROM entries p INDEXED BY entries_session
+          WHERE p.tenant = t.tenant AND p.session_id = t.session_id AND p.idx < t.idx AND p.type IN (${list(SESSION_END_TYPES)}))
+        AND EXISTS (SELECT 1 FROM entries a INDEXED BY entries_session
+          WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}))
+      ORDER BY t.idx DESC LIMIT ?`;
+    const lists = SESSION_END_TYPES.map((type) => this.#indexes(sql, [tenant, type, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]));
+    return [...new Set(lists.flat())].sort((a, b) => b - a).slice(0, limit);
+  }
+
+  async deepDelegation(tenant: string, links: number, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
+    const t = timeWhere('e', range);
+    // Only entries with a chain link among their principals are parsed.
+    const sql = `SELECT e.idx FROM entries e INDEXED BY entries_type
+      WHERE e.tenant = ? AND e.type = ? AND e.idx < ?${t.sql}
+        AND instr(e.principals, '["chain",') > 0
+        AND json_array_length(CAST(e.entry AS TEXT), '$.chain') > ?
+      ORDER BY e.idx DESC LIMIT ?`;
+    const lists = ['session.opened', 'session.delegated'].map((type) =>
+      this.#indexes(sql, [tenant, type, before ?? Number.MAX_SAFE_INTEGER, ...t.params, links, limit]),
+    );
+    return [...new Set(lists.flat())].sort((a, b) => b - a).slice(0, limit);
+  }
+
+  async principalEntries(tenant: string, principal: string, range: ReportRange): Promise<PrincipalEntry[]> {
+    return this.#run(() => {
+      const size = (this.#stmt('SELECT size FROM heads WHERE tenant = ?').get(tenant) as { size: number } | undefined)?.size ?? 0;
+      if (size === 0) return [];
+      const postings = this.#stmt('SELECT first_idx, postings FROM principals WHERE tenant = ? AND bucket = ? AND pid = ? ORDER BY first_idx');
+      const roles = new Map<number, number>();
+      for (let b = 0; b <= Math.floor((size - 1) / BUCKET); b++) {
+        const rows = postings.all(tenant, b, principal) as { first_idx: number; postings: Uint8Array }[];
+        if (rows.length === 0) continue;
+        for (const bit of Object.values(ROLE_BIT)) for (const i of decodePostings(rows, bit)) roles.set(i, (roles.get(i) ?? 0) | bit);
+      }
+      const indexes = [...roles.keys()].sort((a, b) => a - b);
+      const t = timeWhere('e', range);
+      const sql = `SELECT e.idx, e.type, e.tool_name, e.decision, e.session_id FROM json_each(?) c
+        CROSS JOIN entries e INDEXED BY entries_idx ON e.tenant = ? AND e.idx = c.value
+        WHERE 1 = 1${t.sql} ORDER BY e.idx`;
+      const out: PrincipalEntry[] = [];
+      for (let at = 0; at < indexes.length; at += CHUNK) {
+        const rows = this.#stmt(sql).all(JSON.stringify(indexes.slice(at, at + CHUNK)), tenant, ...t.params) as {
+          idx: number;
+          type: string;
+          tool_name: string | null;
+          decision: string | null;
+          session_id: string | null;
+        }[];
+        for (const r of rows) {
+          out.push({
+            index: r.idx,
+            type: r.type,
+            roles: roles.get(r.idx) ?? 0,
+            ...(r.tool_name !== null ? { tool: r.tool_name } : {}),
+            ...(r.decision !== null ? { decision: r.decision } : {}),
+            ...(r.session_id !== null ? { session: r.session_id } : {}),
+          });
+        }
+      }
+      return out;
+    });
+  }
+
+  async topPrincipals(tenant: string, range: ReportRange, limit: number): Promise<TopPrincipal[]> {
+    const where: string[] = [];
+    const params: string[] = [];
+    if (range.since !== undefined) {
+      where.push('s.last_at >= ?');
+      params.push(clockKey(range.since, 'since'));
+    }
+    if (range.until !== undefined) {
+      where.push('s.first_at < ?');
+      params.push(clockKey(range.until, 'until'));
+    }
+    const cond = where.map((w) => ` AND ${w}`).join('');
+    const rows: TopPrincipal[] = [];
+    for (const [column, role] of [
+      ['initiator_id', 'initiator'],
+      ['actor_id', 'agent'],
+    ] as const) {
+      // SQLite returns the bare column s.id from the row holding max(s.last_index).
+      const sql = `SELECT s.${column} AS principal, count(*) AS sessions, sum(s.entries) AS entries, max(s.last_index) AS last_index, s.id AS last_session
+        FROM sessions s WHERE s.tenant = ? AND s.${column} IS NOT NULL${cond}
+        GROUP BY s.${column} ORDER BY sessions DESC, principal LIMIT ?`;
+      const found = this.#run(
+        () => this.#stmt(sql).all(tenant, ...params, limit) as { principal: string; sessions: number; entries: number; last_session: string }[],
+      );
+      for (const r of found) {
+        rows.push({ principal: r.principal, role, sessions: r.sessions, entries: r.entries, lastSession: r.last_session, lastSessionPath: sessionPath(r.last_session) });
+      }
+    }
+    return rows;
+  }
+}

@@ -1,0 +1,319 @@
+/**
+ * The report conformance suite: every report on every store matches a reference
+ * computed in JavaScript from the entries themselves, across pages and time
+ * windows, on a log that holds each case a report must catch or must not.
+ */
+import { decodeEntry, type Envelope, type EventDraft } from '@custody/core';
+import { v7 as uuidv7 } from 'uuid';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { principalsOf } from '../entry-row.js';
+import { LedgerError } from '../errors.js';
+import {
+  actedAfterEndReport,
+  AFTER_END_ALLOWED,
+  deepDelegationReport,
+  deniedCallsReport,
+  principalActivityReport,
+  type ReportPage,
+  type ReportRange,
+  type ReportRequest,
+  scopeCovers,
+  SESSION_END_TYPES,
+  topPrincipalsReport,
+  unapprovedCallsReport,
+} from '../reports.js';
+import type { LedgerStore, StoredEntry } from '../store.js';
+import { filterTimeKey, timeKey } from '../store-shared.js';
+import { FixtureLog, scenarioDrafts } from './batch-fixtures.js';
+import { storeExcluded } from './postgres-test-env.js';
+import type { StoreConformanceOptions } from './store-conformance.js';
+
+/**
+ * Registers the report suite for one store (call it at the top level of a test file).
+ * @example
+ * runReportConformance(sqliteConformanceOptions());
+ */
+export function runReportConformance(opts: StoreConformanceOptions): void {
+  const reason = opts.skip === true ? 'skipped by its options' : typeof opts.skip === 'string' ? opts.skip : storeExcluded(opts.name);
+  if (reason !== undefined) {
+    describe.skip(`reports: ${opts.name} (${reason})`, () => {
+      it('is skipped', () => undefined);
+    });
+    return;
+  }
+  describe(`reports: ${opts.name}`, () => defineSuite(opts));
+}
+
+const human = (id: string) => ({ type: 'human' as const, id });
+const agent = (id: string) => ({ type: 'agent' as const, id });
+
+/** Hand-made sessions: each case a report must report, and its near misses. */
+function caseDrafts(prefix: string): EventDraft[] {
+  let clock = Date.parse('2026-03-01T00:00:00Z');
+  const out: EventDraft[] = [];
+  const ev = (sid: string, type: EventDraft['type'], extra: Partial<EventDraft> = {}, who = { initiator: human('ivy@example.com'), actor: agent('agent:case') }): EventDraft => {
+    clock += 1000;
+    const d: EventDraft = { id: uuidv7(), type, time: new Date(clock).toISOString(), session: { id: `${prefix}-${sid}` }, ...who, ...extra };
+    out.push(d);
+    return d;
+  };
+  const call = (sid: string, tool: string, effect: 'allow' | 'deny' | 'approval_required', extra: Partial<EventDraft> = {}) => {
+    const req = ev(sid, 'tool.requested', { tool: { name: tool }, ...extra });
+    const dec = ev(sid, 'policy.decided', {
+      tool: { name: tool },
+      cause: req.id,
+      decision: { effect, policyVersion: 'v1', policies: [`p-${tool}`], reasons: effect === 'deny' ? ['not allowed'] : [] },
+      ...extra,
+    });
+    return { req, dec };
+  };
+
+  // Revoked, then acts: reported at the revocation.
+  ev('revoked', 'session.opened', { session: { id: `${prefix}-revoked`, objective: 'revoked then acts' } });
+  ev('revoked', 'session.revoked');
+  ev('revoked', 'tool.requested', { tool: { name: 'db.query' } });
+  // Revoked, then only its credential revoked: not acting.
+  ev('quiet', 'session.opened');
+  ev('quiet', 'session.revoked');
+  ev('quiet', 'credential.revoked', { credential: { jti: 'j-1', fingerprint: 'A'.repeat(43) } });
+  // Expired, revoked, then acts: reported once, at the expiry (the first end).
+  ev('expired', 'session.opened');
+  ev('expired', 'session.expired');
+  ev('expired', 'session.revoked');
+  ev('expired', 'model.output', { data: { output: 'late' } });
+  // Sealed, then an entry anyway (the sequencer refuses this; a store may still hold it).
+  ev('sealed', 'session.opened');
+  ev('sealed', 'session.closed');
+  ev('sealed', 'prompt.received', { data: { prompt: 'after the seal' } });
+
+  // Scope: a delegated chain whose agent link may use github.* and db.query only.
+  const scoped = {
+    initiator: human('ivy@example.com'),
+    actor: agent('agent:scoped'),
+    chain: [{ principal: human('ivy@example.com'), scope: ['*'] }, { principal: agent('agent:scoped'), scope: ['github.*', 'tool:db.query'] }],
+  };
+  ev('scoped', 'session.opened', {}, scoped);
+  ev('scoped', 'tool.requested', { tool: { name: 'github.create_issue' } }, scoped);
+  ev('scoped', 'tool.requested', { tool: { name: 'db.query' } }, scoped);
+  ev('scoped', 'tool.requested', { tool: { name: 'stripe.refund' } }, scoped);
+  // "scope" in data only: not a chain scope.
+  ev('scoped', 'tool.requested', { tool: { name: 'stripe.refund' }, data: { scope: 'x' } });
+  call('denied', 'stripe.refund', 'deny');
+
+  // Approvals.
+  const byAgent = call('appr', 'stripe.refund', 'approval_required');
+  ev('appr', 'approval.granted', { tool: { name: 'stripe.refund' }, cause: byAgent.req.id, approval: { id: 'a-1', status: 'granted', approver: agent('agent:rubber-stamp') } });
+  ev('appr', 'tool.completed', { tool: { name: 'stripe.refund' }, cause: byAgent.req.id });
+  const byDecision = call('appr', 'stripe.refund', 'approval_required');
+  ev('appr', 'approval.granted', { tool: { name: 'stripe.refund' }, cause: byDecision.dec.id, approval: { id: 'a-2', status: 'granted', approver: human('dana@example.com') } });
+  const denied = call('appr', 'slack.post_message', 'approval_required');
+  ev('appr', 'approval.requested', { tool: { name: 'slack.post_message' }, cause: denied.req.id, approval: { id: 'a-3', status: 'pending' } });
+  ev('appr', 'approval.denied', { tool: { name: 'slack.post_message' }, cause: denied.req.id, approval: { id: 'a-3', status: 'denied', approver: human('dana@example.com') } });
+  const other = call('appr2', 'stripe.refund', 'approval_required');
+  // A human approval of the same call id, but in another session: does not count.
+  ev('appr3', 'approval.granted', { tool: { name: 'stripe.refund' }, cause: other.req.id, approval: { id: 'a-4', status: 'granted', approver: human('dana@example.com') } });
+
+  // Delegation three hops deep.
+  const deep = {
+    initiator: human('ivy@example.com'),
+    actor: agent('agent:leaf'),
+    chain: [{ principal: human('ivy@example.com') }, { principal: agent('agent:a') }, { principal: agent('agent:b') }, { principal: agent('agent:leaf') }],
+  };
+  ev('deep', 'session.delegated', { session: { id: `${prefix}-deep`, parent: `${prefix}-scoped` } }, deep);
+  return out;
+}
+
+interface Decoded {
+  e: StoredEntry;
+  env: Envelope;
+}
+
+async function readAll(store: LedgerStore, tenant: string): Promise<Decoded[]> {
+  const out: Decoded[] = [];
+  for await (const e of store.readEntries(tenant, 0, Number.MAX_SAFE_INTEGER)) out.push({ e, env: decodeEntry(e.entry) });
+  return out;
+}
+
+function inRange(env: Envelope, range: ReportRange): boolean {
+  const k = timeKey(env.time);
+  if (range.since !== undefined && k < filterTimeKey(range.since, 'since')) return false;
+  if (range.until !== undefined && k >= filterTimeKey(range.until, 'until')) return false;
+  return true;
+}
+
+/** The reference selections, newest first. */
+function reference(all: Decoded[], range: ReportRange, depth = 2) {
+  const desc = (xs: Decoded[]) => xs.filter((d) => inRange(d.env, range)).map((d) => d.e.index).sort((a, b) => b - a);
+  const bySession = new Map<string, Decoded[]>();
+  for (const d of all) if (d.env.session) bySession.set(d.env.session.id, [...(bySession.get(d.env.session.id) ?? []), d]);
+  const unapproved = all.filter(({ env }) => {
+    if (env.type !== 'policy.decided' || env.decision?.effect !== 'approval_required') return false;
+    const keys = new Set([env.cause ?? env.id, env.id]);
+    return !(bySession.get(env.session!.id) ?? []).some(
+      (g) => g.env.type === 'approval.granted' && g.env.cause !== undefined && keys.has(g.env.cause) && g.env.approval?.approver?.type === 'human',
+    );
+  });
+  const denied = all.filter(
+    ({ env }) =>
+      (env.type === 'policy.decided' && env.decision?.effect === 'deny') ||
+      (env.type === 'tool.requested' && (env.chain ?? []).some((l) => l.scope !== undefined && !scopeCovers(l.scope, env.tool!.name))),
+  );
+  const ends: ReadonlySet<string> = new Set(SESSION_END_TYPES);
+  const allowed: ReadonlySet<string> = new Set(AFTER_END_ALLOWED);
+  const after: Decoded[] = [];
+  for (const entries of bySession.values()) {
+    const end = entries.find((d) => ends.has(d.env.type));
+    if (end !== undefined && entries.some((d) => d.e.index > end.e.index && !allowed.has(d.env.type))) after.push(end);
+  }
+  const deep = all.filter(({ env }) => (env.type === 'session.opened' || env.type === 'session.delegated') && (env.chain?.length ?? 0) > depth + 1);
+  return { unapproved: desc(unapproved), denied: desc(denied), after: desc(after), deep: desc(deep) };
+}
+
+/** Every row of a paged report, page by page. */
+async function allPages<R extends { index: number }, Q extends ReportRequest>(run: (req: Q) => Promise<ReportPage<R>>, req: Q): Promise<R[]> {
+  const rows: R[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < 1000; page++) {
+    const res = await run({ ...req, ...(cursor !== undefined ? { cursor } : {}) });
+    rows.push(...res.rows);
+    if (res.nextCursor === undefined) return rows;
+    expect(res.rows).toHaveLength(req.limit ?? 100);
+    cursor = res.nextCursor;
+  }
+  throw new Error('too many pages');
+}
+
+function defineSuite(opts: StoreConformanceOptions): void {
+  let store: LedgerStore;
+  let all: Decoded[];
+  const tenant = `reports-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
+  const prefix = `case-${Math.floor(Math.random() * 1e9).toString(36)}`;
+
+  beforeAll(async () => {
+    store = await opts.createStore();
+    await store.migrate();
+    const log = new FixtureLog({ tenant });
+    const bulk = scenarioDrafts({ sessions: 60, toolCalls: 3, seed: 7, prefix: `${prefix}-bulk` });
+    const cases = caseDrafts(prefix);
+    for (const drafts of [bulk.slice(0, 250), cases, bulk.slice(250)]) {
+      const b = log.append(drafts);
+      await store.append(b, b.head.size - b.entries.length);
+    }
+    all = await readAll(store, tenant);
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    await opts.teardown?.();
+  });
+
+  const windows: [string, ReportRange][] = [
+    ['the whole log', {}],
+    ['a time window', { since: '2026-01-01T00:00:05Z', until: '2026-03-01T00:00:20.5Z' }],
+  ];
+
+  it.each(windows)('unapproved-calls match the reference over %s, across pages', async (_, range) => {
+    const ref = reference(all, range).unapproved;
+    expect(ref.length).toBeGreaterThan(3);
+    const rows = await allPages((r) => unapprovedCallsReport(store, tenant, r), { ...range, limit: 3 });
+    expect(rows.map((r) => r.index)).toEqual(ref);
+    for (const r of rows) {
+      expect(r.sessionPath).toBe(`/v1/sessions/${encodeURIComponent(r.session)}`);
+      expect(r.type).toBe('policy.decided');
+    }
+  });
+
+  it('unapproved-calls says what became of each approval', async () => {
+    const rows = (await unapprovedCallsReport(store, tenant, { limit: 1000 })).rows.filter((r) => r.session.startsWith(`${prefix}-appr`));
+    const bySession = (s: string) => rows.filter((r) => r.session === `${prefix}-${s}`);
+    // The agent's approval does not count, and the call ran; the denied one did not run.
+    expect(bySession('appr').map((r) => [r.tool, r.approval, r.ran])).toEqual([
+      ['slack.post_message', 'denied', false],
+      ['stripe.refund', 'granted-not-human', true],
+    ]);
+    // An approval in another session does not count.
+    expect(bySession('appr2').map((r) => r.approval)).toEqual(['none']);
+    expect(bySession('appr2')[0]!.policies).toEqual(['p-stripe.refund']);
+  });
+
+  it.each(windows)('denied-calls (denied and out of scope) match the reference over %s, across pages', async (_, range) => {
+    const ref = reference(all, range).denied;
+    const rows = await allPages((r) => deniedCallsReport(store, tenant, r), { ...range, limit: 4 });
+    expect(rows.map((r) => r.index)).toEqual(ref);
+    const outside = rows.filter((r) => r.kind === 'out-of-scope');
+    expect(outside.map((r) => [r.tool, r.scope])).toEqual(range.since === undefined ? [['stripe.refund', ['github.*', 'tool:db.query']]] : outside.map((r) => [r.tool, r.scope]));
+    expect(rows.filter((r) => r.kind === 'denied').every((r) => r.reasons !== undefined && r.type === 'policy.decided')).toBe(true);
+  });
+
+  it('acted-after-end reports the first end of each session that acted after it', async () => {
+    const ref = reference(all, {}).after;
+    const rows = await allPages((r) => actedAfterEndReport(store, tenant, r), { limit: 1 });
+    expect(rows.map((r) => r.index)).toEqual(ref);
+    expect(rows.map((r) => [r.session.slice(prefix.length + 1), r.type, r.first.type, r.after]).sort()).toEqual([
+      ['expired', 'session.expired', 'model.output', 1],
+      ['revoked', 'session.revoked', 'tool.requested', 1],
+      ['sealed', 'session.closed', 'prompt.received', 1],
+    ]);
+  });
+
+  it('deep-delegation: chains deeper than depth, default 2', async () => {
+    const rows = (await deepDelegationReport(store, tenant, {})).rows;
+    expect(rows.map((r) => r.index)).toEqual(reference(all, {}).deep);
+    expect(rows.map((r) => [r.session, r.depth, r.chain.length, r.parent])).toEqual([[`${prefix}-deep`, 3, 4, `${prefix}-scoped`]]);
+    // The fixture's delegated sessions are two hops deep: depth 1 catches them too.
+    const one = await allPages((r) => deepDelegationReport(store, tenant, r), { depth: 1, limit: 5 });
+    expect(one.map((r) => r.index)).toEqual(reference(all, {}, 1).deep);
+    expect(one.length).toBeGreaterThan(5);
+    await expect(deepDelegationReport(store, tenant, { depth: -1 })).rejects.toMatchObject({ code: 'RANGE_INVALID', field: 'depth' });
+  });
+
+  it('principal-activity counts a principal by type, tool, decision and role', async () => {
+    const who = 'ivy@example.com';
+    for (const range of windows.map((w) => w[1])) {
+      const mine = all.filter((d) => principalsOf(d.env).some((p) => p.id === who) && inRange(d.env, range));
+      const res = await principalActivityReport(store, tenant, { principal: who, ...range });
+      expect(res.entries).toBe(mine.length);
+      const byType: Record<string, number> = {};
+      for (const d of mine) byType[d.env.type] = (byType[d.env.type] ?? 0) + 1;
+      expect(res.byType).toEqual(byType);
+      expect(res.byRole['initiator']).toBe(mine.filter((d) => d.env.initiator?.id === who).length);
+      expect(res.byRole['chain']).toBe(mine.filter((d) => d.env.chain?.some((l) => l.principal.id === who)).length);
+      expect(res.byDecision['deny'] ?? 0).toBe(mine.filter((d) => d.env.decision?.effect === 'deny').length);
+      expect(res.rows.map((r) => r.session)).toEqual([...new Set(mine.map((d) => d.env.session!.id).reverse())]);
+    }
+    const approver = await principalActivityReport(store, tenant, { principal: 'dana@example.com' });
+    expect(approver.byRole).toEqual({ approver: 3 });
+    expect((await principalActivityReport(store, tenant, { principal: 'nobody' })).entries).toBe(0);
+  });
+
+  it('top-principals ranks initiators and agents by sessions', async () => {
+    const res = await topPrincipalsReport(store, tenant, { limit: 5 });
+    expect(res.rows).toHaveLength(5);
+    const sessions = (await store.listSessions(tenant, {}, { limit: 1000 })).items;
+    const count = new Map<string, number>();
+    for (const s of sessions) {
+      count.set(`initiator ${s.initiatorId}`, (count.get(`initiator ${s.initiatorId}`) ?? 0) + 1);
+      count.set(`agent ${s.actorId}`, (count.get(`agent ${s.actorId}`) ?? 0) + 1);
+    }
+    const best = Math.max(...count.values());
+    expect(res.rows[0]!.sessions).toBe(best);
+    for (const r of res.rows) {
+      expect(r.sessions).toBe(count.get(`${r.role} ${r.principal}`));
+      const last = sessions.find((s) => s.id === r.lastSession)!;
+      expect(r.role === 'initiator' ? last.initiatorId : last.actorId).toBe(r.principal);
+      expect(r.lastSessionPath).toBe(`/v1/sessions/${encodeURIComponent(r.lastSession)}`);
+    }
+    expect((await topPrincipalsReport(store, tenant, { since: '2030-01-01T00:00:00Z' })).rows).toEqual([]);
+  });
+
+  it('bad input is a LedgerError naming the field, never a crash', async () => {
+    await expect(unapprovedCallsReport(store, tenant, { cursor: 'garbage!' })).rejects.toMatchObject({ code: 'CURSOR_INVALID' });
+    await expect(deniedCallsReport(store, tenant, { since: 'yesterday' })).rejects.toBeInstanceOf(LedgerError);
+    await expect(actedAfterEndReport(store, tenant, { until: '2026-13-45T00:00:00Z' })).rejects.toMatchObject({ code: 'RANGE_INVALID', field: 'until' });
+    await expect(principalActivityReport(store, tenant, { principal: '' })).rejects.toMatchObject({ code: 'RANGE_INVALID', field: 'principal' });
+    // An empty tenant answers empty reports.
+    expect((await unapprovedCallsReport(store, 'no-such-tenant', {})).rows).toEqual([]);
+    expect((await principalActivityReport(store, 'no-such-tenant', { principal: 'x' })).entries).toBe(0);
+  });
+}
