@@ -9,6 +9,7 @@ const benches: Record<string, string> = {
   core: 'core/core-bench.ts',
   ingest: 'ingest/ingest-bench.ts',
   query: 'query/query-bench.ts',
+  policy: 'policy/policy-bench.ts',
 };
 const only = process.env['BENCH_ONLY'];
 let failed = 0;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { inclusionProofNodes } from '@custody/core';
-import { type EntryFilter, type LedgerStore, PostgresStore, SqliteStore, type StoredEntry } from '@custody/ledger';
+import { type EntryFilter, Ledger, type LedgerStore, PostgresStore, SqliteStore, type StoredEntry } from '@custody/ledger';
 import { bulkDrafts, FixtureLog, mulberry32, postgresTestEnv } from '@custody/ledger/testing';
 
 import { fmt, machine, peakRssMiB, percentile, writeSection } from '../lib.js';
@@ -87,8 +87,28 @@ const pool = {
 for (const [k, v] of Object.entries(pool)) if (v.length === 0) throw new Error(`no ${k} values in the sample`);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
 
-/** One query: makes the parameters (untimed), then returns the timed call. */
-type Query = { name: string; prepare: (store: LedgerStore) => Promise<() => Promise<unknown>> };
+/** One query: makes the parameters (untimed), then returns the timed call; `targetMs` is its p99 target (default 50). */
+type Query = { name: string; prepare: (store: LedgerStore) => Promise<() => Promise<unknown>>; targetMs?: number };
+/** The Ledger facade over each store, for the reports (they build rows from the stores' selections). */
+const ledgers = new Map<LedgerStore, Ledger>();
+const ledgerOf = async (store: LedgerStore): Promise<Ledger> => {
+  let l = ledgers.get(store);
+  if (l === undefined) {
+    l = await Ledger.open({ store, logSeed: new Uint8Array(32).fill(7), originHost: 'bench.custody' });
+    ledgers.set(store, l);
+  }
+  return l;
+};
+/** A report, timed through the Ledger facade (selection, entries read back, rows built). */
+const reportQuery = (name: string, call: (l: Ledger) => () => Promise<unknown>): Query => ({
+  name: `report: ${name}`,
+  targetMs: 1000,
+  prepare: async (store) => call(await ledgerOf(store)),
+});
+const hourWindow = () => {
+  const t = pick(pool.time) - 30 * 60_000;
+  return { since: new Date(t).toISOString(), until: new Date(t + 3_600_000).toISOString() };
+};
 const filterQuery = (name: string, f: () => EntryFilter): Query => ({
   name,
   prepare: async (store) => {
@@ -137,6 +157,25 @@ const queries: Query[] = [
       return () => store.getNodes(TENANT, ids);
     },
   },
+  reportQuery('`unapproved-calls`, newest page', (l) => () => l.unapprovedCalls(TENANT, { limit: LIMIT })),
+  reportQuery('`unapproved-calls` in a 1-hour window', (l) => {
+    const w = hourWindow();
+    return () => l.unapprovedCalls(TENANT, { ...w, limit: LIMIT });
+  }),
+  reportQuery('`denied-calls` (deny decisions + out-of-scope scan of every `tool.requested`)', (l) => () => l.deniedCalls(TENANT, { limit: LIMIT })),
+  reportQuery('`acted-after-end` (none: walks every session end)', (l) => () => l.actedAfterEnd(TENANT, { limit: LIMIT })),
+  reportQuery('`deep-delegation` depth 2 (none: walks every session opening)', (l) => () => l.deepDelegation(TENANT, { depth: 2, limit: LIMIT })),
+  reportQuery('`deep-delegation` depth 1 (dense)', (l) => () => l.deepDelegation(TENANT, { depth: 1, limit: LIMIT })),
+  reportQuery('`principal-activity` of an agent', (l) => {
+    const principal = pick(pool.agent);
+    return () => l.principalActivity(TENANT, { principal });
+  }),
+  reportQuery('`principal-activity` of an initiator, 1-hour window', (l) => {
+    const principal = pick(pool.initiator);
+    const w = hourWindow();
+    return () => l.principalActivity(TENANT, { principal, ...w });
+  }),
+  reportQuery('`top-principals` over the whole log', (l) => () => l.topPrincipals(TENANT, { limit: 20 })),
 ];
 
 type Result = { p50: number; p99: number; rounds: number };
@@ -165,7 +204,7 @@ for (const t of targets) {
   results.set(t.name, rs);
 }
 for (const t of targets) {
-  await t.store.close();
+  await (ledgers.get(t.store)?.close() ?? t.store.close());
   await t.cleanup();
 }
 
@@ -177,8 +216,10 @@ const cell = (store: string, i: number): [string, string] => {
 };
 const verdict = (i: number) => {
   if (i === 0) return '';
+  const target = queries[i]!.targetMs ?? 50;
+  const label = target >= 1000 ? `< ${target / 1000} s p99` : `≤ ${target} ms p99`;
   const p99s = [...results.values()].map((rs) => rs[i]!.p99);
-  return p99s.every((p) => p <= 50) ? '≤ 50 ms p99: met' : '≤ 50 ms p99: **missed**';
+  return p99s.every((p) => p <= target) ? `${label}: met` : `${label}: **missed**`;
 };
 const rows = queries.map((q, i) => [q.name, ...cell('sqlite', i), ...cell('postgres', i), verdict(i)]);
 const appendLine = targets
@@ -190,7 +231,7 @@ const body = `## Queries: session timeline and identity queries on a large log (
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}${quick ? ' — QUICK run (BENCH_QUICK=1), smaller log' : ''}.
 Settings: **${fmt(size)} entries** (${fmt(entryBytes / size)} bytes on average) in one tenant log, from the fixture generator of \`@custody/ledger/testing\` (1,000 people, 200 agents, 50 tools, 50 approvers; ${fmt(batches)} sealed batches of ${BATCH}, built ${CHUNK} batches at a time and appended to each store through \`LedgerStore.append\`); a fresh SQLite file (WAL, \`synchronous=FULL\`) and a fresh PostgreSQL 15 schema on loopback${pgEnv.skip === false ? '' : ` — PostgreSQL not measured: ${String(pgEnv.skip)}`}.
 Building the dataset: ${fmt(totalMs / 1000, 1)} s in all; sealing ${fmt(buildMs / 1000, 1)} s; appending ${appendLine}.
-Each query runs ${ROUNDS} times after 3 warm-up calls (or fewer when it exhausts a budget of ${fmt(BUDGET_MS / 1000)} s per query and store; the table says so), each time with fresh random parameters drawn from values that exist (a random sample of ${fmt(SAMPLE)} entries read back), one call at a time; \`queryEntries\` and \`listSessions\` ask for a page of ${LIMIT}, newest first; page 3 times only the third call (pages 1 and 2 fetched untimed). The baseline is a primary-key point read of one random entry on the same store in the same run; "vs point read" is the query's p99 over the point read's p99. Peak RSS ${fmt(peakRssMiB())} MiB.
+Each query runs ${ROUNDS} times after 3 warm-up calls (or fewer when it exhausts a budget of ${fmt(BUDGET_MS / 1000)} s per query and store; the table says so), each time with fresh random parameters drawn from values that exist (a random sample of ${fmt(SAMPLE)} entries read back), one call at a time; \`queryEntries\` and \`listSessions\` ask for a page of ${LIMIT}, newest first; page 3 times only the third call (pages 1 and 2 fetched untimed). Reports run through the \`Ledger\` facade (the store's selection, the selected entries read back and decoded, rows built; a page of ${LIMIT} rows) on the same data: the fixture has no scoped chains, no activity after a session's end and no chain deeper than 2 hops, so those reports walk their whole index, their worst case. The baseline is a primary-key point read of one random entry on the same store in the same run; "vs point read" is the query's p99 over the point read's p99. Peak RSS ${fmt(peakRssMiB())} MiB.
 
 | query | SQLite p50 / p99 | vs point read | PostgreSQL p50 / p99 | vs point read | target |
 | --- | --- | --- | --- | --- | --- |

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { fromBase64, toBase64 } from '@custody/core';
 import type { LedgerStore } from '@custody/ledger';
 
+import { type ConnectionOptions, resolveConnection } from './connection.js';
 import { CliError } from './output.js';
 
 /** Default data folder. */
@@ -78,42 +79,14 @@ export async function openStore(dir: string, postgres?: string): Promise<LedgerS
   return new SqliteStore({ path: join(dir, 'ledger.db') });
 }
 
-/** Where a client connects: --url / $CUSTODY_URL, and --api-key / $CUSTODY_API_KEY / <data>/admin.key. */
-export function clientConfig(opts: { url?: string; apiKey?: string; data?: string }): { url: string; apiKey: string } {
-  const url = (opts.url ?? process.env['CUSTODY_URL'] ?? `http://127.0.0.1:${DEFAULT_PORT}`).replace(/\/+$/, '');
-  let apiKey = opts.apiKey ?? process.env['CUSTODY_API_KEY'];
-  if (apiKey === undefined || apiKey === '') {
-    const path = join(dataDir(opts.data), 'admin.key');
-    if (existsSync(path)) apiKey = readFileSync(path, 'utf8').trim();
-  }
-  if (apiKey === undefined || apiKey === '') {
-    throw new CliError('API_KEY_MISSING', 'no API key: pass --api-key, set CUSTODY_API_KEY, or run where .custody/admin.key exists');
-  }
-  return { url, apiKey };
+/**
+ * Where a client connects. Kept for older callers: use `resolveConnection` from
+ * connection.ts, which also reads profiles.
+ * @deprecated
+ */
+export function clientConfig(opts: ConnectionOptions): { url: string; apiKey: string } {
+  const c = resolveConnection(opts);
+  return { url: c.url, apiKey: c.apiKey };
 }
 
-/** Calls the API; turns HTTP errors into CliErrors naming the server's error code. */
-export async function apiFetch(conn: { url: string; apiKey: string }, path: string, init: RequestInit = {}): Promise<Response> {
-  let res: Response;
-  try {
-    res = await fetch(`${conn.url}${path}`, {
-      ...init,
-      headers: { authorization: `Bearer ${conn.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}), ...init.headers },
-    });
-  } catch (err) {
-    throw new CliError('SERVER_UNREACHABLE', `cannot reach ${conn.url}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}. Is \`custody up\` running?`);
-  }
-  if (!res.ok) {
-    let code = `HTTP_${res.status}`;
-    let message = res.statusText;
-    try {
-      const body = (await res.json()) as { error?: { code?: string; message?: string } };
-      code = body.error?.code ?? code;
-      message = body.error?.message ?? message;
-    } catch {
-      // not JSON
-    }
-    throw new CliError(code, `${message} (HTTP ${res.status})`, 1);
-  }
-  return res;
-}
+export { apiFetch } from './connection.js';

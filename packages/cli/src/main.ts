@@ -5,11 +5,18 @@ import { Command, CommanderError } from 'commander';
 
 import { runAudit } from './commands/audit.js';
 import { runDemo } from './commands/demo.js';
+import { registerDevTokensCommand } from './commands/dev-tokens.js';
 import { runExport } from './commands/export.js';
+import { runRecordsExport } from './commands/export-records.js';
 import { runKeys } from './commands/keys.js';
+import { registerSessionCommands } from './commands/sessions.js';
+import { registerStreamsCommands } from './commands/streams.js';
+import { registerPolicyCommands } from './commands/policy.js';
 import { runUp } from './commands/up.js';
 import { runVerify } from './commands/verify.js';
+import { registerInvestigationCommands } from './investigate-commands.js';
 import { CliError, type Output, processOutput } from './output.js';
+import { registerRecordsCommands } from './records-commands.js';
 
 const VERSION = '0.1.0';
 
@@ -73,7 +80,11 @@ Verdicts:
     .option('--origin-host <name>', 'host part of each log origin <host>/<tenant> (fixed at first start)')
     .option('--log-key <file>', 'the log key file (default: $CUSTODY_LOG_KEY, else <data>/log.key); share it between nodes on one PostgreSQL')
     .option('-q, --quiet', 'print only the `listening on` line')
-    .addHelpText('after', '\nExamples:\n  $ custody up\n  $ custody up --data /var/lib/custody --port 8470\n  $ custody up --postgres postgres://custody@db/custody --log-key /etc/custody/log.key')
+    .option('--trust <file>', 'trust configuration: the human and agent token issuers to trust (docs/authority.md)')
+    .option('--dev-issuer', 'also trust the local development issuer of `custody dev-tokens` (DEVELOPMENT ONLY)')
+    .option('--session-key <file>', 'session credential signing key (default: $CUSTODY_SESSION_KEY, else <data>/session.key); share it between nodes')
+    .option('--issuer <url>', "Custody's issuer URL in session credentials (default: the trust file's issuer, else the server URL)")
+    .addHelpText('after', '\nExamples:\n  $ custody up\n  $ custody up --data /var/lib/custody --port 8470\n  $ custody up --postgres postgres://custody@db/custody --log-key /etc/custody/log.key --session-key /etc/custody/session.key --trust /etc/custody/trust.json\n  $ custody up --dev-issuer   # then: custody dev-tokens --human alice@example.com --agent agent:refunds --json')
     .action((opts: Parameters<typeof runUp>[0]) => later(runUp(opts, io)));
 
   program
@@ -94,16 +105,42 @@ Verdicts:
 
   program
     .command('export')
-    .summary("write a session's evidence bundle")
-    .description("Fetch a session's custody.bundle/v1 evidence bundle from the server and write it to a file.")
-    .requiredOption('-s, --session <id>', 'the session to export')
+    .summary("write a session's evidence bundle, or events as OCSF, NDJSON or CSV")
+    .description(
+      "Fetch a session's custody.bundle/v1 evidence bundle from the server and write it to a file.\n" +
+        'With --format ocsf|ndjson|csv, write every event matching the filters instead, oldest first\n' +
+        '(OCSF 1.5.0: tool calls as API Activity, decisions and credentials as Authorize Session; see docs/records.md).',
+    )
+    .option('-s, --session <id>', 'the session to export (required without --format; a filter with it)')
     .option('-o, --out <file>', 'output file (default: standard output)')
     .option('--redacted', 'export without disclosures (sensitive values stay committed, not revealed)')
+    .option('--format <format>', 'ocsf, ndjson or csv: export events instead of a bundle')
+    .option('--user <id>', 'with --format: initiator')
+    .option('--agent <id>', 'with --format: agent (actor or delegation link)')
+    .option('--tool <name>', 'with --format: tool name')
+    .option('--type <type>', 'with --format: event type or family (tool.*)')
+    .option('--decision <effect>', 'with --format: allow, deny or approval_required')
+    .option('--since <time>', 'with --format: events at or after (RFC 3339)')
+    .option('--until <time>', 'with --format: events before (RFC 3339)')
+    .option('--omit-data', 'with --format: leave out every event\'s data (payloads)')
     .option('--url <url>', 'server URL (default: $CUSTODY_URL or http://127.0.0.1:8470)')
     .option('--api-key <key>', 'API key with read access (default: $CUSTODY_API_KEY or <data>/admin.key)')
+    .option('--profile <name>', 'a profile of the profile file (see docs/cli.md, "Connecting")')
     .option('-d, --data <dir>', 'data folder to find admin.key in')
-    .addHelpText('after', '\nExample:\n  $ custody export --session s-1 -o s-1.bundle.json && custody verify s-1.bundle.json --key log.vkey')
-    .action((opts: Parameters<typeof runExport>[0]) => later(runExport(opts, io)));
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ custody export --session s-1 -o s-1.bundle.json && custody verify s-1.bundle.json --key log.vkey\n  $ custody export --format ocsf --since 2026-11-01T00:00:00Z -o events.ocsf.ndjson',
+    )
+    .action((opts: Parameters<typeof runExport>[0] & { format?: string }) =>
+      later(opts.format !== undefined ? runRecordsExport({ ...opts, format: opts.format }, io) : runExport(opts, io)),
+    );
+
+  registerInvestigationCommands(program, io, later);
+  registerRecordsCommands(program, io, later);
+  registerSessionCommands(program, io, later);
+  registerDevTokensCommand(program, io, later);
+  registerPolicyCommands(program, io, setExit);
+  registerStreamsCommands(program, io, later);
 
   const keys = program
     .command('keys')
@@ -118,6 +155,7 @@ Verdicts:
     c
       .option('--url <url>', 'server URL (default: $CUSTODY_URL)')
       .option('--api-key <key>', 'admin API key (default: $CUSTODY_API_KEY or <data>/admin.key)')
+      .option('--profile <name>', 'a profile of the profile file (see docs/cli.md, "Connecting")')
       .option('-d, --data <dir>', 'data folder')
       .option('--direct', 'work on the store directly instead of through the API')
       .option('--postgres <url>', 'with --direct: the PostgreSQL store')

@@ -5,6 +5,31 @@ export { LedgerError, StoreError } from './errors.js';
 export type { LedgerErrorCode, StoreErrorCode } from './errors.js';
 export { Ledger, viewOf } from './ledger.js';
 export type { CauseNode, EventView, LedgerOptions } from './ledger.js';
+export {
+  AFTER_END_ALLOWED,
+  DEFAULT_DELEGATION_DEPTH,
+  REPORT_NAMES,
+  SESSION_END_TYPES,
+  scopeCovers,
+  sessionPath,
+} from './reports.js';
+export type {
+  ActedAfterEndRow,
+  DeepDelegationRow,
+  DeniedCallRow,
+  PrincipalActivity,
+  PrincipalEntry,
+  ReportName,
+  ReportPage,
+  ReportRange,
+  ReportRequest,
+  ReportRowBase,
+  StoreReports,
+  TopPrincipal,
+  UnapprovedCallRow,
+} from './reports.js';
+export type { LegalHoldRow, RetentionRuleRow, StoreRecords, ValueDigestRow } from './records-store.js';
+export type { StoreStreams, StreamRow, StreamStatus } from './streams-store.js';
 export { Sequencer } from './sequencer.js';
 export type { AppendResult, SequencerOptions } from './sequencer.js';
 export type {

@@ -33,6 +33,23 @@ import {
 } from '@custody/core';
 
 import { LedgerError } from './errors.js';
+import {
+  actedAfterEndReport,
+  deepDelegationReport,
+  deniedCallsReport,
+  type PrincipalActivity,
+  principalActivityReport,
+  type ReportPage,
+  type ReportRange,
+  type ReportRequest,
+  type TopPrincipal,
+  topPrincipalsReport,
+  unapprovedCallsReport,
+  type ActedAfterEndRow,
+  type DeepDelegationRow,
+  type DeniedCallRow,
+  type UnapprovedCallRow,
+} from './reports.js';
 import { type AppendResult, Sequencer } from './sequencer.js';
 import type { EntryFilter, LedgerStore, Page, PageRequest, SessionFilter, SessionRow, StoredCheckpoint, StoredEntry } from './store.js';
 
@@ -267,6 +284,36 @@ export class Ledger {
     const e = await this.store.getEntryById(tenant, id);
     if (e === undefined) throw new LedgerError('EVENT_NOT_FOUND', `no event ${id}`);
     return viewOf(e);
+  }
+
+  /** Report: sensitive tool calls without a human approval (reports.ts). */
+  unapprovedCalls(tenant: string, req: ReportRequest): Promise<ReportPage<UnapprovedCallRow>> {
+    return unapprovedCallsReport(this.store, tenant, req);
+  }
+
+  /** Report: calls denied by policy or attempted outside their chain's scope. */
+  deniedCalls(tenant: string, req: ReportRequest): Promise<ReportPage<DeniedCallRow>> {
+    return deniedCallsReport(this.store, tenant, req);
+  }
+
+  /** Report: sessions that acted after their revocation, expiry or seal (should be none). */
+  actedAfterEnd(tenant: string, req: ReportRequest): Promise<ReportPage<ActedAfterEndRow>> {
+    return actedAfterEndReport(this.store, tenant, req);
+  }
+
+  /** Report: sessions whose delegation chain is deeper than `depth` hops. */
+  deepDelegation(tenant: string, req: ReportRequest & { depth?: number }): Promise<ReportPage<DeepDelegationRow>> {
+    return deepDelegationReport(this.store, tenant, req);
+  }
+
+  /** Report: one principal's activity by type, tool, decision and role. */
+  principalActivity(tenant: string, req: ReportRange & { principal: string; limit?: number }): Promise<PrincipalActivity> {
+    return principalActivityReport(this.store, tenant, req);
+  }
+
+  /** Report: the most active initiators and agents. */
+  topPrincipals(tenant: string, req: ReportRange & { limit?: number }): Promise<ReportPage<TopPrincipal>> {
+    return topPrincipalsReport(this.store, tenant, req);
   }
 
   /** Waits for queued appends, then closes the store. */

@@ -8,6 +8,10 @@
  */
 import type { NodeId, StoredNode } from '@custody/core';
 
+import type { StoreRecords } from './records-store.js';
+import type { StoreStreams } from './streams-store.js';
+import type { StoreReports } from './reports.js';
+
 /** The roles a principal can play in an entry, for identity queries. */
 export type PrincipalRole = 'initiator' | 'actor' | 'chain' | 'approver' | 'workload';
 
@@ -271,4 +275,13 @@ export interface LedgerStore {
   listApiKeys(tenant?: string): Promise<ApiKeyRow[]>;
   /** Marks a key revoked; resolves to false if no such live key. */
   revokeApiKey(tenant: string, id: string, at: string): Promise<boolean>;
+
+  /** The report selections (reports.ts): read-only, answered from the store's indexes. */
+  readonly reports: StoreReports;
+
+  /** Records management: retention, legal holds, redaction, keyed digests (records-store.ts). */
+  readonly records: StoreRecords;
+
+  /** Log streams: configuration, durable cursor, delivery state, lease (streams-store.ts). */
+  readonly streams: StoreStreams;
 }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 
 import { FormatError } from '@custody/core';
 import { LedgerError, type LedgerErrorCode, StoreError, type StoreErrorCode } from '@custody/ledger';
+import { RECORDS_STATUS, RecordsError, type RecordsErrorCode } from '@custody/records';
 import { describe, expect, it } from 'vitest';
 
 import { API_ERROR_CODES, ApiError, LEDGER_STATUS, errorResponse } from './errors.js';
@@ -43,6 +44,15 @@ describe('docs/errors.md', () => {
       const r = errorResponse(new StoreError(code, 'm'));
       expect(rows.get(code)!.startsWith(String(r.status)), `${code} ${r.status}`).toBe(true);
       if (r.status === 503) expect(r.headers['retry-after']).toBe('1');
+    }
+  });
+
+  it('lists every RecordsError code with the status the server gives it', () => {
+    for (const code of Object.keys(RECORDS_STATUS) as RecordsErrorCode[]) {
+      expect(rows.has(code), code).toBe(true);
+      const { status } = errorResponse(new RecordsError(code, 'm'));
+      expect(status).toBe(RECORDS_STATUS[code]);
+      expect(rows.get(code)!.startsWith(String(status)), `${code} ${status}`).toBe(true);
     }
   });
 

@@ -3,8 +3,10 @@
  * and a `{ "error": { "code", "message", "field"? } }` body. Every code is listed
  * in docs/errors.md.
  */
+import { AuthorityError } from '@custody/authority';
 import { CustodyError, FormatError, VerificationError } from '@custody/core';
 import { LedgerError, type LedgerErrorCode, StoreError } from '@custody/ledger';
+import { RECORDS_STATUS, RecordsError } from '@custody/records';
 import type { FastifyError } from 'fastify';
 
 /** Codes the server itself raises (the ledger's and core's codes pass through unchanged). */
@@ -124,7 +126,9 @@ export function errorResponse(err: unknown, bodyLimit?: number): ErrorResponse {
     return err.results === undefined ? r : { ...r, body: { ...r.body, results: [...err.results] } };
   }
   if (err instanceof ApiError) return respond(err.status, err.code, err.message, err.field, { ...err.headers });
+  if (err instanceof AuthorityError) return err.status >= 500 ? { ...INTERNAL, internal: true } : respond(err.status, err.code, err.message, err.field, err.status === 503 ? { ...RETRY } : {});
   if (err instanceof LedgerError) return respond(LEDGER_STATUS[err.code] ?? 400, err.code, err.message, err.field);
+  if (err instanceof RecordsError) return respond(RECORDS_STATUS[err.code] ?? 400, err.code, err.message, err.field);
   if (err instanceof StoreError) {
     switch (err.code) {
       case 'STORE_BUSY':

@@ -209,6 +209,14 @@ describe('every response matches the document', () => {
       ['/v1/log/proof/consistency?from=1', '/v1/log/proof/consistency'],
       ['/v1/log/proof/consistency?from=2&to=1', '/v1/log/proof/consistency'],
       ['/v1/keys', '/v1/keys'],
+      ['/v1/reports/unapproved-calls?limit=2', '/v1/reports/unapproved-calls'],
+      ['/v1/reports/denied-calls?since=2026-01-01T00:00:00Z', '/v1/reports/denied-calls'],
+      ['/v1/reports/acted-after-end?cursor=nope', '/v1/reports/acted-after-end'],
+      ['/v1/reports/deep-delegation?depth=0', '/v1/reports/deep-delegation'],
+      ['/v1/reports/deep-delegation?depth=-1', '/v1/reports/deep-delegation'],
+      ['/v1/reports/principal-activity?principal=ann', '/v1/reports/principal-activity'],
+      ['/v1/reports/principal-activity', '/v1/reports/principal-activity'],
+      ['/v1/reports/top-principals', '/v1/reports/top-principals'],
     ];
     for (const [url, route] of reads) {
       await send('GET', url, route, { key: keys['admin'] });

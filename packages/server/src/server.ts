@@ -4,21 +4,29 @@
  * very route schemas the server validates with.
  */
 import swagger from '@fastify/swagger';
+import type { Authority } from '@custody/authority';
 import type { Ledger } from '@custody/ledger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 
 import { ApiError, errorResponse } from './errors.js';
 import { BEARER, type RouteContext } from './route-kit.js';
+import { authorityRoutes } from './routes/authority-routes.js';
 import { eventRoutes } from './routes/event-routes.js';
 import { keyRoutes } from './routes/key-routes.js';
 import { logRoutes } from './routes/log-routes.js';
 import { metaRoutes } from './routes/meta-routes.js';
+import { oauthRoutes } from './routes/oauth-routes.js';
+import { recordsRoutes } from './routes/records-routes.js';
+import { reportRoutes } from './routes/report-routes.js';
 import { sessionRoutes } from './routes/session-routes.js';
+import { streamRoutes } from './routes/stream-routes.js';
 import { SHARED_SCHEMAS } from './schemas.js';
 
 /** Settings for `createServer`. */
 export interface ServerOptions {
   ledger: Ledger;
+  /** The identity authority: token exchange, introspection, JWKS and session revoke/close routes. Default none. */
+  authority?: Authority;
   /** Largest request body in bytes (413 BODY_TOO_LARGE above it). Default 5 MiB. */
   bodyLimit?: number;
   /** Most events in one POST /v1/events (413 BATCH_TOO_LARGE above it). Default 1,000. */
@@ -127,8 +135,12 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
         { name: 'events', description: 'Append and query events.' },
         { name: 'sessions', description: 'Sessions, timelines and evidence bundles.' },
         { name: 'principals', description: "A principal's activity." },
+        { name: 'reports', description: 'Compliance and investigation reports over the whole log; every row links to its session.' },
         { name: 'log', description: 'Checkpoints, the verifier key, receipts and consistency proofs.' },
         { name: 'keys', description: 'API keys (admin).' },
+        { name: 'authority', description: 'Sessions by token exchange, delegation, introspection, revocation (docs/authority.md).' },
+        { name: 'records', description: 'Records management: redaction, erasure, retention, legal hold, purge, keyed-digest search, export.' },
+        { name: 'streams', description: 'Log streams to a webhook, Splunk HEC or syslog (admin).' },
         { name: 'meta', description: 'Health, root and this document.' },
       ],
     },
@@ -154,7 +166,14 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   metaRoutes(ctx);
   eventRoutes(ctx);
   sessionRoutes(ctx);
+  reportRoutes(ctx);
   logRoutes(ctx);
+  recordsRoutes(ctx);
+  streamRoutes(ctx);
   keyRoutes(ctx);
+  if (opts.authority !== undefined) {
+    await oauthRoutes(ctx, opts.authority);
+    authorityRoutes(ctx, opts.authority);
+  }
   return app;
 }

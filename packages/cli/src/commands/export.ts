@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 
-import { clientConfig, apiFetch } from '../local-config.js';
+import { apiFetch, resolveConnection } from '../connection.js';
 import { CliError, type Output } from '../output.js';
 
 export interface ExportOptions {
@@ -9,13 +9,14 @@ export interface ExportOptions {
   url?: string;
   apiKey?: string;
   data?: string;
+  profile?: string;
   redacted?: boolean;
 }
 
 /** `custody export --session ID -o FILE`: writes the session's evidence bundle. */
 export async function runExport(opts: ExportOptions, io: Output): Promise<number> {
   if (opts.session === undefined) throw new CliError('SESSION_REQUIRED', 'name the session to export with --session <id>');
-  const conn = clientConfig(opts);
+  const conn = resolveConnection(opts);
   const query = opts.redacted ? '?disclosures=false' : '';
   const res = await apiFetch(conn, `/v1/sessions/${encodeURIComponent(opts.session)}/bundle${query}`);
   const bundle = (await res.json()) as { records: unknown[] };

@@ -1,7 +1,8 @@
 import { Ledger } from '@custody/ledger';
 import { createApiKey } from '@custody/server';
 
-import { apiFetch, clientConfig, dataDir, loadLogSeed, openStore } from '../local-config.js';
+import { apiFetch, resolveConnection } from '../connection.js';
+import { dataDir, loadLogSeed, openStore } from '../local-config.js';
 import { CliError, type Output } from '../output.js';
 
 const ROLES = ['ingest', 'read', 'approve', 'admin'] as const;
@@ -11,6 +12,7 @@ export interface KeysOptions {
   url?: string;
   apiKey?: string;
   data?: string;
+  profile?: string;
   postgres?: string;
   direct?: boolean;
   tenant?: string;
@@ -38,7 +40,7 @@ function role(r: string | undefined): Role {
 /** `custody keys create|list|revoke`: through the API with an admin key, or --direct on the data folder / PostgreSQL. */
 export async function runKeys(action: 'create' | 'list' | 'revoke', id: string | undefined, opts: KeysOptions, io: Output): Promise<number> {
   if (opts.direct) return direct(action, id, opts, io);
-  const conn = clientConfig(opts);
+  const conn = resolveConnection(opts);
   if (opts.tenant !== undefined) throw new CliError('TENANT_FROM_KEY', 'through the API a key manages its own tenant only; use --direct to create a key for another tenant');
   if (action === 'create') {
     const res = await apiFetch(conn, '/v1/keys', { method: 'POST', body: JSON.stringify({ role: role(opts.role), name: opts.name ?? `${opts.role} key` }) });

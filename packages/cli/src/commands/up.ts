@@ -1,7 +1,21 @@
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
+import {
+  Authority,
+  AuthorityError,
+  type AuthorityStore,
+  devIssuerTrust,
+  emptyTrustConfig,
+  loadDevIssuerKey,
+  loadSigningKey,
+  loadTrustConfig,
+  PostgresAuthorityStore,
+  signingKeyFromText,
+  SqliteAuthorityStore,
+} from '@custody/authority';
 import { Ledger } from '@custody/ledger';
+import { StreamRunner } from '@custody/records';
 import { createApiKey, createServer } from '@custody/server';
 
 import { DEFAULT_PORT, dataDir, loadLogSeed, openStore, writeSecret } from '../local-config.js';
@@ -15,6 +29,14 @@ export interface UpOptions {
   originHost?: string;
   logKey?: string;
   quiet?: boolean;
+  /** Trust configuration file (docs/authority.md). */
+  trust?: string;
+  /** Trust the local development issuer (DEVELOPMENT ONLY). */
+  devIssuer?: boolean;
+  /** Session credential signing key file. */
+  sessionKey?: string;
+  /** Custody's issuer identifier (default: the trust file's, else the server URL). */
+  issuer?: string;
 }
 
 /**
@@ -41,13 +63,50 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
     newKey = true;
   }
 
-  const app = await createServer({ ledger, logger: false });
+  // The identity authority: its tables live in the ledger's database.
+  const trust = startup(() => (opts.trust !== undefined ? loadTrustConfig(opts.trust) : emptyTrustConfig()));
+  if (opts.devIssuer) {
+    const dev = devIssuerTrust(loadDevIssuerKey(dir));
+    trust.humans.push(dev.humans);
+    trust.agents.push(dev.agents);
+  }
+  const envKey = process.env['CUSTODY_SESSION_KEY'];
+  const session =
+    opts.sessionKey !== undefined
+      ? { key: startup(() => loadSigningKey(opts.sessionKey!).key), created: false, source: opts.sessionKey }
+      : envKey !== undefined && envKey !== ''
+        ? { key: startup(() => signingKeyFromText(envKey, '$CUSTODY_SESSION_KEY')), created: false, source: '$CUSTODY_SESSION_KEY' }
+        : { ...loadSigningKey(join(dir, 'session.key'), { create: true }), source: join(dir, 'session.key') };
+  const pgUrl = opts.postgres ?? process.env['CUSTODY_POSTGRES_URL'];
+  const schema = process.env['CUSTODY_POSTGRES_SCHEMA'];
+  const authorityStore: AuthorityStore =
+    store.kind === 'postgres' && pgUrl !== undefined && pgUrl !== ''
+      ? new PostgresAuthorityStore({ connectionString: pgUrl, ...(schema ? { schema } : {}) })
+      : new SqliteAuthorityStore({ path: join(dir, 'ledger.db') });
+  const issuer = opts.issuer ?? trust.issuer;
+  const authority = await Authority.open({
+    store: authorityStore,
+    ledger,
+    trust,
+    signingKey: session.key,
+    ...(issuer !== undefined ? { issuer } : {}),
+    log: (message, err) => io.err(`custody: ${message}${err instanceof Error ? `: ${err.message}` : ''}`),
+  });
+
+  const app = await createServer({ ledger, authority, logger: false });
   const address = await app.listen({ port, host });
   const url = address.replace('[::1]', 'localhost');
+  authority.setIssuer(url);
+  // Log streams (docs/records.md, "Streaming"): one delivery loop per stream this node holds the lease of.
+  const streams = new StreamRunner(ledger, { log: (message) => io.err(`custody: ${message}`) });
+  streams.start();
   if (!opts.quiet) {
     io.out(`Custody ${paint(c, 'bold', 'up')}: ${store.kind === 'sqlite' ? `SQLite in ${rel(dir)}` : 'PostgreSQL'}; logs ${ledger.origin('<tenant>')}`);
     if (created) io.out(`  new log key written to ${rel(source)} (mode 0600): back it up; it signs every checkpoint`);
     if (newKey) io.out(`  first admin API key written to ${rel(keyPath)} (mode 0600)`);
+    if (session.created) io.out(`  new session credential key written to ${rel(session.source)} (mode 0600); kid ${session.key.kid}`);
+    io.out(`  authority: issuer ${authority.issuer}; trusts ${trust.humans.length} human and ${trust.agents.length} agent issuer(s)`);
+    if (opts.devIssuer) io.out(paint(c, 'yellow', `  DEVELOPMENT ONLY: trusting the local dev issuer (custody dev-tokens --data ${rel(dir)}); never use --dev-issuer in production`));
     io.out();
     io.out(paint(c, 'bold', 'Next:'));
     io.out(`  export CUSTODY_URL=${url} CUSTODY_API_KEY=$(cat ${rel(keyPath)})`);
@@ -71,6 +130,18 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
   });
   io.err('custody: shutting down: finishing queued appends');
   await app.close();
+  await streams.stop();
+  await authority.close();
   await ledger.close();
   return 0;
+}
+
+/** Runs a start-up step, turning a configuration error into a CliError naming it. */
+function startup<T>(step: () => T): T {
+  try {
+    return step();
+  } catch (err) {
+    if (err instanceof AuthorityError) throw new CliError(err.code, err.message);
+    throw err;
+  }
 }

@@ -126,8 +126,90 @@ CREATE TABLE ${s}.api_keys (
 );
 `;
 
+// V2: records management (see V2 in ../sqlite/sqlite-migrations.ts).
+const V2 = (s: string) => `
+CREATE TABLE ${s}.retention_rules (
+  tenant     text COLLATE "C" NOT NULL,
+  type       text COLLATE "C" NOT NULL,
+  field      text COLLATE "C" NOT NULL,
+  days       integer NOT NULL,
+  updated_at text NOT NULL,
+  PRIMARY KEY (tenant, type, field)
+);
+
+CREATE TABLE ${s}.legal_holds (
+  tenant     text COLLATE "C" NOT NULL,
+  id         text COLLATE "C" NOT NULL,
+  kind       text NOT NULL,
+  target     text,
+  since      text,
+  until      text,
+  reason     text NOT NULL,
+  created_at text COLLATE "C" NOT NULL,
+  created_by text NOT NULL,
+  lifted_at  text,
+  lifted_by  text,
+  PRIMARY KEY (tenant, id)
+);
+
+CREATE TABLE ${s}.record_settings (
+  tenant text COLLATE "C" NOT NULL,
+  name   text COLLATE "C" NOT NULL,
+  value  text NOT NULL,
+  PRIMARY KEY (tenant, name)
+);
+
+CREATE TABLE ${s}.record_cursors (
+  tenant text COLLATE "C" NOT NULL,
+  name   text COLLATE "C" NOT NULL,
+  next   bigint NOT NULL,
+  PRIMARY KEY (tenant, name)
+);
+
+CREATE TABLE ${s}.digest_keys (
+  tenant text COLLATE "C" PRIMARY KEY,
+  key    bytea NOT NULL
+);
+
+CREATE TABLE ${s}.value_digests (
+  tenant text COLLATE "C" NOT NULL,
+  digest text COLLATE "C" NOT NULL,
+  idx    bigint NOT NULL,
+  path   text COLLATE "C" NOT NULL,
+  PRIMARY KEY (tenant, digest, idx, path)
+);
+CREATE INDEX value_digests_entry ON ${s}.value_digests (tenant, idx);
+`;
+
+// V3: log streams (see V3 in ../sqlite/sqlite-migrations.ts).
+const V3 = (s: string) => `
+CREATE TABLE ${s}.streams (
+  tenant            text COLLATE "C" NOT NULL,
+  id                text COLLATE "C" NOT NULL,
+  name              text COLLATE "C" NOT NULL,
+  kind              text NOT NULL,
+  config            text NOT NULL,
+  status            text NOT NULL,
+  cursor            bigint NOT NULL,
+  failures          integer NOT NULL,
+  last_error        text,
+  last_error_at     text,
+  last_delivered_at text,
+  created_at        text NOT NULL,
+  updated_at        text NOT NULL,
+  lease_holder      text,
+  lease_until       bigint,
+  PRIMARY KEY (tenant, id),
+  UNIQUE (tenant, name)
+);
+`;
+
 /** Every migration, in order. @internal */
-export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [{ version: 1, description: 'initial schema', sql: V1 }];
+export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
+  { version: 1, description: 'initial schema', sql: V1 },
+  { version: 2, description: 'records management: retention, legal holds, keyed digests', sql: V2 },
+  { version: 3, description: 'log streams: configuration, cursor, delivery state, lease', sql: V3 },
+];
 
 /** The schema version this code writes and reads. @internal */
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;

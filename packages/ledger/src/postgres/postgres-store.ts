@@ -50,6 +50,9 @@ import {
   typeFilter,
 } from '../store-shared.js';
 import { migratePostgres } from './postgres-migrations.js';
+import { PostgresRecords } from './postgres-records.js';
+import { PostgresStreams } from './postgres-streams.js';
+import { PostgresReports } from './postgres-reports.js';
 
 /** Where the PostgreSQL store keeps its data. */
 export interface PostgresStoreConfig {
@@ -209,6 +212,12 @@ export class PostgresStore implements LedgerStore {
   readonly capabilities: StoreCapabilities = Object.freeze({ multiWriter: true });
   /** The schema holding the tables. */
   readonly schema: string;
+  /** The report selections (postgres-reports.ts). */
+  readonly reports: PostgresReports;
+  /** Records management (postgres-records.ts). */
+  readonly records: PostgresRecords;
+  /** Log streams (postgres-streams.ts). */
+  readonly streams: PostgresStreams;
   readonly #pool: pg.Pool;
   readonly #q: string;
   readonly #sql: ReturnType<typeof statements>;
@@ -235,6 +244,9 @@ export class PostgresStore implements LedgerStore {
     // An idle client's error (e.g. the server restarted) must not crash the process;
     // the next query reports STORE_UNAVAILABLE.
     this.#pool.on('error', () => undefined);
+    this.reports = new PostgresReports(this.#q, <R extends pg.QueryResultRow>(sql: string, params: unknown[]) => this.#query<R>(sql, params));
+    this.records = new PostgresRecords(this.#q, <R extends pg.QueryResultRow>(sql: string, params: unknown[]) => this.#query<R>(sql, params));
+    this.streams = new PostgresStreams(this.#q, <R extends pg.QueryResultRow>(sql: string, params: unknown[]) => this.#query<R>(sql, params));
   }
 
   async migrate(): Promise<void> {

@@ -150,8 +150,92 @@ CREATE TABLE api_keys (
 );
 `;
 
+// V2: records management (../records-store.ts, docs/records.md). Retention rules and
+// legal holds are few rows per tenant; value_digests is the keyed-digest index
+// (HMAC of chosen values, never the values), read by digest and deleted by entry.
+const V2 = `
+CREATE TABLE retention_rules (
+  tenant     TEXT    NOT NULL,
+  type       TEXT    NOT NULL,
+  field      TEXT    NOT NULL,
+  days       INTEGER NOT NULL,
+  updated_at TEXT    NOT NULL,
+  PRIMARY KEY (tenant, type, field)
+) WITHOUT ROWID;
+
+CREATE TABLE legal_holds (
+  tenant     TEXT NOT NULL,
+  id         TEXT NOT NULL,
+  kind       TEXT NOT NULL,
+  target     TEXT,
+  since      TEXT,
+  until      TEXT,
+  reason     TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  lifted_at  TEXT,
+  lifted_by  TEXT,
+  PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+
+CREATE TABLE record_settings (
+  tenant TEXT NOT NULL,
+  name   TEXT NOT NULL,
+  value  TEXT NOT NULL,
+  PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
+
+CREATE TABLE record_cursors (
+  tenant TEXT    NOT NULL,
+  name   TEXT    NOT NULL,
+  next   INTEGER NOT NULL,
+  PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
+
+CREATE TABLE digest_keys (
+  tenant TEXT PRIMARY KEY,
+  key    BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE value_digests (
+  tenant TEXT    NOT NULL,
+  digest TEXT    NOT NULL,
+  idx    INTEGER NOT NULL,
+  path   TEXT    NOT NULL,
+  PRIMARY KEY (tenant, digest, idx, path)
+) WITHOUT ROWID;
+CREATE INDEX value_digests_entry ON value_digests (tenant, idx);
+`;
+
+// Version 3: log streams (docs/records.md, "Streaming").
+const V3 = `
+CREATE TABLE streams (
+  tenant            TEXT    NOT NULL,
+  id                TEXT    NOT NULL,
+  name              TEXT    NOT NULL,
+  kind              TEXT    NOT NULL,
+  config            TEXT    NOT NULL,
+  status            TEXT    NOT NULL,
+  cursor            INTEGER NOT NULL,
+  failures          INTEGER NOT NULL,
+  last_error        TEXT,
+  last_error_at     TEXT,
+  last_delivered_at TEXT,
+  created_at        TEXT    NOT NULL,
+  updated_at        TEXT    NOT NULL,
+  lease_holder      TEXT,
+  lease_until       INTEGER,
+  PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX streams_name ON streams (tenant, name);
+`;
+
 /** Every migration, in order. @internal */
-export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [{ version: 1, description: 'initial schema', sql: V1 }];
+export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
+  { version: 1, description: 'initial schema', sql: V1 },
+  { version: 2, description: 'records management: retention, legal holds, keyed digests', sql: V2 },
+  { version: 3, description: 'log streams: configuration, cursor, delivery state, lease', sql: V3 },
+];
 
 /** The schema version this code writes and reads. @internal */
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;

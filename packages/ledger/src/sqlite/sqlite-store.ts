@@ -51,6 +51,9 @@ import {
 } from '../store-shared.js';
 import { type Checkpointer, startCheckpointer } from './sqlite-checkpointer.js';
 import { migrateSqlite, SQLITE_SCHEMA_VERSION, sqliteSchemaVersion } from './sqlite-migrations.js';
+import { SqliteRecords } from './sqlite-records.js';
+import { SqliteStreams } from './sqlite-streams.js';
+import { SqliteReports } from './sqlite-reports.js';
 
 /** Where the SQLite store keeps its data. */
 export type SqliteStoreConfig = (
@@ -170,6 +173,12 @@ interface Statements {
 export class SqliteStore implements LedgerStore {
   readonly kind = 'sqlite' as const;
   readonly capabilities: StoreCapabilities = Object.freeze({ multiWriter: false });
+  /** The report selections (sqlite-reports.ts). */
+  readonly reports: SqliteReports;
+  /** Records management (sqlite-records.ts). */
+  readonly records: SqliteRecords;
+  /** Log streams (sqlite-streams.ts). */
+  readonly streams: SqliteStreams;
   readonly #db: Database.Database;
   #statements: Statements | undefined;
   readonly #queries = new Map<string, Statement>();
@@ -205,6 +214,9 @@ export class SqliteStore implements LedgerStore {
     } catch (err) {
       throw toStoreError(err);
     }
+    this.reports = new SqliteReports(this.#db, (fn) => this.#run(fn));
+    this.records = new SqliteRecords(this.#db, (fn) => this.#run(fn));
+    this.streams = new SqliteStreams(this.#db, (fn) => this.#run(fn));
   }
 
   async migrate(): Promise<void> {

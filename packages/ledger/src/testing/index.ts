@@ -14,6 +14,8 @@ export {
 } from './postgres-test-env.js';
 export type { PostgresTestEnv } from './postgres-test-env.js';
 export { sqliteConformanceOptions } from './sqlite-test-env.js';
+export { runRecordsConformance } from './records-conformance.js';
+export { runReportConformance } from './report-conformance.js';
 export { runStoreConformance } from './store-conformance.js';
 export type { CrashChildSpec, StoreConformanceOptions } from './store-conformance.js';
 export { buildBatches, measureIngest, postgresPlain, sqlitePlain } from './ingest-baseline.js';
