@@ -106,17 +106,21 @@ export class SqliteReports implements StoreReports {
 
   async actedAfterEnd(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
     const t = timeWhere('t', range);
-    // One index walk per end type (an IN list would sort every match before the LIMIT).
-    // The session row's last_index is the cheap test; the probes run only for sessions that go on.
-    const sql = `SELECT t.idx FROM entries t INDEXED BY entries_type
-      CROSS JOIN sessions s ON s.tenant = t.tenant AND s.id = t.session_id
-      WHERE t.tenant = ? AND t.type = ? AND t.idx < ?${t.sql} AND s.last_index > t.idx
-        AND NOT EXISTS (SELECT 1 FROM entries p INDEXED BY entries_session
-          WHERE p.tenant = t.tenant AND p.session_id = t.session_id AND p.idx < t.idx AND p.type IN (${list(SESSION_END_TYPES)}))
-        AND EXISTS (SELECT 1 FROM entries a INDEXED BY entries_session
-          WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}))
-      ORDER BY t.idx DESC LIMIT ?`;
-    const lists = SESSION_END_TYPES.map((type) => this.#indexes(sql, [tenant, type, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]));
+    // One walk per end type (an IN list would sort every match before the LIMIT), over
+    // the partial indexes of migration 4, whose WHERE needs the type as a literal to
+    // apply. The session row's last_index is the cheap test; the probes run only for
+    // sessions that go on after this end.
+    const lists = SESSION_END_TYPES.map((type) => {
+      const sql = `SELECT t.idx FROM entries t INDEXED BY entries_end_walk
+        CROSS JOIN sessions s ON s.tenant = t.tenant AND s.id = t.session_id
+        WHERE t.tenant = ? AND t.type = '${type}' AND t.type IN (${list(SESSION_END_TYPES)}) AND t.idx < ?${t.sql} AND s.last_index > t.idx
+          AND NOT EXISTS (SELECT 1 FROM entries p INDEXED BY entries_session_ends
+            WHERE p.tenant = t.tenant AND p.session_id = t.session_id AND p.idx < t.idx AND p.type IN (${list(SESSION_END_TYPES)}))
+          AND EXISTS (SELECT 1 FROM entries a INDEXED BY entries_session
+            WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}))
+        ORDER BY t.idx DESC LIMIT ?`;
+      return this.#indexes(sql, [tenant, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]);
+    });
     return [...new Set(lists.flat())].sort((a, b) => b - a).slice(0, limit);
   }
 
