@@ -95,7 +95,9 @@ Examples:
           '  deep-delegation      delegation chains deeper than --depth hops (default 2)\n' +
           '  principal-activity   one principal (--principal) counted by type, tool, decision and role;\n' +
           '                       without --principal: the top principals\n' +
-          '  top-principals       the most active initiators and agents',
+          '  top-principals       the most active initiators and agents\n' +
+          '  compliance           evidence and gaps per control of --framework (owasp-agentic, nist-ai-rmf,\n' +
+          '                       maestro, csf), measured from the log; --format text|json|html',
       )
       .argument('<name>', 'report name')
       .option('--since <time>', `from: ${TIMES}`)
@@ -105,6 +107,9 @@ Examples:
       .option('--all', 'fetch every page')
       .option('--depth <n>', 'deep-delegation: report chains deeper than this many hops')
       .option('--principal <id>', 'principal-activity: the principal')
+      .option('--framework <name>', 'compliance: owasp-agentic, nist-ai-rmf, maestro or csf')
+      .option('--format <format>', 'compliance: text (default), json or html')
+      .option('-o, --out <file>', 'compliance: write the report to this file')
       .option('--json', 'print JSON: { report, rows, nextCursor? }'),
   )
     .addHelpText(
@@ -116,7 +121,9 @@ Examples:
   $ custody report acted-after-end
   $ custody report deep-delegation --depth 3
   $ custody report principal-activity --principal agent:billing --since 7d
-  $ custody report principal-activity --since 30d`,
+  $ custody report principal-activity --since 30d
+  $ custody report compliance --framework owasp-agentic --since 90d
+  $ custody report compliance --framework csf --format html -o pr-aa.html`,
     )
     .action((name: string, opts: ReportOptions) => later(runReport(name, opts, io)));
 }

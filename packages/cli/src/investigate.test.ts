@@ -228,6 +228,27 @@ describe('custody report', () => {
     expect(top.rows[0]!.lastSessionPath).toMatch(/^\/v1\/sessions\//);
   });
 
+  it('compliance: text, JSON that matches the other reports, and an HTML file with session links', async () => {
+    const json = JSON.parse((await run(['report', 'compliance', ...conn(), '--framework', 'owasp-agentic', '--format', 'json'])).stdout) as {
+      controls: { id: string; status: string; gaps: { measure: string; count: number; examples: { session: string; bundleSha256?: string }[] }[] }[];
+      measures: { gaps: { actedAfterEnd: { count: number } } };
+    };
+    expect(json.controls.map((c) => c.id)).toEqual(['ASI01', 'ASI02', 'ASI03', 'ASI04', 'ASI05', 'ASI06', 'ASI07', 'ASI08', 'ASI09', 'ASI10']);
+    const after = JSON.parse((await run(['report', 'acted-after-end', ...conn(), '--all', '--json'])).stdout) as { rows: unknown[] };
+    expect(json.measures.gaps.actedAfterEnd.count).toBe(after.rows.length);
+    const asi10 = json.controls.find((c) => c.id === 'ASI10')!;
+    expect(asi10.status).toBe('gap');
+    expect(asi10.gaps.flatMap((g) => g.examples.map((x) => x.session))).toContain('rogue-1');
+    const text = await run(['report', 'compliance', ...conn(), '--framework', 'csf']);
+    expect(text.stdout).toMatch(/PR\.AA-05/);
+    const file = join(dir, 'asi.html');
+    expect((await run(['report', 'compliance', ...conn(), '--framework', 'owasp-agentic', '--format', 'html', '-o', file])).code).toBe(0);
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(file, 'utf8')).toMatch(/<a href="http:\/\/127\.0\.0\.1:\d+\/v1\/sessions\/rogue-1">rogue-1<\/a>/);
+    expect((await run(['report', 'compliance', ...conn(), '--framework', 'iso'])).code).toBe(2);
+    expect((await run(['report', 'denied-calls', ...conn(), '--framework', 'csf'])).code).toBe(2);
+  });
+
   it('refuses unknown reports and misplaced flags with exit 2', async () => {
     const r = await run(['report', 'everything', ...conn()]);
     expect(r.code).toBe(2);

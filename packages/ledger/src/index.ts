@@ -53,3 +53,5 @@ export { SqliteStore } from './sqlite/sqlite-store.js';
 export type { SqliteStoreConfig } from './sqlite/sqlite-store.js';
 export { PostgresStore } from './postgres/postgres-store.js';
 export type { PostgresStoreConfig } from './postgres/postgres-store.js';
+export { COMPLIANCE_FRAMEWORKS, complianceHtml, complianceMeasures, complianceReport, GAP_COUNT_CAP } from './compliance.js';
+export type { ComplianceFramework, ComplianceMeasures, ComplianceReport, ControlResult, ExampleSession, GapMeasure, GapName } from './compliance.js';

@@ -32,6 +32,7 @@ import {
   toBase64,
 } from '@custody/core';
 
+import { type ComplianceReport, complianceReport } from './compliance.js';
 import { LedgerError } from './errors.js';
 import {
   actedAfterEndReport,
@@ -309,6 +310,11 @@ export class Ledger {
   /** Report: one principal's activity by type, tool, decision and role. */
   principalActivity(tenant: string, req: ReportRange & { principal: string; limit?: number }): Promise<PrincipalActivity> {
     return principalActivityReport(this.store, tenant, req);
+  }
+
+  /** The compliance report for one framework (compliance.ts). */
+  compliance(tenant: string, req: ReportRange & { framework: string; bundleHashes?: boolean }): Promise<ComplianceReport> {
+    return complianceReport(this, tenant, req);
   }
 
   /** Report: the most active initiators and agents. */

@@ -70,6 +70,20 @@ export interface StoreReports {
   principalEntries(tenant: string, principal: string, range: ReportRange): Promise<PrincipalEntry[]>;
   /** Initiators and agents (the sessions' first actors) by number of sessions active in the range, most first. */
   topPrincipals(tenant: string, range: ReportRange, limit: number): Promise<TopPrincipal[]>;
+  /** How many entries of each type, and of each decision effect, have their `time` in the range. */
+  typeCounts(tenant: string, range: ReportRange): Promise<TypeCount[]>;
+  /**
+   * Sessions active in the range (as for topPrincipals): all of them, the sealed ones, and
+   * the open ones (neither sealed nor ended by a revocation or an expiry as their last entry).
+   */
+  sessionCounts(tenant: string, range: ReportRange): Promise<{ sessions: number; sealed: number; open: number }>;
+}
+
+/** A count of entries by type, or of `policy.decided` entries by effect (`decision` set). */
+export interface TypeCount {
+  type: string;
+  decision?: string;
+  count: number;
 }
 
 /** One entry of a principal, as `principalEntries` returns it. */

@@ -217,6 +217,10 @@ describe('every response matches the document', () => {
       ['/v1/reports/principal-activity?principal=ann', '/v1/reports/principal-activity'],
       ['/v1/reports/principal-activity', '/v1/reports/principal-activity'],
       ['/v1/reports/top-principals', '/v1/reports/top-principals'],
+      ['/v1/reports/compliance?framework=owasp-agentic', '/v1/reports/compliance'],
+      ['/v1/reports/compliance?framework=csf&since=2026-01-01T00:00:00Z', '/v1/reports/compliance'],
+      ['/v1/reports/compliance?framework=iso', '/v1/reports/compliance'],
+      ['/v1/reports/compliance', '/v1/reports/compliance'],
     ];
     for (const [url, route] of reads) {
       await send('GET', url, route, { key: keys['admin'] });

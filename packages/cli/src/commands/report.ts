@@ -1,11 +1,16 @@
-import type {
-  ActedAfterEndRow,
-  DeepDelegationRow,
-  DeniedCallRow,
-  PrincipalActivity,
-  ReportPage,
-  TopPrincipal,
-  UnapprovedCallRow,
+import { writeFileSync } from 'node:fs';
+
+import {
+  type ActedAfterEndRow,
+  COMPLIANCE_FRAMEWORKS,
+  complianceHtml,
+  type ComplianceReport,
+  type DeepDelegationRow,
+  type DeniedCallRow,
+  type PrincipalActivity,
+  type ReportPage,
+  type TopPrincipal,
+  type UnapprovedCallRow,
 } from '@custody/ledger';
 
 import { apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
@@ -17,6 +22,9 @@ export const CLI_REPORTS = ['unapproved-calls', 'denied-calls', 'acted-after-end
 
 /** Options of `custody report`. */
 export interface ReportOptions extends ConnectionOptions {
+  framework?: string;
+  format?: string;
+  out?: string;
   since?: string;
   until?: string;
   limit?: string;
@@ -54,6 +62,10 @@ export function reportRequest(name: string, opts: ReportOptions, now = Date.now(
 
 /** `custody report <name>`: a compliance report (GET /v1/reports/<name>); every row names its session. */
 export async function runReport(name: string, opts: ReportOptions, io: Output): Promise<number> {
+  if (name === 'compliance') return runCompliance(opts, io);
+  if (opts.framework !== undefined || opts.format !== undefined || opts.out !== undefined) {
+    throw new CliError('OPTION_INVALID', '--framework, --format and --out apply to the compliance report only');
+  }
   const req = reportRequest(name, opts);
   const conn = resolveConnection(opts);
   const path = `/v1/reports/${req.name}`;
@@ -154,4 +166,45 @@ function printActivity(io: Output, a: PrincipalActivity): void {
     io.out('');
     printTable(io, ['SESSION', 'ENTRIES', 'LAST INDEX'], a.rows.map((r) => [r.session, String(r.entries), String(r.lastIndex)]));
   }
+}
+
+/** `custody report compliance`: evidence and gaps per control of a framework, as JSON or HTML. */
+async function runCompliance(opts: ReportOptions, io: Output): Promise<number> {
+  const framework = opts.framework;
+  if (framework === undefined || !(COMPLIANCE_FRAMEWORKS as readonly string[]).includes(framework)) {
+    throw new CliError('OPTION_INVALID', `--framework must be one of ${COMPLIANCE_FRAMEWORKS.join(', ')}`);
+  }
+  const format = opts.format ?? (opts.json ? 'json' : 'text');
+  if (!['json', 'html', 'text'].includes(format)) throw new CliError('OPTION_INVALID', '--format must be json, html or text');
+  const now = Date.now();
+  const query = { framework, since: parseTimeFlag(opts.since, '--since', now), until: parseTimeFlag(opts.until, '--until', now) };
+  const conn = resolveConnection(opts);
+  io.err('measuring the log (counts, gap selections, example bundles)…');
+  const report = await apiJson<ComplianceReport>(conn, `/v1/reports/compliance${queryString(query)}`);
+  const text = format === 'json' ? JSON.stringify(report, null, 2) : format === 'html' ? complianceHtml(report, conn.url) : complianceText(io, report);
+  if (opts.out !== undefined) {
+    writeFileSync(opts.out, text.endsWith('\n') ? text : `${text}\n`);
+    io.err(`wrote ${opts.out}`);
+  } else io.out(text.trimEnd());
+  return 0;
+}
+
+function complianceText(io: Output, r: ComplianceReport): string {
+  const c = io.color;
+  const lines = [
+    paint(c, 'bold', r.frameworkTitle),
+    `tenant ${r.tenant}, checkpoint size ${r.checkpoint.size}; ${r.measures.entries} entries, ${r.measures.sessions.sessions} sessions (${r.measures.sessions.sealed} sealed, ${r.measures.sessions.open} open)`,
+    '',
+  ];
+  for (const ctl of r.controls) {
+    const mark = ctl.status === 'gap' ? paint(c, 'red', 'GAP     ') : ctl.status === 'evidence' ? paint(c, 'green', 'EVIDENCE') : paint(c, 'dim', 'NO DATA ');
+    lines.push(`${mark} ${ctl.id} ${ctl.title}`);
+    for (const e of ctl.evidence) lines.push(`           ${String(e.value).padStart(8)}  ${e.measure}`);
+    for (const g of ctl.gaps) {
+      if (g.count === 0) continue;
+      lines.push(paint(c, 'red', `           ${`${g.capped ? '≥' : ''}${g.count}`.padStart(8)}  ${g.measure}`) + (g.examples.length > 0 ? `  e.g. ${g.examples.map((x) => x.session).join(', ')}` : ''));
+    }
+  }
+  lines.push('', paint(c, 'dim', 'HTML with links and bundle hashes: --format html -o report.html; every number: --json'));
+  return lines.join('\n');
 }

@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 
-import { AFTER_END_ALLOWED, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, type StoreReports, type TopPrincipal, sessionPath } from '../reports.js';
+import { AFTER_END_ALLOWED, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, type StoreReports, type TopPrincipal, type TypeCount, sessionPath } from '../reports.js';
 import { BUCKET, clockKey, decodePostings, filterTimeKey, ROLE_BIT } from '../store-shared.js';
 
 /** Runs one statement the way the store does (maps driver errors). */
@@ -199,5 +199,41 @@ export class PostgresReports implements StoreReports {
       }
     }
     return rows;
+  }
+
+  async typeCounts(tenant: string, range: ReportRange): Promise<TypeCount[]> {
+    const q = this.#q;
+    const params: unknown[] = [tenant];
+    const time = timeWhere('e', range, params);
+    const byType = await this.#query<{ type: string; n: Int8 }>(`SELECT e.type, count(*) AS n FROM ${q}.entries e WHERE e.tenant = $1${time} GROUP BY e.type`, params);
+    const byDecision = await this.#query<{ decision: string; n: Int8 }>(
+      `SELECT e.decision, count(*) AS n FROM ${q}.entries e WHERE e.tenant = $1 AND e.decision IS NOT NULL${time} GROUP BY e.decision`,
+      params,
+    );
+    return [
+      ...byType.rows.map((r) => ({ type: r.type, count: Number(r.n) })),
+      ...byDecision.rows.map((r) => ({ type: 'policy.decided', decision: r.decision, count: Number(r.n) })),
+    ];
+  }
+
+  async sessionCounts(tenant: string, range: ReportRange): Promise<{ sessions: number; sealed: number; open: number }> {
+    const params: unknown[] = [tenant];
+    let cond = '';
+    if (range.since !== undefined) {
+      params.push(clockKey(range.since, 'since'));
+      cond += ` AND s.last_at >= $${params.length}`;
+    }
+    if (range.until !== undefined) {
+      params.push(clockKey(range.until, 'until'));
+      cond += ` AND s.first_at < $${params.length}`;
+    }
+    const { rows } = await this.#query<{ sessions: Int8; sealed: Int8; open: Int8 }>(
+      `SELECT count(*) AS sessions, count(*) FILTER (WHERE s.sealed) AS sealed,
+        count(*) FILTER (WHERE NOT s.sealed AND s.last_type NOT IN (${list(AFTER_END_ALLOWED)})) AS open
+        FROM ${this.#q}.sessions s WHERE s.tenant = $1${cond}`,
+      params,
+    );
+    const r = rows[0]!;
+    return { sessions: Number(r.sessions), sealed: Number(r.sealed), open: Number(r.open) };
   }
 }

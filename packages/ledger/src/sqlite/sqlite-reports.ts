@@ -9,7 +9,7 @@
  */
 import type Database from 'better-sqlite3';
 
-import { AFTER_END_ALLOWED, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, type StoreReports, type TopPrincipal, sessionPath } from '../reports.js';
+import { AFTER_END_ALLOWED, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, type StoreReports, type TopPrincipal, type TypeCount, sessionPath } from '../reports.js';
 import { BUCKET, clockKey, decodePostings, filterTimeKey, ROLE_BIT } from '../store-shared.js';
 
 type Statement = Database.Statement<unknown[], unknown>;
@@ -207,5 +207,35 @@ export class SqliteReports implements StoreReports {
       }
     }
     return rows;
+  }
+
+  async typeCounts(tenant: string, range: ReportRange): Promise<TypeCount[]> {
+    const t = timeWhere('e', range);
+    // Without a window both counts read only their (covering) index.
+    const byType = `SELECT e.type, count(*) AS n FROM entries e INDEXED BY ${t.sql === '' ? 'entries_type' : 'entries_time'}
+      WHERE e.tenant = ?${t.sql} GROUP BY e.type`;
+    const byDecision = `SELECT e.decision, count(*) AS n FROM entries e INDEXED BY entries_decision
+      WHERE e.tenant = ? AND e.decision IS NOT NULL${t.sql} GROUP BY e.decision`;
+    return this.#run(() => [
+      ...(this.#stmt(byType).all(tenant, ...t.params) as { type: string; n: number }[]).map((r) => ({ type: r.type, count: r.n })),
+      ...(this.#stmt(byDecision).all(tenant, ...t.params) as { decision: string; n: number }[]).map((r) => ({ type: 'policy.decided', decision: r.decision, count: r.n })),
+    ]);
+  }
+
+  async sessionCounts(tenant: string, range: ReportRange): Promise<{ sessions: number; sealed: number; open: number }> {
+    const params: string[] = [];
+    let cond = '';
+    if (range.since !== undefined) {
+      cond += ' AND s.last_at >= ?';
+      params.push(clockKey(range.since, 'since'));
+    }
+    if (range.until !== undefined) {
+      cond += ' AND s.first_at < ?';
+      params.push(clockKey(range.until, 'until'));
+    }
+    const sql = `SELECT count(*) AS sessions, coalesce(sum(s.sealed), 0) AS sealed,
+      coalesce(sum(CASE WHEN s.sealed = 0 AND s.last_type NOT IN (${list(AFTER_END_ALLOWED)}) THEN 1 ELSE 0 END), 0) AS open
+      FROM sessions s WHERE s.tenant = ?${cond}`;
+    return this.#run(() => this.#stmt(sql).get(tenant, ...params) as { sessions: number; sealed: number; open: number });
   }
 }

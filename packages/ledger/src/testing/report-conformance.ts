@@ -213,6 +213,34 @@ function defineSuite(opts: StoreConformanceOptions): void {
     ['a time window', { since: '2026-01-01T00:00:05Z', until: '2026-03-01T00:00:20.5Z' }],
   ];
 
+  it.each(windows)('typeCounts and sessionCounts match the entries over %s', async (_, range) => {
+    const inWindow = all.filter((d) => inRange(d.env, range));
+    const byType = new Map<string, number>();
+    const byDecision = new Map<string, number>();
+    for (const { env } of inWindow) {
+      byType.set(env.type, (byType.get(env.type) ?? 0) + 1);
+      if (env.decision) byDecision.set(env.decision.effect, (byDecision.get(env.decision.effect) ?? 0) + 1);
+    }
+    const counts = await store.reports.typeCounts(tenant, range);
+    expect(new Map(counts.filter((c) => c.decision === undefined).map((c) => [c.type, c.count]))).toEqual(byType);
+    expect(new Map(counts.filter((c) => c.decision !== undefined).map((c) => [c.decision!, c.count]))).toEqual(byDecision);
+    // Sessions: those active in the window by recordedAt (the sessions table's clock), sealed, and open.
+    const sessions = new Map<string, Decoded[]>();
+    for (const d of all) if (d.env.session) sessions.set(d.env.session.id, [...(sessions.get(d.env.session.id) ?? []), d]);
+    const active = [...sessions.values()].filter((es) => {
+      const first = es[0]!.env.recordedAt;
+      const last = es[es.length - 1]!.env.recordedAt;
+      return (range.since === undefined || last >= range.since) && (range.until === undefined || first < range.until);
+    });
+    const allowed: ReadonlySet<string> = new Set(AFTER_END_ALLOWED);
+    // Sealed: the seal is the session's last entry (the ledger refuses anything after it;
+    // this fixture writes a case past a seal to prove the reports see through it).
+    const last = (es: Decoded[]) => es[es.length - 1]!.env.type;
+    const sealed = active.filter((es) => last(es) === 'session.closed').length;
+    const open = active.filter((es) => last(es) !== 'session.closed' && !allowed.has(last(es))).length;
+    expect(await store.reports.sessionCounts(tenant, range)).toEqual({ sessions: active.length, sealed, open });
+  });
+
   it.each(windows)('unapproved-calls match the reference over %s, across pages', async (_, range) => {
     const ref = reference(all, range).unapproved;
     expect(ref.length).toBeGreaterThan(3);

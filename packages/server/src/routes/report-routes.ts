@@ -3,7 +3,7 @@
  * whole log (definitions in docs/api.md, "Reports"). Every row links to its session.
  * @internal
  */
-import type { ReportRange, ReportRequest } from '@custody/ledger';
+import { COMPLIANCE_FRAMEWORKS, type ReportRange, type ReportRequest } from '@custody/ledger';
 
 import { ROLES, callerOf } from '../auth.js';
 import { AUTHED, type RouteContext, access, errorResponses, rolesLine, utc } from '../route-kit.js';
@@ -264,5 +264,90 @@ export function reportRoutes(ctx: RouteContext): void {
       },
     },
     async (request) => ledger.topPrincipals(callerOf(request).tenant, requestOf(request.query)),
+  );
+
+  const example = {
+    type: 'object',
+    additionalProperties: false,
+    required: ['session', 'sessionPath', 'index'],
+    properties: { session: str, sessionPath: str, index: { type: 'integer' }, bundleSha256: { ...str, description: 'base64url SHA-256 of the RFC 8785 JSON of the session bundle without disclosures.' } },
+  } as const;
+  const count = { type: 'integer', minimum: 0 } as const;
+  const gap = { type: 'object', additionalProperties: false, required: ['count', 'capped', 'examples'], properties: { count, capped: { type: 'boolean' }, examples: { type: 'array', items: example } } } as const;
+  app.get<{ Querystring: ReportRange & { framework: string } }>(
+    '/v1/reports/compliance',
+    {
+      ...hook,
+      schema: {
+        ...common,
+        summary: 'Compliance evidence and gaps per control of a framework',
+        description:
+          'Measures the log over the window (entry counts by type and decision, sessions sealed and open, and the gap selections of the other reports, each counted up to 10,000 with example sessions and their bundle hashes), ' +
+          'then maps the measures onto the controls of one framework: owasp-agentic (OWASP Top 10 for Agentic Applications 2026), nist-ai-rmf (NIST AI RMF functions), maestro (CSA MAESTRO layers) or csf (NIST CSF 2.0 PR.AA). ' +
+          `A control is "gap" when a gap measure is non-zero, "evidence" when an evidence measure is, else "no-data". See docs/records.md, "Compliance report". ${rolesLine(ROLES.read)}`,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['framework'],
+          properties: { framework: { type: 'string', enum: [...COMPLIANCE_FRAMEWORKS] }, ...RANGE },
+        },
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['framework', 'frameworkTitle', 'tenant', 'range', 'generatedAt', 'checkpoint', 'measures', 'controls'],
+            properties: {
+              framework: str,
+              frameworkTitle: str,
+              tenant: str,
+              range: { type: 'object', additionalProperties: false, properties: { since: time, until: time } },
+              generatedAt: time,
+              checkpoint: { type: 'object', additionalProperties: false, required: ['size', 'rootHash'], properties: { size: count, rootHash: str } },
+              measures: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['entries', 'byType', 'decisions', 'sessions', 'gaps'],
+                properties: {
+                  entries: count,
+                  byType: { type: 'object', additionalProperties: count },
+                  decisions: { type: 'object', additionalProperties: false, required: ['allow', 'deny', 'approval_required'], properties: { allow: count, deny: count, approval_required: count } },
+                  sessions: { type: 'object', additionalProperties: false, required: ['sessions', 'sealed', 'open'], properties: { sessions: count, sealed: count, open: count } },
+                  gaps: {
+                    type: 'object',
+                    additionalProperties: false,
+                    required: ['unapprovedCalls', 'deniedCalls', 'outOfScopeCalls', 'actedAfterEnd', 'deepDelegation'],
+                    properties: { unapprovedCalls: gap, deniedCalls: gap, outOfScopeCalls: gap, actedAfterEnd: gap, deepDelegation: gap },
+                  },
+                },
+              },
+              controls: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  required: ['id', 'title', 'status', 'evidence', 'gaps', 'method'],
+                  properties: {
+                    id: str,
+                    title: str,
+                    status: { type: 'string', enum: ['evidence', 'gap', 'no-data'] },
+                    evidence: { type: 'array', items: { type: 'object', additionalProperties: false, required: ['measure', 'value'], properties: { measure: str, value: count, note: str } } },
+                    gaps: {
+                      type: 'array',
+                      items: { type: 'object', additionalProperties: false, required: ['measure', 'count', 'capped', 'examples'], properties: { measure: str, count, capped: { type: 'boolean' }, examples: { type: 'array', items: example } } },
+                    },
+                    method: str,
+                  },
+                },
+              },
+            },
+          },
+          ...errorResponses(AUTHED),
+        },
+      },
+    },
+    async (request) => {
+      const { framework } = request.query;
+      return ledger.compliance(callerOf(request).tenant, { ...requestOf(request.query), framework });
+    },
   );
 }
