@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import { type CompiledPolicySet, formatIssue, loadPolicySet, parsePolicyCases, PolicyEngine, PolicyError, runPolicyCases } from '@custody/policy';
 import type { Command } from 'commander';
 
+import { addConnectionOptions } from '../connection.js';
 import { CliError, type Output, paint } from '../output.js';
+import { type ReplayOptions, runPolicyReplay } from './policy-replay.js';
 
 /** Loads a policy folder, turning a PolicyError into a CliError with its code (exit 2). */
 function load(dir: string): CompiledPolicySet {
@@ -81,7 +83,7 @@ export function runPolicyTest(dir: string, opts: { cases: string; json?: boolean
   return failed.length > 0 ? 1 : 0;
 }
 
-/** Registers `custody policy validate|test`. */
+/** Registers `custody policy validate|test|replay`. */
 export function registerPolicyCommands(program: Command, io: Output, setExit: (code: number) => void): void {
   const policy = program
     .command('policy')
@@ -115,4 +117,23 @@ export function registerPolicyCommands(program: Command, io: Output, setExit: (c
       '\nExamples:\n  $ custody policy test examples/policies --cases examples/policies/cases.json\n  $ custody policy test ./policies --cases cases.json --json | jq \'.results[] | select(.pass | not)\'',
     )
     .action((dir: string, opts: { cases: string; json?: boolean }) => setExit(runPolicyTest(dir, opts, io)));
+  addConnectionOptions(
+    policy
+      .command('replay')
+      .description(
+        'Re-evaluate recorded tool-call decisions (policy.decided entries, read through the API) under\n' +
+          'the policies in --policies, and list the calls whose decision would change. Each request is\n' +
+          "rebuilt from the log: the decision's actor, tool and session, the arguments of the call it\n" +
+          "decided, and the session's credential (scope, expiry, depth); parts the log does not hold are\n" +
+          'named in MISSING. Approvals are replayed as not given. Exits 0; 2 for invalid policies.',
+      )
+      .requiredOption('--policies <dir>', 'folder of .cedar files to replay under')
+      .option('--since <time>', 'decisions from (RFC 3339, or e.g. 24h, 7d)')
+      .option('--until <time>', 'decisions before')
+      .option('--all', 'list every replayed decision, not only the changed ones')
+      .option('--json', 'print { version, replayed, changed, rows } as JSON')
+      .option('-q, --quiet', 'no progress'),
+  )
+    .addHelpText('after', '\nExamples:\n  $ custody policy replay --policies ./policies-next --since 30d\n  $ custody policy replay --policies ./policies-next --json | jq \'.rows[] | {session, tool, recorded, replayed}\'')
+    .action((opts: ReplayOptions) => runPolicyReplay(opts, io, load).then(setExit));
 }
