@@ -4,12 +4,10 @@
  * an entry's disclosures.
  * @internal
  */
-import type Database from 'better-sqlite3';
 
 import type { LegalHoldRow, RetentionRuleRow, StoreRecords, ValueDigestRow } from '../records-store.js';
 import { bytes, clampLimit } from '../store-shared.js';
-
-type Statement = Database.Statement<unknown[], unknown>;
+import { SqlitePart } from './sqlite-part.js';
 
 interface HoldDbRow {
   id: string;
@@ -36,33 +34,11 @@ export function toHold(r: HoldDbRow): LegalHoldRow {
 }
 
 /** @internal */
-export class SqliteRecords implements StoreRecords {
-  readonly #db: Database.Database;
-  readonly #run: <T>(fn: () => T) => T;
-  readonly #statements = new Map<string, Statement>();
-
-  /**
-   * @param db the store's database
-   * @param run runs a call the way the store does (maps driver errors, refuses when closed)
-   */
-  constructor(db: Database.Database, run: <T>(fn: () => T) => T) {
-    this.#db = db;
-    this.#run = run;
-  }
-
-  #stmt(sql: string): Statement {
-    let s = this.#statements.get(sql);
-    if (s === undefined) {
-      s = this.#db.prepare(sql);
-      this.#statements.set(sql, s);
-    }
-    return s;
-  }
-
+export class SqliteRecords extends SqlitePart implements StoreRecords {
   async replaceDisclosures(tenant: string, index: number, expected: readonly string[], next: readonly string[]): Promise<boolean> {
-    return this.#run(
+    return this.run(
       () =>
-        this.#stmt('UPDATE entries SET disclosures = ? WHERE tenant = ? AND idx = ? AND disclosures = ?').run(
+        this.stmt('UPDATE entries SET disclosures = ? WHERE tenant = ? AND idx = ? AND disclosures = ?').run(
           JSON.stringify(next),
           tenant,
           index,
@@ -72,9 +48,9 @@ export class SqliteRecords implements StoreRecords {
   }
 
   async retentionRules(tenant: string): Promise<RetentionRuleRow[]> {
-    return this.#run(() =>
+    return this.run(() =>
       (
-        this.#stmt('SELECT type, field, days, updated_at FROM retention_rules WHERE tenant = ? ORDER BY type, field').all(tenant) as {
+        this.stmt('SELECT type, field, days, updated_at FROM retention_rules WHERE tenant = ? ORDER BY type, field').all(tenant) as {
           type: string;
           field: string;
           days: number;
@@ -85,8 +61,8 @@ export class SqliteRecords implements StoreRecords {
   }
 
   async putRetentionRule(tenant: string, rule: RetentionRuleRow): Promise<void> {
-    this.#run(() =>
-      this.#stmt(
+    this.run(() =>
+      this.stmt(
         'INSERT INTO retention_rules (tenant, type, field, days, updated_at) VALUES (?, ?, ?, ?, ?) ' +
           'ON CONFLICT (tenant, type, field) DO UPDATE SET days = excluded.days, updated_at = excluded.updated_at',
       ).run(tenant, rule.type, rule.field, rule.days, rule.updatedAt),
@@ -94,13 +70,13 @@ export class SqliteRecords implements StoreRecords {
   }
 
   async deleteRetentionRule(tenant: string, type: string, field: string): Promise<boolean> {
-    return this.#run(() => this.#stmt('DELETE FROM retention_rules WHERE tenant = ? AND type = ? AND field = ?').run(tenant, type, field).changes > 0);
+    return this.run(() => this.stmt('DELETE FROM retention_rules WHERE tenant = ? AND type = ? AND field = ?').run(tenant, type, field).changes > 0);
   }
 
   async holds(tenant: string): Promise<LegalHoldRow[]> {
-    return this.#run(() =>
+    return this.run(() =>
       (
-        this.#stmt(
+        this.stmt(
           'SELECT id, kind, target, since, until, reason, created_at, created_by, lifted_at, lifted_by FROM legal_holds WHERE tenant = ? ORDER BY created_at, id',
         ).all(tenant) as HoldDbRow[]
       ).map(toHold),
@@ -108,9 +84,9 @@ export class SqliteRecords implements StoreRecords {
   }
 
   async putHold(tenant: string, h: LegalHoldRow): Promise<boolean> {
-    return this.#run(
+    return this.run(
       () =>
-        this.#stmt(
+        this.stmt(
           'INSERT INTO legal_holds (tenant, id, kind, target, since, until, reason, created_at, created_by, lifted_at, lifted_by) ' +
             'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
         ).run(
@@ -130,18 +106,18 @@ export class SqliteRecords implements StoreRecords {
   }
 
   async liftHold(tenant: string, id: string, at: string, by: string): Promise<boolean> {
-    return this.#run(
-      () => this.#stmt('UPDATE legal_holds SET lifted_at = ?, lifted_by = ? WHERE tenant = ? AND id = ? AND lifted_at IS NULL').run(at, by, tenant, id).changes > 0,
+    return this.run(
+      () => this.stmt('UPDATE legal_holds SET lifted_at = ?, lifted_by = ? WHERE tenant = ? AND id = ? AND lifted_at IS NULL').run(at, by, tenant, id).changes > 0,
     );
   }
 
   async getSetting(tenant: string, name: string): Promise<string | undefined> {
-    return this.#run(() => (this.#stmt('SELECT value FROM record_settings WHERE tenant = ? AND name = ?').get(tenant, name) as { value: string } | undefined)?.value);
+    return this.run(() => (this.stmt('SELECT value FROM record_settings WHERE tenant = ? AND name = ?').get(tenant, name) as { value: string } | undefined)?.value);
   }
 
   async putSetting(tenant: string, name: string, value: string): Promise<void> {
-    this.#run(() =>
-      this.#stmt('INSERT INTO record_settings (tenant, name, value) VALUES (?, ?, ?) ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value').run(
+    this.run(() =>
+      this.stmt('INSERT INTO record_settings (tenant, name, value) VALUES (?, ?, ?) ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value').run(
         tenant,
         name,
         value,
@@ -150,19 +126,19 @@ export class SqliteRecords implements StoreRecords {
   }
 
   async digestKey(tenant: string, candidate: Uint8Array): Promise<Uint8Array> {
-    return this.#run(() => {
-      this.#stmt('INSERT INTO digest_keys (tenant, key) VALUES (?, ?) ON CONFLICT DO NOTHING').run(tenant, candidate);
-      return bytes((this.#stmt('SELECT key FROM digest_keys WHERE tenant = ?').get(tenant) as { key: Uint8Array }).key);
+    return this.run(() => {
+      this.stmt('INSERT INTO digest_keys (tenant, key) VALUES (?, ?) ON CONFLICT DO NOTHING').run(tenant, candidate);
+      return bytes((this.stmt('SELECT key FROM digest_keys WHERE tenant = ?').get(tenant) as { key: Uint8Array }).key);
     });
   }
 
   async cursor(tenant: string, name: string): Promise<number> {
-    return this.#run(() => (this.#stmt('SELECT next FROM record_cursors WHERE tenant = ? AND name = ?').get(tenant, name) as { next: number } | undefined)?.next ?? 0);
+    return this.run(() => (this.stmt('SELECT next FROM record_cursors WHERE tenant = ? AND name = ?').get(tenant, name) as { next: number } | undefined)?.next ?? 0);
   }
 
   async setCursor(tenant: string, name: string, next: number): Promise<void> {
-    this.#run(() =>
-      this.#stmt('INSERT INTO record_cursors (tenant, name, next) VALUES (?, ?, ?) ON CONFLICT (tenant, name) DO UPDATE SET next = excluded.next').run(
+    this.run(() =>
+      this.stmt('INSERT INTO record_cursors (tenant, name, next) VALUES (?, ?, ?) ON CONFLICT (tenant, name) DO UPDATE SET next = excluded.next').run(
         tenant,
         name,
         next,
@@ -171,12 +147,12 @@ export class SqliteRecords implements StoreRecords {
   }
 
   async putDigests(tenant: string, rows: readonly ValueDigestRow[], cursor: { name: string; next: number }): Promise<void> {
-    const insert = this.#stmt('INSERT INTO value_digests (tenant, digest, idx, path) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING');
-    const advance = this.#stmt(
+    const insert = this.stmt('INSERT INTO value_digests (tenant, digest, idx, path) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING');
+    const advance = this.stmt(
       'INSERT INTO record_cursors (tenant, name, next) VALUES (?, ?, ?) ON CONFLICT (tenant, name) DO UPDATE SET next = max(next, excluded.next)',
     );
-    this.#run(() =>
-      this.#db.transaction(() => {
+    this.run(() =>
+      this.db.transaction(() => {
         for (const r of rows) insert.run(tenant, r.digest, r.index, r.path);
         advance.run(tenant, cursor.name, cursor.next);
       }).immediate(),
@@ -184,9 +160,9 @@ export class SqliteRecords implements StoreRecords {
   }
 
   async findDigests(tenant: string, digest: string, page: { limit: number; after?: number }): Promise<number[]> {
-    return this.#run(() =>
+    return this.run(() =>
       (
-        this.#stmt('SELECT DISTINCT idx FROM value_digests WHERE tenant = ? AND digest = ? AND idx > ? ORDER BY idx LIMIT ?').all(
+        this.stmt('SELECT DISTINCT idx FROM value_digests WHERE tenant = ? AND digest = ? AND idx > ? ORDER BY idx LIMIT ?').all(
           tenant,
           digest,
           page.after ?? -1,
@@ -197,9 +173,9 @@ export class SqliteRecords implements StoreRecords {
   }
 
   async deleteDigests(tenant: string, index: number, paths: readonly string[]): Promise<number> {
-    const del = this.#stmt('DELETE FROM value_digests WHERE tenant = ? AND idx = ? AND (path = ? OR substr(path, 1, length(?) + 1) = ? || \'/\')');
-    return this.#run(() =>
-      this.#db.transaction(() => {
+    const del = this.stmt('DELETE FROM value_digests WHERE tenant = ? AND idx = ? AND (path = ? OR substr(path, 1, length(?) + 1) = ? || \'/\')');
+    return this.run(() =>
+      this.db.transaction(() => {
         let n = 0;
         for (const p of paths) n += del.run(tenant, index, p, p, p).changes;
         return n;

@@ -7,12 +7,10 @@
  * activity) and sessions (top principals).
  * @internal
  */
-import type Database from 'better-sqlite3';
 
 import { AFTER_END_ALLOWED, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, type StoreReports, type TopPrincipal, type TypeCount, sessionPath } from '../reports.js';
 import { BUCKET, clockKey, decodePostings, filterTimeKey, ROLE_BIT } from '../store-shared.js';
-
-type Statement = Database.Statement<unknown[], unknown>;
+import { SqlitePart } from './sqlite-part.js';
 
 /** Indexes fetched per statement when reading a principal's entries. */
 const CHUNK = 2000;
@@ -43,31 +41,9 @@ function timeWhere(alias: string, range: ReportRange): { sql: string; params: st
 }
 
 /** @internal */
-export class SqliteReports implements StoreReports {
-  readonly #db: Database.Database;
-  readonly #run: <T>(fn: () => T) => T;
-  readonly #statements = new Map<string, Statement>();
-
-  /**
-   * @param db the store's database
-   * @param run runs a call the way the store does (maps driver errors, refuses when closed)
-   */
-  constructor(db: Database.Database, run: <T>(fn: () => T) => T) {
-    this.#db = db;
-    this.#run = run;
-  }
-
-  #stmt(sql: string): Statement {
-    let s = this.#statements.get(sql);
-    if (s === undefined) {
-      s = this.#db.prepare(sql);
-      this.#statements.set(sql, s);
-    }
-    return s;
-  }
-
+export class SqliteReports extends SqlitePart implements StoreReports {
   #indexes(sql: string, params: unknown[]): number[] {
-    return this.#run(() => (this.#stmt(sql).all(...params) as { idx: number }[]).map((r) => r.idx));
+    return this.run(() => (this.stmt(sql).all(...params) as { idx: number }[]).map((r) => r.idx));
   }
 
   async unapprovedCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
@@ -139,10 +115,10 @@ export class SqliteReports implements StoreReports {
   }
 
   async principalEntries(tenant: string, principal: string, range: ReportRange): Promise<PrincipalEntry[]> {
-    return this.#run(() => {
-      const size = (this.#stmt('SELECT size FROM heads WHERE tenant = ?').get(tenant) as { size: number } | undefined)?.size ?? 0;
+    return this.run(() => {
+      const size = (this.stmt('SELECT size FROM heads WHERE tenant = ?').get(tenant) as { size: number } | undefined)?.size ?? 0;
       if (size === 0) return [];
-      const postings = this.#stmt('SELECT first_idx, postings FROM principals WHERE tenant = ? AND bucket = ? AND pid = ? ORDER BY first_idx');
+      const postings = this.stmt('SELECT first_idx, postings FROM principals WHERE tenant = ? AND bucket = ? AND pid = ? ORDER BY first_idx');
       const roles = new Map<number, number>();
       for (let b = 0; b <= Math.floor((size - 1) / BUCKET); b++) {
         const rows = postings.all(tenant, b, principal) as { first_idx: number; postings: Uint8Array }[];
@@ -156,7 +132,7 @@ export class SqliteReports implements StoreReports {
         WHERE 1 = 1${t.sql} ORDER BY e.idx`;
       const out: PrincipalEntry[] = [];
       for (let at = 0; at < indexes.length; at += CHUNK) {
-        const rows = this.#stmt(sql).all(JSON.stringify(indexes.slice(at, at + CHUNK)), tenant, ...t.params) as {
+        const rows = this.stmt(sql).all(JSON.stringify(indexes.slice(at, at + CHUNK)), tenant, ...t.params) as {
           idx: number;
           type: string;
           tool_name: string | null;
@@ -199,8 +175,8 @@ export class SqliteReports implements StoreReports {
       const sql = `SELECT s.${column} AS principal, count(*) AS sessions, sum(s.entries) AS entries, max(s.last_index) AS last_index, s.id AS last_session
         FROM sessions s WHERE s.tenant = ? AND s.${column} IS NOT NULL${cond}
         GROUP BY s.${column} ORDER BY sessions DESC, principal LIMIT ?`;
-      const found = this.#run(
-        () => this.#stmt(sql).all(tenant, ...params, limit) as { principal: string; sessions: number; entries: number; last_session: string }[],
+      const found = this.run(
+        () => this.stmt(sql).all(tenant, ...params, limit) as { principal: string; sessions: number; entries: number; last_session: string }[],
       );
       for (const r of found) {
         rows.push({ principal: r.principal, role, sessions: r.sessions, entries: r.entries, lastSession: r.last_session, lastSessionPath: sessionPath(r.last_session) });
@@ -216,9 +192,9 @@ export class SqliteReports implements StoreReports {
       WHERE e.tenant = ?${t.sql} GROUP BY e.type`;
     const byDecision = `SELECT e.decision, count(*) AS n FROM entries e INDEXED BY entries_decision
       WHERE e.tenant = ? AND e.decision IS NOT NULL${t.sql} GROUP BY e.decision`;
-    return this.#run(() => [
-      ...(this.#stmt(byType).all(tenant, ...t.params) as { type: string; n: number }[]).map((r) => ({ type: r.type, count: r.n })),
-      ...(this.#stmt(byDecision).all(tenant, ...t.params) as { decision: string; n: number }[]).map((r) => ({ type: 'policy.decided', decision: r.decision, count: r.n })),
+    return this.run(() => [
+      ...(this.stmt(byType).all(tenant, ...t.params) as { type: string; n: number }[]).map((r) => ({ type: r.type, count: r.n })),
+      ...(this.stmt(byDecision).all(tenant, ...t.params) as { decision: string; n: number }[]).map((r) => ({ type: 'policy.decided', decision: r.decision, count: r.n })),
     ]);
   }
 
@@ -236,6 +212,6 @@ export class SqliteReports implements StoreReports {
     const sql = `SELECT count(*) AS sessions, coalesce(sum(s.sealed), 0) AS sealed,
       coalesce(sum(CASE WHEN s.sealed = 0 AND s.last_type NOT IN (${list(AFTER_END_ALLOWED)}) THEN 1 ELSE 0 END), 0) AS open
       FROM sessions s WHERE s.tenant = ?${cond}`;
-    return this.#run(() => this.#stmt(sql).get(tenant, ...params) as { sessions: number; sealed: number; open: number });
+    return this.run(() => this.stmt(sql).get(tenant, ...params) as { sessions: number; sealed: number; open: number });
   }
 }
