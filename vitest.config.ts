@@ -16,6 +16,7 @@ export default defineConfig({
       { find: /^@custody\/authority\/testing$/, replacement: here('./packages/authority/src/testing/index.ts') },
       { find: /^@custody\/policy$/, replacement: here('./packages/policy/src/index.ts') },
       { find: /^@custody\/server$/, replacement: here('./packages/server/src/index.ts') },
+      { find: /^@custody\/gateway$/, replacement: here('./packages/gateway/src/index.ts') },
       { find: /^#sha256$/, replacement: here('./packages/core/src/sha256-node.ts') },
       { find: /^#ed25519-sign$/, replacement: here('./packages/core/src/ed25519-sign-node.ts') },
     ],

@@ -10,6 +10,7 @@ const benches: Record<string, string> = {
   ingest: 'ingest/ingest-bench.ts',
   query: 'query/query-bench.ts',
   policy: 'policy/policy-bench.ts',
+  gateway: 'gateway/gateway-bench.ts',
 };
 const only = process.env['BENCH_ONLY'];
 let failed = 0;

@@ -3,10 +3,13 @@
  */
 import { Command, CommanderError } from 'commander';
 
+import { registerApprovalsCommands } from './commands/approvals.js';
 import { runAudit } from './commands/audit.js';
 import { runDemo } from './commands/demo.js';
+import { runLiveDemo } from './commands/demo-live.js';
 import { registerDevTokensCommand } from './commands/dev-tokens.js';
 import { runExport } from './commands/export.js';
+import { registerGatewayCommand } from './commands/gateway.js';
 import { runRecordsExport } from './commands/export-records.js';
 import { runKeys } from './commands/keys.js';
 import { registerSessionCommands } from './commands/sessions.js';
@@ -61,8 +64,9 @@ Verdicts:
     .summary('build a demo session, export and verify its evidence')
     .description('Build a realistic demo session in memory, export its evidence bundles, and verify them\n(and a tampered copy) offline. Writes into --out.')
     .option('-o, --out <dir>', 'where to write the bundles and the demo key', '.custody/demo')
-    .addHelpText('after', '\nExample:\n  $ custody demo --out /tmp/custody-demo')
-    .action((opts: { out: string }) => setExit(runDemo(opts, io)));
+    .option('--live', 'run a live server, the MCP gateway and a scripted agent: allowed, denied, approved, delegated and revoked calls (docs/gateway.md)')
+    .addHelpText('after', '\nExamples:\n  $ custody demo --out /tmp/custody-demo\n  $ custody demo --live')
+    .action((opts: { out: string; live?: boolean }) => (opts.live ? later(runLiveDemo(opts, io)) : setExit(runDemo(opts, io))));
 
   program
     .command('up')
@@ -84,6 +88,9 @@ Verdicts:
     .option('--dev-issuer', 'also trust the local development issuer of `custody dev-tokens` (DEVELOPMENT ONLY)')
     .option('--session-key <file>', 'session credential signing key (default: $CUSTODY_SESSION_KEY, else <data>/session.key); share it between nodes')
     .option('--issuer <url>', "Custody's issuer URL in session credentials (default: the trust file's issuer, else the server URL)")
+    .option('--policies <dir>', 'policy folder (.cedar files) that POST /v1/decisions decides with (docs/policies.md)')
+    .option('--approval-ttl <seconds>', 'how long an approval waits for a human (default 300)')
+    .option('--approval-webhook <url>', 'POST every new approval to this URL (notify approvers)')
     .addHelpText('after', '\nExamples:\n  $ custody up\n  $ custody up --data /var/lib/custody --port 8470\n  $ custody up --postgres postgres://custody@db/custody --log-key /etc/custody/log.key --session-key /etc/custody/session.key --trust /etc/custody/trust.json\n  $ custody up --dev-issuer   # then: custody dev-tokens --human alice@example.com --agent agent:refunds --json')
     .action((opts: Parameters<typeof runUp>[0]) => later(runUp(opts, io)));
 
@@ -141,6 +148,8 @@ Verdicts:
   registerDevTokensCommand(program, io, later);
   registerPolicyCommands(program, io, setExit);
   registerStreamsCommands(program, io, later);
+  registerApprovalsCommands(program, io, later);
+  registerGatewayCommand(program, io, later);
 
   const keys = program
     .command('keys')

@@ -62,6 +62,8 @@ export {
   revealFields,
 } from './commitment.js';
 export type { Commitment, Disclosure, DisclosureCheck, RandomBytes } from './commitment.js';
+export { redactSecrets, SECRET_PATTERNS } from './secret-redaction.js';
+export type { SecretRedaction } from './secret-redaction.js';
 export { decodeEntry, decodeEntryBase64, encodeEntry, entryDigest, placeEvent, prepareEvent, sealEvent } from './entry.js';
 export type { EventDraft, PlaceParams, PreparedEvent, SealParams, SealedEvent } from './entry.js';
 export {

@@ -22,6 +22,13 @@ export const API_ERROR_CODES = [
   'KEY_NOT_FOUND',
   'SERVER_CLOSING',
   'INTERNAL',
+  'APPROVAL_NOT_FOUND',
+  'APPROVAL_NOT_PENDING',
+  'APPROVAL_SELF',
+  'APPROVAL_MISMATCH',
+  'APPROVAL_NOT_GRANTED',
+  'POLICY_NOT_CONFIGURED',
+  'CREDENTIAL_INVALID',
 ] as const;
 
 /** A code the server itself raises. */

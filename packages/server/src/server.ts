@@ -6,11 +6,15 @@
 import swagger from '@fastify/swagger';
 import type { Authority } from '@custody/authority';
 import type { Ledger } from '@custody/ledger';
+import type { PolicyEngine } from '@custody/policy';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 
+import type { Approvals } from './approvals/approvals.js';
 import { ApiError, errorResponse } from './errors.js';
 import { BEARER, type RouteContext } from './route-kit.js';
+import { approvalRoutes } from './routes/approval-routes.js';
 import { authorityRoutes } from './routes/authority-routes.js';
+import { decisionRoutes } from './routes/decision-routes.js';
 import { eventRoutes } from './routes/event-routes.js';
 import { keyRoutes } from './routes/key-routes.js';
 import { logRoutes } from './routes/log-routes.js';
@@ -33,6 +37,10 @@ export interface ServerOptions {
   maxBatch?: number;
   /** Fastify's logger (pino, JSON lines). Default off. */
   logger?: boolean;
+  /** Approvals (GET/POST /v1/approvals); with an authority, also POST /v1/decisions. The caller closes it. Default none. */
+  approvals?: Approvals;
+  /** The policy set POST /v1/decisions decides with when the caller brings no decision. Default none. */
+  policy?: PolicyEngine;
 }
 
 /** One registered route, as the OpenAPI coverage test sees it. @internal */
@@ -141,6 +149,8 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
         { name: 'authority', description: 'Sessions by token exchange, delegation, introspection, revocation (docs/authority.md).' },
         { name: 'records', description: 'Records management: redaction, erasure, retention, legal hold, purge, keyed-digest search, export.' },
         { name: 'streams', description: 'Log streams to a webhook, Splunk HEC or syslog (admin).' },
+        { name: 'decisions', description: 'The decision point for enforcement points (gateway, SDK): verify, decide, record (docs/api.md, "Decisions").' },
+        { name: 'approvals', description: 'Human approvals bound to one exact call (docs/api.md, "Approvals").' },
         { name: 'meta', description: 'Health, root and this document.' },
       ],
     },
@@ -174,6 +184,10 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   if (opts.authority !== undefined) {
     await oauthRoutes(ctx, opts.authority);
     authorityRoutes(ctx, opts.authority);
+  }
+  if (opts.approvals !== undefined) {
+    approvalRoutes(ctx, opts.approvals, opts.authority);
+    if (opts.authority !== undefined) decisionRoutes(ctx, opts.authority, opts.approvals, opts.policy);
   }
   return app;
 }

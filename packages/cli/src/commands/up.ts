@@ -16,7 +16,8 @@ import {
 } from '@custody/authority';
 import { Ledger } from '@custody/ledger';
 import { StreamRunner } from '@custody/records';
-import { createApiKey, createServer } from '@custody/server';
+import { formatIssue, loadPolicySet, PolicyEngine, PolicyError } from '@custody/policy';
+import { type ApprovalStore, Approvals, createApiKey, createServer, PostgresApprovalStore, SqliteApprovalStore } from '@custody/server';
 
 import { DEFAULT_PORT, dataDir, loadLogSeed, openStore, writeSecret } from '../local-config.js';
 import { CliError, type Output, paint } from '../output.js';
@@ -37,6 +38,12 @@ export interface UpOptions {
   sessionKey?: string;
   /** Custody's issuer identifier (default: the trust file's, else the server URL). */
   issuer?: string;
+  /** Policy folder POST /v1/decisions decides with (docs/policies.md). */
+  policies?: string;
+  /** How long an approval waits for a human, in seconds (default 300). */
+  approvalTtl?: string;
+  /** URL told of every new approval. */
+  approvalWebhook?: string;
 }
 
 /**
@@ -93,7 +100,20 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
     log: (message, err) => io.err(`custody: ${message}${err instanceof Error ? `: ${err.message}` : ''}`),
   });
 
-  const app = await createServer({ ledger, authority, logger: false });
+  // Approvals (their own table beside the ledger's) and, with --policies, server-side decisions.
+  const policy = opts.policies === undefined ? undefined : startup(() => new PolicyEngine(loadPolicySet(opts.policies!)));
+  for (const w of policy?.policySet.warnings ?? []) io.err(`custody: policy warning: ${formatIssue(w)}`);
+  const ttl = opts.approvalTtl === undefined ? 300 : Number(opts.approvalTtl);
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86_400) throw new CliError('FLAG_INVALID', '--approval-ttl must be 1-86400 seconds');
+  const approvalStore: ApprovalStore =
+    store.kind === 'postgres' && pgUrl !== undefined && pgUrl !== '' ? new PostgresApprovalStore({ connectionString: pgUrl, ...(schema ? { schema } : {}) }) : new SqliteApprovalStore({ path: join(dir, 'ledger.db') });
+  await approvalStore.migrate();
+  const approvals = new Approvals(
+    { store: approvalStore, ttlSeconds: ttl, ...(opts.approvalWebhook !== undefined ? { webhook: { url: opts.approvalWebhook } } : {}), log: (message, err) => io.err(`custody: ${message}${err instanceof Error ? `: ${err.message}` : ''}`) },
+    ledger,
+  );
+
+  const app = await createServer({ ledger, authority, approvals, ...(policy !== undefined ? { policy } : {}), logger: false });
   const address = await app.listen({ port, host });
   const url = address.replace('[::1]', 'localhost');
   authority.setIssuer(url);
@@ -106,6 +126,7 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
     if (newKey) io.out(`  first admin API key written to ${rel(keyPath)} (mode 0600)`);
     if (session.created) io.out(`  new session credential key written to ${rel(session.source)} (mode 0600); kid ${session.key.kid}`);
     io.out(`  authority: issuer ${authority.issuer}; trusts ${trust.humans.length} human and ${trust.agents.length} agent issuer(s)`);
+    io.out(`  approvals: wait ${ttl} s for a human${policy !== undefined ? `; decisions with policies ${policy.version}` : ''}`);
     if (opts.devIssuer) io.out(paint(c, 'yellow', `  DEVELOPMENT ONLY: trusting the local dev issuer (custody dev-tokens --data ${rel(dir)}); never use --dev-issuer in production`));
     io.out();
     io.out(paint(c, 'bold', 'Next:'));
@@ -131,6 +152,7 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
   io.err('custody: shutting down: finishing queued appends');
   await app.close();
   await streams.stop();
+  await approvals.close();
   await authority.close();
   await ledger.close();
   return 0;
@@ -141,7 +163,7 @@ function startup<T>(step: () => T): T {
   try {
     return step();
   } catch (err) {
-    if (err instanceof AuthorityError) throw new CliError(err.code, err.message);
+    if (err instanceof AuthorityError || err instanceof PolicyError) throw new CliError(err.code, err.message);
     throw err;
   }
 }

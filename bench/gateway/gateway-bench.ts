@@ -1,0 +1,133 @@
+/**
+ * bench/gateway: the latency the MCP gateway adds to one `tools/call`, durable
+ * recording included, measured against the same call made straight to the same
+ * upstream (stdio) in the same run; and Cedar decisions per second with the
+ * example policy set. Writes its section of docs/benchmarks.md.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Authority, parseTrustConfig, signingKeyFromSeed, SqliteAuthorityStore } from '@custody/authority';
+import { createTestIssuer } from '@custody/authority/testing';
+import { Gateway, parseGatewayConfig } from '@custody/gateway';
+import { Ledger, SqliteStore } from '@custody/ledger';
+import { Approvals, createApiKey, createServer, SqliteApprovalStore } from '@custody/server';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+
+import { fmt, machine, percentile, writeSection } from '../lib.js';
+
+const quick = process.env['BENCH_QUICK'] === '1';
+const CALLS = quick ? 300 : 2000;
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const upstream = join(root, 'examples/gateway/upstream-server.mjs');
+
+const dir = mkdtempSync(join(tmpdir(), 'custody-gw-bench-'));
+const path = join(dir, 'ledger.db');
+const ledger = await Ledger.open({ store: new SqliteStore({ path }), logSeed: new Uint8Array(32).fill(1), originHost: 'bench' });
+const idp = await createTestIssuer('https://idp.bench', 'custody');
+const agents = await createTestIssuer('https://agents.bench', 'custody');
+const trust = parseTrustConfig({ humans: [{ issuer: idp.issuer, audience: 'custody', jwks: idp.jwks }], agents: [{ issuer: agents.issuer, audience: 'custody', jwks: agents.jwks }] });
+const authority = await Authority.open({ store: new SqliteAuthorityStore({ path }), ledger, trust, signingKey: signingKeyFromSeed(new Uint8Array(32).fill(2)), sweepIntervalMs: 0 });
+const approvalStore = new SqliteApprovalStore({ path });
+await approvalStore.migrate();
+const approvals = new Approvals({ store: approvalStore, sweepIntervalMs: 0 }, ledger);
+const app = await createServer({ ledger, authority, approvals });
+const url = (await app.listen({ port: 0, host: '127.0.0.1' })).replace(/\/$/, '');
+authority.setIssuer(url);
+const key = (await createApiKey(ledger, { tenant: 'default', role: 'ingest', name: 'gateway' })).key;
+const gateway = await Gateway.start(
+  parseGatewayConfig({
+    ledger: { url, apiKey: key },
+    listen: { host: '127.0.0.1', port: 0 },
+    policies: join(root, 'examples/policies'),
+    upstreams: { files: { command: process.execPath, args: [upstream, 'files'] } },
+  }),
+);
+const gatewayUrl = await gateway.listen();
+const session = await authority.exchange({
+  grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+  subject_token: await idp.sign({ sub: 'alice@example.com' }),
+  subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+  actor_token: await agents.sign({ sub: 'agent:bench' }),
+  actor_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+  scope: 'files.read_file',
+  objective: 'benchmark',
+});
+
+const direct = new Client({ name: 'bench-direct', version: '1' });
+await direct.connect(new StdioClientTransport({ command: process.execPath, args: [upstream, 'files'] }));
+const [agentSide, gatewaySide] = InMemoryTransport.createLinkedPair();
+await gateway.connect(gatewaySide, session.access_token);
+const inProcess = new Client({ name: 'bench-agent', version: '1' });
+await inProcess.connect(agentSide);
+const overHttp = new Client({ name: 'bench-agent-http', version: '1' });
+await overHttp.connect(new StreamableHTTPClientTransport(new URL(`${gatewayUrl}/mcp`), { requestInit: { headers: { authorization: `Bearer ${session.access_token}` } } }));
+
+const paths = { direct: [] as number[], gateway: [] as number[], http: [] as number[] };
+const call = { name: 'read_file', arguments: { path: 'report.txt' } };
+const time = async (fn: () => Promise<unknown>) => {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+};
+for (let i = 0; i < 50; i++) {
+  await direct.callTool(call);
+  await inProcess.callTool({ ...call, name: 'files.read_file' });
+  await overHttp.callTool({ ...call, name: 'files.read_file' });
+}
+// Interleaved, so that the machine's noise falls on every path alike.
+for (let i = 0; i < CALLS; i++) {
+  paths.direct.push(await time(() => direct.callTool(call)));
+  paths.gateway.push(await time(() => inProcess.callTool({ ...call, name: 'files.read_file' })));
+  paths.http.push(await time(() => overHttp.callTool({ ...call, name: 'files.read_file' })));
+}
+
+// Cedar decisions per second with the example set (the gateway's own engine).
+const request = {
+  action: 'tools/call' as const,
+  principal: { type: 'agent' as const, id: 'agent:bench' },
+  target: { server: 'payments', name: 'transfer' },
+  arguments: { amount: 250_000, currency: 'EUR', to: 'DE89370400440532013000' },
+  session: { id: 's-1', scope: ['payments.transfer'], expiresAt: new Date(Date.now() + 3600_000).toISOString(), depth: 0, initiator: 'alice@example.com' },
+};
+const decisions = quick ? 5_000 : 20_000;
+const d0 = performance.now();
+for (let i = 0; i < decisions; i++) gateway.engine.decide(request);
+const perSecond = decisions / ((performance.now() - d0) / 1000);
+
+await direct.close();
+await inProcess.close();
+await overHttp.close();
+await gateway.close();
+await app.close();
+await approvals.close();
+await authority.close();
+await ledger.close();
+rmSync(dir, { recursive: true, force: true });
+
+const row = (label: string, xs: number[]) => `| ${label} | ${fmt(percentile(xs, 50), 2)} | ${fmt(percentile(xs, 99), 2)} |`;
+const added = (xs: number[], p: number) => percentile(xs, p) - percentile(paths.direct, p);
+const body = `## MCP gateway: added latency per tools/call (\`bench/gateway\`)
+
+${machine()}; ${fmt(CALLS)} calls per path, interleaved, after 50 warm-up calls; SQLite ledger (WAL, synchronous FULL).
+Each call through the gateway: Cedar decision, \`POST /v1/decisions\` (credential verified live; \`tool.requested\` + \`policy.decided\` durably committed),
+the upstream call, then \`tool.completed\` durably committed, all before the agent gets the result. Upstream: \`examples/gateway/upstream-server.mjs files\` over stdio.
+
+| path | p50 ms | p99 ms |
+| --- | ---: | ---: |
+${row('direct to the upstream (stdio)', paths.direct)}
+${row('agent → gateway (in-process transport) → upstream (stdio)', paths.gateway)}
+${row('agent → gateway (Streamable HTTP) → upstream (stdio)', paths.http)}
+
+Added by the gateway (in-process agent transport, i.e. the same stdio hop to the upstream): **p50 ${fmt(added(paths.gateway, 50), 2)} ms, p99 ${fmt(added(paths.gateway, 99), 2)} ms** (targets: ≤ 2 ms, ≤ 5 ms).
+Over Streamable HTTP on the agent side: p50 ${fmt(added(paths.http, 50), 2)} ms, p99 ${fmt(added(paths.http, 99), 2)} ms added.
+
+Cedar decisions with the example policy set (\`examples/policies\`, approval path: two evaluations): ${fmt(perSecond)} per second on one core.
+`;
+process.stdout.write(body);
+writeSection('gateway', body);

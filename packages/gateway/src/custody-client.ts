@@ -1,0 +1,125 @@
+/**
+ * The gateway's client of the Custody server: introspection (RFC 7662), the
+ * decision point (POST /v1/decisions), approval status (long poll) and event
+ * appends. Every request has its own abort signal and timeout.
+ */
+import type { DecisionPart, DelegationLink, EventDraft, Principal } from '@custody/core';
+
+/** An active session as introspection describes it. */
+export interface ActiveSession {
+  sid: string;
+  tenant: string;
+  scope: string[];
+  /** The initiator (`sub`). */
+  initiator: string;
+  /** The acting agent (the outermost `act.sub`). */
+  agent: string;
+  depth: number;
+  /** RFC 3339. */
+  expiresAt: string;
+  jti: string;
+}
+
+/** The answer of POST /v1/decisions. */
+export interface DecisionAnswer {
+  decision: DecisionPart;
+  call: string;
+  decisionEvent: string;
+  session: { id: string; agent: Principal; initiator: Principal; chain: DelegationLink[] };
+  approval?: { id: string; status: string; expiresAt: string };
+}
+
+/** An HTTP answer of the server that is not 2xx. */
+export class CustodyHttpError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = 'CustodyHttpError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** True when the session behind a refused request is inactive (revoked, closed, expired). */
+export function isSessionInactive(err: unknown): boolean {
+  return err instanceof CustodyHttpError && (err.code === 'CREDENTIAL_INVALID' || err.code.startsWith('TOKEN_'));
+}
+
+/** The client. @internal */
+export class CustodyClient {
+  readonly #url: string;
+  readonly #key: string;
+  readonly #timeoutMs: number;
+
+  constructor(url: string, apiKey: string, timeoutMs: number) {
+    this.#url = url;
+    this.#key = apiKey;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  async #request(path: string, init: RequestInit & { timeoutMs?: number } = {}): Promise<unknown> {
+    // A fresh signal per request: nothing accumulates on a shared one over days of uptime.
+    const res = await fetch(`${this.#url}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${this.#key}`, ...(typeof init.body === 'string' && !path.startsWith('/oauth/') ? { 'content-type': 'application/json' } : {}), ...init.headers },
+      signal: AbortSignal.timeout(init.timeoutMs ?? this.#timeoutMs),
+    });
+    const text = await res.text();
+    let body: unknown;
+    try {
+      body = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    if (!res.ok) {
+      const e = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
+      throw new CustodyHttpError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? `HTTP ${res.status} from ${path}`);
+    }
+    return body;
+  }
+
+  /** RFC 7662 introspection: the active session, or undefined when the credential is not active. */
+  async introspect(token: string): Promise<ActiveSession | undefined> {
+    const r = (await this.#request('/oauth/introspect', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token }).toString(),
+    })) as Record<string, unknown>;
+    if (r['active'] !== true) return undefined;
+    // The outermost act is the current actor (RFC 8693 §4.1).
+    const act = r['act'] as { sub: string } | undefined;
+    const agent = act?.sub ?? String(r['client_id']);
+    return {
+      sid: String(r['sid']),
+      tenant: String(r['tenant']),
+      scope: String(r['scope'] ?? '').split(' ').filter((s) => s !== ''),
+      initiator: String(r['sub']),
+      agent,
+      depth: Number(r['depth'] ?? 0),
+      expiresAt: new Date(Number(r['exp']) * 1000).toISOString(),
+      jti: String(r['jti']),
+    };
+  }
+
+  /** POST /v1/decisions. */
+  async decide(body: Record<string, unknown>): Promise<DecisionAnswer> {
+    return (await this.#request('/v1/decisions', { method: 'POST', body: JSON.stringify(body) })) as DecisionAnswer;
+  }
+
+  /** GET /v1/approvals/:id/status?wait=…: the approval's state once answered, or still pending after `waitSeconds`. */
+  async approvalStatus(id: string, waitSeconds: number, signal?: AbortSignal): Promise<{ status: string; reason?: string; approver?: Principal }> {
+    const res = await fetch(`${this.#url}/v1/approvals/${encodeURIComponent(id)}/status?wait=${waitSeconds}`, {
+      headers: { authorization: `Bearer ${this.#key}` },
+      signal: signal === undefined ? AbortSignal.timeout((waitSeconds + 10) * 1000) : AbortSignal.any([signal, AbortSignal.timeout((waitSeconds + 10) * 1000)]),
+    });
+    const body = (await res.json()) as { status: string; reason?: string; approver?: Principal; error?: { code: string; message: string } };
+    if (!res.ok) throw new CustodyHttpError(res.status, body.error?.code ?? `HTTP_${res.status}`, body.error?.message ?? 'approval status failed');
+    return body;
+  }
+
+  /** POST /v1/events: appends events durably. */
+  async append(events: EventDraft[]): Promise<void> {
+    await this.#request('/v1/events', { method: 'POST', body: JSON.stringify(events) });
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * The gateway end to end, with real components only: the official MCP SDK client
+ * talks Streamable HTTP to the gateway, which fronts a real MCP server (written with
+ * the SDK, spawned over stdio), decides with real Cedar policies, and records to a
+ * real Custody server (Fastify, SQLite ledger, authority, approvals). Each call's
+ * trail is exported as a bundle and verified offline.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Authority, parseTrustConfig, signingKeyFromSeed, SqliteAuthorityStore } from '@custody/authority';
+import { createTestIssuer, type TestIssuer } from '@custody/authority/testing';
+import { decodeEntryBase64, decodeEntry, verifyBundle } from '@custody/core';
+import { Ledger, SqliteStore } from '@custody/ledger';
+import { Approvals, createApiKey, createServer, SqliteApprovalStore } from '@custody/server';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { MCP_ERRORS } from './errors.js';
+import { Gateway } from './gateway.js';
+import { parseGatewayConfig } from './gateway-config.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const upstream = join(root, 'examples/gateway/upstream-server.mjs');
+
+let dir: string;
+let ledger: Ledger;
+let authority: Authority;
+let approvals: Approvals;
+let app: FastifyInstance;
+let url: string;
+let idp: TestIssuer;
+let agents: TestIssuer;
+let gateway: Gateway;
+let gatewayUrl: string;
+const keys: Record<string, string> = {};
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'custody-gateway-'));
+  const path = join(dir, 'ledger.db');
+  ledger = await Ledger.open({ store: new SqliteStore({ path }), logSeed: new Uint8Array(32).fill(3), originHost: 'custody.test' });
+  idp = await createTestIssuer('https://idp.test', 'custody');
+  agents = await createTestIssuer('https://agents.test', 'custody', 'ES256');
+  const trust = parseTrustConfig({
+    humans: [{ issuer: idp.issuer, audience: 'custody', jwks: idp.jwks }],
+    agents: [{ issuer: agents.issuer, audience: 'custody', jwks: agents.jwks }],
+  });
+  authority = await Authority.open({ store: new SqliteAuthorityStore({ path }), ledger, trust, signingKey: signingKeyFromSeed(new Uint8Array(32).fill(4)), sweepIntervalMs: 0 });
+  const store = new SqliteApprovalStore({ path });
+  await store.migrate();
+  approvals = new Approvals({ store, ttlSeconds: 60, sweepIntervalMs: 0 }, ledger);
+  app = await createServer({ ledger, authority, approvals });
+  url = (await app.listen({ port: 0, host: '127.0.0.1' })).replace(/\/$/, '');
+  authority.setIssuer(url);
+  keys['gateway'] = (await createApiKey(ledger, { tenant: 'default', role: 'ingest', name: 'gateway' })).key;
+  keys['bob'] = (await createApiKey(ledger, { tenant: 'default', role: 'approve', name: 'bob@example.com' })).key;
+  keys['alice'] = (await createApiKey(ledger, { tenant: 'default', role: 'approve', name: 'alice@example.com' })).key;
+  keys['admin'] = (await createApiKey(ledger, { tenant: 'default', role: 'admin', name: 'admin' })).key;
+  keys['read'] = (await createApiKey(ledger, { tenant: 'default', role: 'read', name: 'reader' })).key;
+  gateway = await Gateway.start(
+    parseGatewayConfig({
+      ledger: { url, apiKey: keys['gateway'] },
+      listen: { host: '127.0.0.1', port: 0 },
+      policies: join(root, 'examples/policies'),
+      upstreams: {
+        files: { command: process.execPath, args: [upstream, 'files'] },
+        payments: { command: process.execPath, args: [upstream, 'payments'], env: { PAYMENTS_API_KEY: 'sk_test_0123456789abcdefghij' } },
+      },
+      tools: { 'files.read_file': { capture: 'full' }, 'payments.transfer': { capture: 'full' } },
+      approvals: { timeoutSeconds: 30 },
+      revocationPollMs: 50,
+    }),
+  );
+  gatewayUrl = await gateway.listen();
+});
+
+afterAll(async () => {
+  await gateway?.close();
+  await app?.close();
+  await approvals?.close();
+  await authority?.close();
+  await ledger?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function openSession(scope: string, human = 'alice@example.com', agent = 'agent:refunds'): Promise<{ token: string; session: string }> {
+  const r = await authority.exchange({
+    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+    subject_token: await idp.sign({ sub: human }),
+    subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+    actor_token: await agents.sign({ sub: agent }),
+    actor_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+    scope,
+    objective: 'refund order 1234',
+  });
+  return { token: r.access_token, session: r.session_id };
+}
+
+async function agentClient(token: string): Promise<Client> {
+  const client = new Client({ name: 'test-agent', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${gatewayUrl}/mcp`), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+  return client;
+}
+
+const api = (path: string, key: string, init: RequestInit = {}) =>
+  fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${key}`, ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) } });
+
+async function pendingFor(session: string): Promise<{ id: string; context: Record<string, unknown> }> {
+  for (let i = 0; i < 100; i++) {
+    const r = (await (await api(`/v1/approvals?status=pending&session=${session}`, keys['read']!)).json()) as { approvals: { id: string; context: Record<string, unknown> }[] };
+    if (r.approvals.length > 0) return r.approvals[0]!;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error('no pending approval');
+}
+
+async function trail(session: string): Promise<string[]> {
+  const bundle = (await (await api(`/v1/sessions/${session}/bundle`, keys['read']!)).json()) as { records: { entry: string }[] };
+  const report = verifyBundle(bundle, { verifierKey: ledger.verifierKey('default') });
+  expect(report.ok, JSON.stringify(report)).toBe(true);
+  return bundle.records.map((r) => decodeEntry(decodeEntryBase64(r.entry)).type);
+}
+
+async function mcpCode(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof McpError) return (err.data as { code?: string } | undefined)?.code ?? err.code;
+    throw err;
+  }
+  return 'no error';
+}
+
+describe('the MCP gateway', () => {
+  it('publishes Protected Resource Metadata and answers 401 with WWW-Authenticate', async () => {
+    const meta = (await (await fetch(`${gatewayUrl}/.well-known/oauth-protected-resource`)).json()) as Record<string, unknown>;
+    expect(meta).toMatchObject({ resource: `${gatewayUrl}/mcp`, authorization_servers: [url] });
+    const res = await fetch(`${gatewayUrl}/mcp`, { method: 'POST', body: '{}' });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toContain('resource_metadata=');
+    const bad = await fetch(`${gatewayUrl}/mcp`, { method: 'POST', body: '{}', headers: { authorization: 'Bearer nope' } });
+    expect(bad.status).toBe(401);
+    expect(bad.headers.get('www-authenticate')).toContain('error="invalid_token"');
+  });
+
+  it('lists only in-scope tools, allows, denies and holds for approval as the policy says, leaving a verifiable trail', async () => {
+    const { token, session } = await openSession('files.read_file payments.transfer');
+    const client = await agentClient(token);
+    const names = (await client.listTools()).tools.map((t) => t.name).sort();
+    expect(names).toEqual(['files.read_file', 'payments.transfer']);
+
+    const ok = await client.callTool({ name: 'files.read_file', arguments: { path: 'report.txt' } });
+    expect(JSON.stringify(ok.content)).toContain('Quarterly refunds');
+
+    expect(await mcpCode(client.callTool({ name: 'files.read_file', arguments: { path: 'prod.env' } }))).toBe('POLICY_DENIED');
+    expect(await mcpCode(client.callTool({ name: 'payments.transfer', arguments: { amount: 100, currency: 'USD', to: 'DE02' } }))).toBe('POLICY_DENIED');
+
+    // Above 1,000.00: held until a human answers.
+    const held = client.callTool({ name: 'payments.transfer', arguments: { amount: 250_000, currency: 'EUR', to: 'DE89370400440532013000', memo: 'token sk-abcdefghijklmnopqrstuvwxyz' } });
+    const pending = await pendingFor(session);
+    expect(pending.context).toMatchObject({ initiator: { id: 'alice@example.com' }, agent: { id: 'agent:refunds' }, policies: ['transfer-needs-approval'], arguments: { amount: 250_000, memo: 'token [REDACTED:api-key]' } });
+
+    // Self-approval is refused: the session's credential (the agent), and the initiator.
+    const self = await fetch(`${url}/v1/approvals/${pending.id}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ decision: 'approve' }) });
+    expect(self.status).toBe(403);
+    expect(((await self.json()) as { error: { code: string } }).error.code).toBe('APPROVAL_SELF');
+    const initiator = await api(`/v1/approvals/${pending.id}`, keys['alice']!, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) });
+    expect(((await initiator.json()) as { error: { code: string } }).error.code).toBe('APPROVAL_SELF');
+
+    const granted = await api(`/v1/approvals/${pending.id}`, keys['bob']!, { method: 'POST', body: JSON.stringify({ decision: 'approve', reason: 'refund confirmed by phone' }) });
+    expect(granted.status).toBe(200);
+    expect(await granted.json()).toMatchObject({ status: 'granted', approver: { id: 'bob@example.com' } });
+    const done = await held;
+    expect(JSON.stringify(done.content)).toContain('transferred 2500.00 EUR');
+    // Single use: answering again is refused.
+    const again = await api(`/v1/approvals/${pending.id}`, keys['bob']!, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) });
+    expect(again.status).toBe(409);
+
+    // A denied approval: the call fails with APPROVAL_DENIED.
+    const denied = client.callTool({ name: 'payments.transfer', arguments: { amount: 300_000, currency: 'EUR', to: 'DE02' } });
+    const p2 = await pendingFor(session);
+    await api(`/v1/approvals/${p2.id}`, keys['bob']!, { method: 'POST', body: JSON.stringify({ decision: 'deny', reason: 'not this one' }) });
+    expect(await mcpCode(denied)).toBe('APPROVAL_DENIED');
+    await client.close();
+
+    const types = await trail(session);
+    expect(types.filter((t) => t === 'tool.requested')).toHaveLength(6);
+    expect(types.filter((t) => t === 'policy.decided')).toHaveLength(6);
+    for (const t of ['approval.requested', 'approval.granted', 'approval.denied', 'tool.completed']) expect(types).toContain(t);
+    expect(types.filter((t) => t === 'tool.completed')).toHaveLength(2);
+    // The upstream's credential is known by reference only, never by value.
+    const events = (await (await api(`/v1/events?session=${session}&type=tool.completed`, keys['read']!)).json()) as { events: { event: { data: Record<string, unknown> } }[] };
+    expect(JSON.stringify(events)).not.toContain('sk_test_0123456789abcdefghij');
+    expect(JSON.stringify(events)).toContain('PAYMENTS_API_KEY');
+  });
+
+  it('a delegated sub-agent cannot widen its scope, and sees only what it was given', async () => {
+    const { token } = await openSession('files.read_file payments.transfer');
+    await expect(
+      authority.exchange({
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        subject_token: token,
+        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        actor_token: await agents.sign({ sub: 'agent:sub' }),
+        actor_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+        scope: 'files.read_file admin.*',
+      }),
+    ).rejects.toMatchObject({ code: 'SCOPE_WIDENED' });
+    const child = await authority.exchange({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: token,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      actor_token: await agents.sign({ sub: 'agent:sub' }),
+      actor_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+      scope: 'files.read_file',
+    });
+    const client = await agentClient(child.access_token);
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['files.read_file']);
+    expect(await mcpCode(client.callTool({ name: 'payments.transfer', arguments: { amount: 100, currency: 'EUR', to: 'DE02' } }))).toBe('POLICY_DENIED');
+    await client.close();
+  });
+
+  it('revoking the session cancels a held call at once and refuses later ones', async () => {
+    const { token, session } = await openSession('files.read_file payments.transfer');
+    const client = await agentClient(token);
+    const held = mcpCode(client.callTool({ name: 'payments.transfer', arguments: { amount: 200_000, currency: 'EUR', to: 'DE02' } }));
+    await pendingFor(session);
+    const started = Date.now();
+    const r = await api(`/v1/sessions/${session}/revoke`, keys['admin']!, { method: 'POST', body: JSON.stringify({ reason: 'kill switch test' }) });
+    expect(r.status).toBe(200);
+    expect(await held).toBe('SESSION_INACTIVE');
+    expect(Date.now() - started).toBeLessThan(2000);
+    await expect(client.listTools()).rejects.toThrow();
+    const after = await fetch(`${gatewayUrl}/mcp`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }) });
+    expect(after.status).toBe(401);
+    await client.close().catch(() => undefined);
+    const types = await trail(session);
+    expect(types).toContain('session.revoked');
+  });
+
+  it('refuses every call when the ledger cannot record the decision (fail closed)', async () => {
+    const { token } = await openSession('files.read_file');
+    const cached = await Gateway.start(
+      parseGatewayConfig({
+        ledger: { url, apiKey: keys['gateway'], introspectionCacheMs: 60_000 },
+        listen: { host: '127.0.0.1', port: 0 },
+        policies: join(root, 'examples/policies'),
+        upstreams: { files: { command: process.execPath, args: [upstream, 'files'] } },
+      }),
+    );
+    const base = await cached.listen();
+    const client = new Client({ name: 'test-agent', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['files.read_file']);
+    // The ledger's storage goes away: the decision cannot be made durable.
+    await ledger.store.close();
+    try {
+      expect(await mcpCode(client.callTool({ name: 'files.read_file', arguments: { path: 'report.txt' } }))).toBe('LEDGER_UNAVAILABLE');
+    } finally {
+      await client.close();
+      await cached.close();
+    }
+    expect(MCP_ERRORS.LEDGER_UNAVAILABLE).toBe(-32004);
+  });
+});

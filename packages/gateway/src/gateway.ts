@@ -1,0 +1,459 @@
+/**
+ * The MCP gateway: the enforcement point in front of MCP servers. Agents connect
+ * over Streamable HTTP (`/mcp`) or stdio with their Custody session credential;
+ * `tools/list` shows only what list-time policy permits; every `tools/call` is
+ * decided with Cedar and recorded by the Custody server before it runs, held for
+ * a human when policy asks for approval, and forwarded with the upstream's own
+ * credential. See docs/gateway.md.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+
+import { createDisclosure, type DecisionPart, type EventDraft, redactSecrets } from '@custody/core';
+import { formatIssue, loadPolicySet, PolicyEngine, type PolicyRequest } from '@custody/policy';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { CallToolRequestSchema, type CallToolResult, ErrorCode, isInitializeRequest, ListToolsRequestSchema, McpError, type Tool } from '@modelcontextprotocol/sdk/types.js';
+
+import { type ActiveSession, CustodyClient, CustodyHttpError, type DecisionAnswer, isSessionInactive } from './custody-client.js';
+import { MCP_ERRORS } from './errors.js';
+import type { GatewayConfig } from './gateway-config.js';
+import { connectUpstreams, type Upstream } from './upstreams.js';
+
+/** Options of a gateway beyond its configuration. */
+export interface GatewayOptions {
+  /** Where operational messages go. Default: nowhere. */
+  log?: (message: string) => void;
+}
+
+/** An MCP error refusing a call, with `data.code` as text. */
+function refuse(code: keyof typeof MCP_ERRORS, message: string, data: Record<string, unknown> = {}): McpError {
+  return new McpError(MCP_ERRORS[code], message, { code, ...data });
+}
+
+const MAX_BODY = 4 * 1024 * 1024;
+
+/** A call in flight, cancellable by the kill switch. */
+interface InFlight {
+  token: string;
+  abort: AbortController;
+}
+
+/**
+ * The gateway. Create with {@link Gateway.start}; serve agents with
+ * {@link Gateway.listen} (Streamable HTTP), {@link Gateway.serveStdio} or
+ * {@link Gateway.connect} (any transport).
+ * @example
+ * const gateway = await Gateway.start(loadGatewayConfig('gateway.json'));
+ * const url = await gateway.listen(); // http://127.0.0.1:8471/mcp
+ */
+export class Gateway {
+  readonly config: GatewayConfig;
+  readonly engine: PolicyEngine;
+  readonly upstreams: Map<string, Upstream>;
+  readonly #custody: CustodyClient;
+  readonly #log: (message: string) => void;
+  readonly #sessions = new Map<string, { at: number; session: ActiveSession }>();
+  readonly #inflight = new Map<string, Set<InFlight>>();
+  readonly #transports = new Map<string, { transport: StreamableHTTPServerTransport; sid: string }>();
+  readonly #servers = new Set<Server>();
+  #watch: NodeJS.Timeout | undefined;
+  #http: HttpServer | undefined;
+  #url: string | undefined;
+
+  private constructor(config: GatewayConfig, engine: PolicyEngine, upstreams: Map<string, Upstream>, opts: GatewayOptions) {
+    this.config = config;
+    this.engine = engine;
+    this.upstreams = upstreams;
+    this.#custody = new CustodyClient(config.ledger.url, config.ledger.apiKey, config.ledger.timeoutMs);
+    this.#log = opts.log ?? (() => undefined);
+  }
+
+  /**
+   * Loads and validates the policies (refusing to start on an invalid one), and
+   * connects every upstream.
+   * @throws PolicyError on invalid policies; GatewayError `GATEWAY_UPSTREAM_UNAVAILABLE`
+   */
+  static async start(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
+    const set = loadPolicySet(config.policies);
+    for (const w of set.warnings) opts.log?.(`policy warning: ${formatIssue(w)}`);
+    const engine = new PolicyEngine(set);
+    const upstreams = await connectUpstreams(config);
+    return new Gateway(config, engine, upstreams, opts);
+  }
+
+  // ---- sessions ------------------------------------------------------------------
+
+  /** The active session of a credential (introspected; reused for introspectionCacheMs). */
+  async #session(token: string, fresh = false): Promise<ActiveSession> {
+    const hit = this.#sessions.get(token);
+    const ttl = this.config.ledger.introspectionCacheMs;
+    if (!fresh && hit !== undefined && Date.now() - hit.at < ttl && Date.parse(hit.session.expiresAt) > Date.now()) return hit.session;
+    let s: ActiveSession | undefined;
+    try {
+      s = await this.#custody.introspect(token);
+    } catch (err) {
+      throw refuse('LEDGER_UNAVAILABLE', `the gateway cannot check the session credential with Custody (${err instanceof Error ? err.message : String(err)}); refused (fail closed)`);
+    }
+    if (s === undefined) {
+      this.#sessions.delete(token);
+      throw refuse('SESSION_INACTIVE', 'the session credential is not active (revoked, closed or expired)');
+    }
+    if (ttl > 0) {
+      if (this.#sessions.size > 10_000) this.#sessions.clear();
+      this.#sessions.set(token, { at: Date.now(), session: s });
+    }
+    return s;
+  }
+
+  #policyRequest(s: ActiveSession, action: PolicyRequest['action'], server: string, name: string, args?: Record<string, unknown>): PolicyRequest {
+    return {
+      action,
+      principal: { type: 'agent', id: s.agent },
+      target: { server, name },
+      ...(args !== undefined ? { arguments: args } : {}),
+      session: { id: s.sid, scope: s.scope, expiresAt: s.expiresAt, depth: s.depth, initiator: s.initiator },
+    };
+  }
+
+  // ---- MCP handlers ----------------------------------------------------------------
+
+  /** A fresh MCP server for one agent connection; `bound` is the credential of a non-HTTP transport. */
+  #mcpServer(bound?: string): Server {
+    const server = new Server({ name: 'custody-gateway', version: '0.1.0' }, { capabilities: { tools: { listChanged: false } } });
+    const tokenOf = (authInfo: AuthInfo | undefined): string => {
+      const t = authInfo?.token ?? bound;
+      if (t === undefined) throw refuse('SESSION_INACTIVE', 'no session credential: send Authorization: Bearer <Custody session credential>');
+      return t;
+    };
+    server.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => {
+      const s = await this.#session(tokenOf(extra.authInfo));
+      return { tools: this.#listTools(s) };
+    });
+    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
+      const token = tokenOf(extra.authInfo);
+      return this.#call(token, req.params.name, req.params.arguments ?? {}, String(extra.requestId), extra.signal);
+    });
+    this.#servers.add(server);
+    server.onclose = () => this.#servers.delete(server);
+    return server;
+  }
+
+  /** The upstream tools the session may see: namespaced `<upstream>.<tool>`, filtered by list-time policy. */
+  #listTools(s: ActiveSession): Tool[] {
+    const out: Tool[] = [];
+    for (const up of this.upstreams.values()) {
+      for (const tool of up.tools) {
+        const d = this.engine.decide(this.#policyRequest(s, 'tools/list', up.name, tool.name));
+        if (d.effect === 'allow') out.push({ ...tool, name: `${up.name}.${tool.name}` });
+      }
+    }
+    return out;
+  }
+
+  async #decide(body: Record<string, unknown>, local: DecisionPart): Promise<DecisionAnswer | undefined> {
+    try {
+      return await this.#custody.decide(body);
+    } catch (err) {
+      if (isSessionInactive(err)) throw refuse('SESSION_INACTIVE', `the session is no longer active: ${(err as Error).message}`);
+      if (err instanceof CustodyHttpError && err.status < 500) throw refuse('POLICY_DENIED', `Custody refused the call: ${err.message} [${err.code}]`, { reason: err.code });
+      if (this.config.ledger.failMode === 'open' && local.effect === 'allow') {
+        this.#log(`ledger unavailable; failMode open: making an allowed call unrecorded (${err instanceof Error ? err.message : String(err)})`);
+        return undefined;
+      }
+      throw refuse('LEDGER_UNAVAILABLE', `the ledger could not durably record the decision, so the call was not made (fail closed): ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  async #call(token: string, name: string, args: Record<string, unknown>, callId: string, signal: AbortSignal): Promise<CallToolResult> {
+    const dot = name.indexOf('.');
+    const up = dot > 0 ? this.upstreams.get(name.slice(0, dot)) : undefined;
+    const tool = name.slice(dot + 1);
+    if (up === undefined || !up.tools.some((t) => t.name === tool)) throw new McpError(ErrorCode.InvalidParams, `unknown tool ${name}: call tools/list for the tools this session may use`);
+    const s = await this.#session(token);
+    const capture = this.config.tools[name]?.capture ?? 'full';
+    const request = this.#policyRequest(s, 'tools/call', up.name, tool, args);
+    let decision: DecisionPart = this.engine.decide(request);
+    const base = { credential: token, tool: { server: up.name, name: tool }, arguments: args, callId, capture };
+
+    const flight: InFlight = { token, abort: new AbortController() };
+    const onAgentCancel = () => flight.abort.abort(new Error('cancelled by the agent'));
+    signal.addEventListener('abort', onAgentCancel, { once: true });
+    this.#track(s.sid, flight, true);
+    let answer: DecisionAnswer | undefined;
+    const started = performance.now();
+    try {
+      answer = await this.#decide({ ...base, decision, approvalTtlSeconds: this.config.approvals.timeoutSeconds }, decision);
+      if (decision.effect === 'deny') {
+        throw refuse('POLICY_DENIED', `denied by policy: ${decision.reasons.join('; ')}`, { reasons: decision.reasons, policies: decision.policies, policyVersion: decision.policyVersion, ...(answer ? { call: answer.call } : {}) });
+      }
+      if (decision.effect === 'approval_required') {
+        if (answer?.approval === undefined) throw refuse('LEDGER_UNAVAILABLE', 'this call needs a human approval, which needs the ledger: refused (fail closed)');
+        const outcome = await this.#awaitApproval(answer.approval.id, flight.abort.signal);
+        if (outcome.status !== 'granted') {
+          throw refuse('APPROVAL_DENIED', outcome.status === 'denied' ? `a human denied this call${outcome.reason !== undefined ? `: ${outcome.reason}` : ''}` : `no human approved this call in time (${outcome.status})`, {
+            approval: answer.approval.id,
+            status: outcome.status,
+            call: answer.call,
+          });
+        }
+        decision = this.engine.decide({ ...request, approval: { status: 'granted' } });
+        answer = await this.#decide({ ...base, decision, approval: answer.approval.id }, decision);
+        if (decision.effect !== 'allow') throw refuse('POLICY_DENIED', `denied by policy: ${decision.reasons.join('; ')}`, { reasons: decision.reasons, policies: decision.policies });
+      }
+      if (flight.abort.signal.aborted) throw flight.abort.signal.reason;
+      let result: CallToolResult;
+      try {
+        result = (await up.client.callTool({ name: tool, arguments: args }, undefined, { signal: flight.abort.signal, timeout: this.config.callTimeoutMs })) as CallToolResult;
+      } catch (err) {
+        if (flight.abort.signal.aborted) throw flight.abort.signal.reason;
+        await this.#record(answer, 'tool.failed', up, tool, callId, capture, { error: err instanceof Error ? err.message : String(err) }, started);
+        throw refuse('UPSTREAM_FAILED', `upstream ${up.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      await this.#record(answer, result.isError === true ? 'tool.failed' : 'tool.completed', up, tool, callId, capture, { result }, started);
+      return result;
+    } catch (err) {
+      if (flight.abort.signal.aborted && !(err instanceof McpError)) {
+        const reason = flight.abort.signal.reason instanceof Error ? flight.abort.signal.reason.message : 'cancelled';
+        await this.#record(answer, 'tool.failed', up, tool, callId, capture, { error: reason, cancelled: true }, started).catch(() => undefined);
+        if (reason.startsWith('session')) throw refuse('SESSION_INACTIVE', `the call was cancelled: ${reason}`);
+        throw new McpError(ErrorCode.RequestTimeout, `the call was cancelled: ${reason}`);
+      }
+      throw err;
+    } finally {
+      signal.removeEventListener('abort', onAgentCancel);
+      this.#track(s.sid, flight, false);
+    }
+  }
+
+  /** Holds a call until its approval is answered, expires, the gateway's timeout passes, or the session is revoked. */
+  async #awaitApproval(id: string, signal: AbortSignal): Promise<{ status: string; reason?: string }> {
+    const deadline = Date.now() + this.config.approvals.timeoutSeconds * 1000;
+    for (;;) {
+      if (signal.aborted) throw signal.reason;
+      const left = Math.ceil((deadline - Date.now()) / 1000);
+      if (left <= 0) return { status: 'timed out at the gateway' };
+      try {
+        const r = await this.#custody.approvalStatus(id, Math.min(25, left), signal);
+        if (r.status !== 'pending') return r;
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        this.#log(`approval ${id}: status check failed (${err instanceof Error ? err.message : String(err)}); retrying`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  /** Records tool.completed / tool.failed (durably, before the agent sees the result). */
+  async #record(answer: DecisionAnswer | undefined, type: 'tool.completed' | 'tool.failed', up: Upstream, tool: string, callId: string, capture: 'full' | 'digest' | 'none', outcome: { result?: unknown; error?: string; cancelled?: boolean }, started: number): Promise<void> {
+    if (answer === undefined) return;
+    const s = answer.session;
+    const data: Record<string, unknown> = { capture, durationMs: Math.round((performance.now() - started) * 1000) / 1000, upstreamCredentials: up.credentials.map(({ source, name, fingerprint }) => ({ source, name, fingerprint })) };
+    if (outcome.result !== undefined && capture !== 'none') {
+      const { value } = redactSecrets(outcome.result);
+      data['result'] = capture === 'full' ? value : { $commitment: createDisclosure('/data/result', value).digest };
+    }
+    if (outcome.error !== undefined) data['error'] = redactSecrets(outcome.error).value.slice(0, 2048);
+    if (outcome.cancelled === true) data['cancelled'] = true;
+    const event: EventDraft = {
+      id: randomUUID(),
+      type,
+      time: new Date().toISOString(),
+      session: { id: s.id },
+      initiator: s.initiator,
+      chain: s.chain,
+      actor: s.agent,
+      cause: answer.call,
+      tool: { name: `${up.name}.${tool}`, server: up.name, callId },
+      data,
+    };
+    try {
+      await this.#custody.append([event]);
+    } catch (err) {
+      this.#log(`could not record ${type} for call ${answer.call}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  // ---- kill switch -----------------------------------------------------------------
+
+  #track(sid: string, f: InFlight, add: boolean): void {
+    let set = this.#inflight.get(sid);
+    if (add) {
+      if (set === undefined) this.#inflight.set(sid, (set = new Set()));
+      set.add(f);
+    } else if (set !== undefined) {
+      set.delete(f);
+      if (set.size === 0) this.#inflight.delete(sid);
+    }
+    if (this.#inflight.size > 0 && this.#watch === undefined) {
+      this.#watch = setInterval(() => void this.#checkRevoked(), this.config.revocationPollMs);
+      this.#watch.unref();
+    } else if (this.#inflight.size === 0 && this.#watch !== undefined) {
+      clearInterval(this.#watch);
+      this.#watch = undefined;
+    }
+  }
+
+  /** Re-checks every session with calls in flight; cancels the calls of one that is no longer active. */
+  async #checkRevoked(): Promise<void> {
+    for (const [sid, flights] of [...this.#inflight]) {
+      const first = flights.values().next().value;
+      if (first === undefined) continue;
+      let active: ActiveSession | undefined;
+      try {
+        active = await this.#custody.introspect(first.token);
+      } catch {
+        continue; // the server is unreachable: later steps fail closed on their own
+      }
+      if (active !== undefined) continue;
+      this.#sessions.delete(first.token);
+      for (const f of flights) f.abort.abort(new Error(`session ${sid} was revoked`));
+      this.#log(`session ${sid} is no longer active: cancelled ${flights.size} call(s) in flight`);
+    }
+  }
+
+  // ---- transports --------------------------------------------------------------------
+
+  /** Serves one agent over any MCP transport, with its session credential. */
+  async connect(transport: Transport, credential: string): Promise<Server> {
+    const server = this.#mcpServer(credential);
+    await server.connect(transport);
+    return server;
+  }
+
+  /** Serves one local agent over stdio (this process's stdin/stdout). */
+  async serveStdio(credential: string): Promise<Server> {
+    return this.connect(new StdioServerTransport(), credential);
+  }
+
+  /** The Protected Resource Metadata (RFC 9728) of `/mcp`. */
+  resourceMetadata(): Record<string, unknown> {
+    return {
+      resource: `${this.#url ?? ''}/mcp`,
+      authorization_servers: [this.config.ledger.url],
+      bearer_methods_supported: ['header'],
+      resource_name: 'Custody MCP gateway',
+      resource_documentation: 'https://github.com/custody/custody/blob/main/docs/gateway.md',
+    };
+  }
+
+  /** Listens for agents over Streamable HTTP at `/mcp`. @returns the base URL */
+  async listen(): Promise<string> {
+    const http = createHttpServer((req, res) => {
+      this.#handle(req, res).catch((err: unknown) => {
+        this.#log(`request failed: ${err instanceof Error ? err.message : String(err)}`);
+        if (!res.headersSent) json(res, 500, { jsonrpc: '2.0', error: { code: ErrorCode.InternalError, message: 'internal error' }, id: null });
+      });
+    });
+    this.#http = http;
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(this.config.listen.port, this.config.listen.host, () => resolve());
+    });
+    const addr = http.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : this.config.listen.port;
+    this.#url = this.config.listen.publicUrl ?? `http://${this.config.listen.host.includes(':') ? `[${this.config.listen.host}]` : this.config.listen.host}:${port}`;
+    return this.#url;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (path === '/.well-known/oauth-protected-resource' || path === '/.well-known/oauth-protected-resource/mcp') {
+      json(res, 200, this.resourceMetadata());
+      return;
+    }
+    if (path !== '/mcp') {
+      json(res, 404, { error: 'not_found', error_description: 'the MCP endpoint is /mcp' });
+      return;
+    }
+    const metadata = `${this.#url}/.well-known/oauth-protected-resource`;
+    const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
+    if (m === null) {
+      res.setHeader('www-authenticate', `Bearer resource_metadata="${metadata}"`);
+      json(res, 401, { error: 'invalid_request', error_description: 'send your Custody session credential: Authorization: Bearer <credential>' });
+      return;
+    }
+    const token = m[1]!;
+    let s: ActiveSession;
+    try {
+      s = await this.#session(token);
+    } catch (err) {
+      if (err instanceof McpError && err.code === MCP_ERRORS.LEDGER_UNAVAILABLE) {
+        json(res, 503, { error: 'temporarily_unavailable', error_description: err.message });
+        return;
+      }
+      res.setHeader('www-authenticate', `Bearer resource_metadata="${metadata}", error="invalid_token", error_description="the session credential is not active"`);
+      json(res, 401, { error: 'invalid_token', error_description: 'the session credential is not active (revoked, closed or expired)' });
+      return;
+    }
+    (req as IncomingMessage & { auth?: AuthInfo }).auth = { token, clientId: s.agent, scopes: s.scope, expiresAt: Math.floor(Date.parse(s.expiresAt) / 1000), extra: { sid: s.sid } };
+
+    let body: unknown;
+    if (req.method === 'POST') {
+      try {
+        body = JSON.parse(await readBody(req));
+      } catch (err) {
+        json(res, err instanceof RangeError ? 413 : 400, { jsonrpc: '2.0', error: { code: ErrorCode.ParseError, message: err instanceof RangeError ? 'body too large' : 'the body is not JSON' }, id: null });
+        return;
+      }
+    }
+    const sessionHeader = req.headers['mcp-session-id'];
+    const mcpSession = typeof sessionHeader === 'string' ? this.#transports.get(sessionHeader) : undefined;
+    if (mcpSession !== undefined) {
+      if (mcpSession.sid !== s.sid) {
+        json(res, 403, { jsonrpc: '2.0', error: { code: ErrorCode.InvalidRequest, message: 'this MCP session belongs to another Custody session' }, id: null });
+        return;
+      }
+      await mcpSession.transport.handleRequest(req, res, body);
+      return;
+    }
+    if (sessionHeader !== undefined || req.method !== 'POST' || !isInitializeRequest(body)) {
+      json(res, sessionHeader !== undefined ? 404 : 400, { jsonrpc: '2.0', error: { code: ErrorCode.InvalidRequest, message: sessionHeader !== undefined ? 'unknown MCP session: initialize again' : 'start with an initialize request' }, id: null });
+      return;
+    }
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        this.#transports.set(id, { transport, sid: s.sid });
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId !== undefined) this.#transports.delete(transport.sessionId);
+    };
+    await this.#mcpServer().connect(transport);
+    await transport.handleRequest(req, res, body);
+  }
+
+  /** Stops serving, cancels calls in flight, closes the upstream connections. */
+  async close(): Promise<void> {
+    if (this.#watch !== undefined) clearInterval(this.#watch);
+    for (const flights of this.#inflight.values()) for (const f of flights) f.abort.abort(new Error('the gateway is shutting down'));
+    await Promise.all([...this.#transports.values()].map((t) => t.transport.close().catch(() => undefined)));
+    await Promise.all([...this.#servers].map((s) => s.close().catch(() => undefined)));
+    if (this.#http !== undefined) {
+      this.#http.closeAllConnections();
+      await new Promise<void>((r) => this.#http!.close(() => r()));
+    }
+    await Promise.all([...this.upstreams.values()].map((u) => u.client.close().catch(() => undefined)));
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify(body));
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new RangeError('body too large');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

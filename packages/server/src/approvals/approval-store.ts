@@ -1,0 +1,160 @@
+/**
+ * The `ApprovalStore` contract: approvals bound to one exact tool call (the
+ * session, the tool and the digest of its arguments), kept in the deployment's
+ * database beside the ledger in their own `approvals` table. See docs/api.md,
+ * "Approvals".
+ */
+import type { DelegationLink, Principal } from '@custody/core';
+
+/** An approval's state. `granted` approvals are single-use: `consumedAt` marks the use. */
+export type ApprovalStatus = 'pending' | 'granted' | 'denied' | 'expired';
+
+/** What an approver sees: the call in full context, arguments as disclosed (secrets redacted). */
+export interface ApprovalContext {
+  session: { id: string; objective?: string; scope: string[]; expiresAt: string; depth: number };
+  initiator: Principal;
+  agent: Principal;
+  chain: DelegationLink[];
+  /** Arguments as recorded (capture `full`, secrets redacted); absent for capture `digest` or `none`. */
+  arguments?: Record<string, unknown>;
+  capture: 'full' | 'digest' | 'none';
+  policies: string[];
+  reasons: string[];
+  policyVersion: string;
+  /** The enforcement point that asked (e.g. `key:<id>` of a gateway). */
+  requestedBy: string;
+  callId?: string;
+}
+
+/** One approval. */
+export interface ApprovalRecord {
+  tenant: string;
+  /** `apr-<UUIDv7>`. */
+  id: string;
+  sessionId: string;
+  /** `<server>.<name>`. */
+  tool: string;
+  /** base64url SHA-256 of the RFC 8785 canonical JSON of the call's arguments. */
+  argumentsDigest: string;
+  status: ApprovalStatus;
+  createdAt: string;
+  expiresAt: string;
+  /** The `tool.requested` event of the call. */
+  callEvent: string;
+  /** The `approval.requested` event. */
+  requestEvent: string;
+  context: ApprovalContext;
+  decidedAt?: string;
+  approver?: Principal;
+  source?: Record<string, string>;
+  reason?: string;
+  /** When the approved call used it (single use). */
+  consumedAt?: string;
+}
+
+/** What deciding sets. */
+export interface ApprovalDecision {
+  status: 'granted' | 'denied';
+  at: string;
+  approver: Principal;
+  source: Record<string, string>;
+  reason?: string;
+}
+
+/** Listing filters. */
+export interface ApprovalFilter {
+  status?: ApprovalStatus;
+  session?: string;
+}
+
+/**
+ * Persists approvals. Every write MUST be atomic and durable before it resolves.
+ * `claim`, `consume` and `expireDue` MUST change a row only from the state named,
+ * so that of several nodes on one PostgreSQL exactly one wins.
+ */
+export interface ApprovalStore {
+  readonly kind: 'sqlite' | 'postgres';
+  /** Creates the table if missing. Idempotent; safe with several nodes. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+  create(a: ApprovalRecord): Promise<void>;
+  get(tenant: string, id: string): Promise<ApprovalRecord | undefined>;
+  /** Newest first; `cursor` is the previous page's `nextCursor`. */
+  list(tenant: string, filter: ApprovalFilter, limit: number, cursor?: string): Promise<{ approvals: ApprovalRecord[]; nextCursor?: string }>;
+  /**
+   * Sets the decision of a pending, unexpired approval (at `d.at`) and marks it
+   * unrecorded (`deciding`) until {@link ApprovalStore.settle}: a `deciding` row is
+   * neither pending nor usable. Returns false when it was not pending or has expired.
+   */
+  claim(tenant: string, id: string, d: ApprovalDecision): Promise<boolean>;
+  /** Makes a claimed decision visible (its ledger entry is durable), or reverts it to pending (`ok` false). */
+  settle(tenant: string, id: string, ok: boolean): Promise<void>;
+  /**
+   * Marks a granted, unused approval used, when it is bound to this session, tool
+   * and arguments digest and still usable at `at`. Returns false otherwise.
+   */
+  consume(tenant: string, id: string, binding: { sessionId: string; tool: string; argumentsDigest: string }, at: string, usableUntil: string): Promise<boolean>;
+  /** Expires due pending approvals (and claims abandoned for over a minute), returning them. */
+  expireDue(now: Date, limit: number, tenant?: string, id?: string): Promise<ApprovalRecord[]>;
+}
+
+/** The immutable part of an approval row, as one JSON column. @internal */
+export function approvalDocument(a: ApprovalRecord): string {
+  return JSON.stringify({ context: a.context, callEvent: a.callEvent, requestEvent: a.requestEvent });
+}
+
+/** A row of the approvals table. @internal */
+export interface ApprovalRow {
+  tenant: string;
+  id: string;
+  session_id: string;
+  tool: string;
+  arguments_digest: string;
+  status: string;
+  created_at: string;
+  expires_at: string;
+  doc: string;
+  decided_at: string | null;
+  decision: string | null;
+  consumed_at: string | null;
+}
+
+/** An approval from its row (a `deciding` row reads as pending). @internal */
+export function approvalFromRow(r: ApprovalRow): ApprovalRecord {
+  const doc = JSON.parse(r.doc) as Pick<ApprovalRecord, 'context' | 'callEvent' | 'requestEvent'>;
+  const decision = r.decision === null ? undefined : (JSON.parse(r.decision) as { approver: Principal; source: Record<string, string>; reason?: string });
+  const visible = r.status !== 'deciding';
+  return {
+    tenant: r.tenant,
+    id: r.id,
+    sessionId: r.session_id,
+    tool: r.tool,
+    argumentsDigest: r.arguments_digest,
+    status: (visible ? r.status : 'pending') as ApprovalStatus,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    ...doc,
+    ...(visible && r.decided_at !== null ? { decidedAt: r.decided_at } : {}),
+    ...(visible && decision !== undefined ? { approver: decision.approver, source: decision.source, ...(decision.reason !== undefined ? { reason: decision.reason } : {}) } : {}),
+    ...(r.consumed_at !== null ? { consumedAt: r.consumed_at } : {}),
+  };
+}
+
+/** A listing cursor: the last row's created_at and id. @internal */
+export function encodeApprovalCursor(createdAt: string, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
+}
+
+/** @internal */
+export function decodeApprovalCursor(cursor: string): [string, string] | undefined {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return [v[0], v[1]];
+  } catch {
+    // fall through
+  }
+  return undefined;
+}
+
+/** How long an abandoned claim (a node died between claim and settle) blocks an approval. */
+export const CLAIM_STALE_MS = 60_000;

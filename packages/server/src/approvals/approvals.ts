@@ -1,0 +1,289 @@
+/**
+ * Approvals: a human's answer to one exact pending call. An `approval_required`
+ * decision opens one, bound to the session, the tool and the digest of the
+ * arguments; a human with the `approve` role grants or denies it; the approved
+ * call uses it once; unanswered, it expires. Every step is an entry
+ * (`approval.requested|granted|denied|expired`). See docs/api.md, "Approvals".
+ */
+import { canonicalJson, type EventDraft, type JsonValue, type Principal, sha256, toBase64url, utf8 } from '@custody/core';
+import type { Ledger } from '@custody/ledger';
+import { v7 as uuidv7 } from 'uuid';
+
+import { ApiError } from '../errors.js';
+import type { ApprovalContext, ApprovalRecord, ApprovalStore } from './approval-store.js';
+
+/** The principal of the approval service's own steps (expiry). */
+export const APPROVALS_ACTOR: Principal = { type: 'service', id: 'custody-approvals' };
+
+/** Settings of approvals. */
+export interface ApprovalsOptions {
+  store: ApprovalStore;
+  /** How long an approval waits for a human, in seconds. Default 300. */
+  ttlSeconds?: number;
+  /** How long a granted approval stays usable after it was granted, in seconds (if later than its expiry). Default 60. */
+  useWindowSeconds?: number;
+  /** Optional webhook told of every new approval (POST, JSON; failures are logged, never retried into the call path). */
+  webhook?: { url: string; headers?: Record<string, string> };
+  /** How often expiries are swept, in ms. 0: never (call sweep()). Default 1000. */
+  sweepIntervalMs?: number;
+  now?: () => Date;
+  log?: (message: string, err?: unknown) => void;
+}
+
+/** The digest an approval binds: base64url(SHA-256(RFC 8785 canonical JSON of the arguments)). */
+export function argumentsDigest(args: Record<string, unknown>): string {
+  return toBase64url(sha256(utf8(canonicalJson(args as JsonValue))));
+}
+
+/** The fields every approval entry repeats. */
+function base(a: ApprovalRecord): Pick<EventDraft, 'session' | 'initiator' | 'chain' | 'tool'> {
+  const dot = a.tool.indexOf('.');
+  return {
+    session: { id: a.sessionId },
+    initiator: a.context.initiator,
+    chain: a.context.chain,
+    tool: { name: a.tool, server: a.tool.slice(0, dot), ...(a.context.callId !== undefined ? { callId: a.context.callId } : {}) },
+  };
+}
+
+/** Throws the first rejected append result (the store's error when it could not commit). */
+export function assertAppended(results: readonly PromiseSettledResult<unknown>[]): void {
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}
+
+/** The approval service over a store and the ledger. */
+export class Approvals {
+  readonly store: ApprovalStore;
+  readonly ttlSeconds: number;
+  readonly #ledger: Ledger;
+  readonly #useWindowMs: number;
+  readonly #webhook: ApprovalsOptions['webhook'];
+  readonly #now: () => Date;
+  readonly #log: (message: string, err?: unknown) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #sweeping: Promise<unknown> | undefined;
+  #closed = false;
+
+  constructor(opts: ApprovalsOptions, ledger: Ledger) {
+    this.store = opts.store;
+    this.ttlSeconds = opts.ttlSeconds ?? 300;
+    if (!Number.isInteger(this.ttlSeconds) || this.ttlSeconds < 1) throw new RangeError('ttlSeconds must be a positive integer');
+    this.#ledger = ledger;
+    this.#useWindowMs = (opts.useWindowSeconds ?? 60) * 1000;
+    this.#webhook = opts.webhook;
+    this.#now = opts.now ?? (() => new Date());
+    this.#log = opts.log ?? (() => undefined);
+    const every = opts.sweepIntervalMs ?? 1000;
+    if (every > 0) this.#schedule(every);
+  }
+
+  now(): Date {
+    return this.#now();
+  }
+
+  /** The new approval's record and its `approval.requested` draft (appended by the caller with the call's entries). */
+  prepare(tenant: string, p: { sessionId: string; tool: string; argumentsDigest: string; callEvent: string; context: ApprovalContext; ttlSeconds?: number }): { record: ApprovalRecord; draft: EventDraft } {
+    const now = this.#now();
+    const ttl = Math.min(p.ttlSeconds ?? this.ttlSeconds, this.ttlSeconds);
+    const record: ApprovalRecord = {
+      tenant,
+      id: `apr-${uuidv7()}`,
+      sessionId: p.sessionId,
+      tool: p.tool,
+      argumentsDigest: p.argumentsDigest,
+      status: 'pending',
+      createdAt: now.toISOString(),
+      expiresAt: new Date(now.getTime() + ttl * 1000).toISOString(),
+      callEvent: p.callEvent,
+      requestEvent: uuidv7(),
+      context: p.context,
+    };
+    const draft: EventDraft = {
+      id: record.requestEvent,
+      type: 'approval.requested',
+      time: record.createdAt,
+      ...base(record),
+      actor: APPROVALS_ACTOR,
+      cause: p.callEvent,
+      approval: { id: record.id, status: 'pending', expiresAt: record.expiresAt, argumentsDigest: record.argumentsDigest },
+      data: { policies: p.context.policies, reasons: p.context.reasons, policyVersion: p.context.policyVersion, requestedBy: p.context.requestedBy },
+    };
+    return { record, draft };
+  }
+
+  /** Stores an approval whose `approval.requested` entry is durable, and notifies the webhook. */
+  async open(record: ApprovalRecord, url?: string): Promise<void> {
+    await this.store.create(record);
+    if (this.#webhook !== undefined) void this.#notify(record, url);
+  }
+
+  async #notify(a: ApprovalRecord, url?: string): Promise<void> {
+    try {
+      const res = await fetch(this.#webhook!.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...this.#webhook!.headers },
+        body: JSON.stringify({ type: 'approval.requested', approval: viewOf(a), ...(url !== undefined ? { decide: url } : {}) }),
+        signal: AbortSignal.timeout(5000),
+      });
+      await res.arrayBuffer();
+      if (!res.ok) this.#log(`the approval webhook answered HTTP ${res.status} for ${a.id}`);
+    } catch (err) {
+      this.#log(`the approval webhook failed for ${a.id}`, err);
+    }
+  }
+
+  /**
+   * An approval, expiring it first when it is due.
+   * @throws ApiError `APPROVAL_NOT_FOUND`
+   */
+  async get(tenant: string, id: string): Promise<ApprovalRecord> {
+    const a = await this.store.get(tenant, id);
+    if (a === undefined) throw new ApiError('APPROVAL_NOT_FOUND', 404, `this tenant has no approval ${id}`);
+    if (a.status === 'pending' && Date.parse(a.expiresAt) <= this.#now().getTime()) {
+      await this.#expire(await this.store.expireDue(this.#now(), 1, tenant, id));
+      return (await this.store.get(tenant, id)) ?? a;
+    }
+    return a;
+  }
+
+  /**
+   * A human's answer. The approver must not be the session's agent, initiator or any
+   * link of its delegation chain.
+   * @throws ApiError `APPROVAL_NOT_FOUND`, `APPROVAL_SELF`, `APPROVAL_NOT_PENDING`; the store's errors (nothing changed)
+   */
+  async decide(tenant: string, id: string, d: { status: 'granted' | 'denied'; approver: Principal; source: Record<string, string>; reason?: string; apiKey?: string }): Promise<ApprovalRecord> {
+    const a = await this.get(tenant, id);
+    const involved = new Set([a.context.agent.id, a.context.initiator.id, ...a.context.chain.map((l) => l.principal.id)]);
+    if (involved.has(d.approver.id)) {
+      throw new ApiError('APPROVAL_SELF', 403, `${d.approver.id} is in this call's delegation chain (initiator or agent): a call cannot be approved by anyone it acts for or through`);
+    }
+    if (a.status !== 'pending') throw new ApiError('APPROVAL_NOT_PENDING', 409, `approval ${id} is already ${a.status}`);
+    const at = this.#now().toISOString();
+    const decision = { status: d.status, at, approver: d.approver, source: d.source, ...(d.reason !== undefined ? { reason: d.reason } : {}) };
+    if (!(await this.store.claim(tenant, id, decision))) {
+      const now = await this.get(tenant, id);
+      throw new ApiError('APPROVAL_NOT_PENDING', 409, `approval ${id} is already ${now.status === 'pending' ? 'being decided' : now.status}`);
+    }
+    try {
+      const results = await this.#ledger.append(tenant, [
+        {
+          id: uuidv7(),
+          type: d.status === 'granted' ? 'approval.granted' : 'approval.denied',
+          time: at,
+          ...base(a),
+          actor: d.approver,
+          cause: a.requestEvent,
+          approval: {
+            id,
+            status: d.status,
+            approver: d.approver,
+            source: d.source,
+            expiresAt: a.expiresAt,
+            argumentsDigest: a.argumentsDigest,
+            ...(d.reason !== undefined ? { reason: d.reason } : {}),
+          },
+          data: { call: a.callEvent, ...(d.apiKey !== undefined ? { apiKey: d.apiKey } : {}) },
+        },
+      ]);
+      assertAppended(results);
+    } catch (err) {
+      await this.store.settle(tenant, id, false);
+      throw err;
+    }
+    await this.store.settle(tenant, id, true);
+    return this.get(tenant, id);
+  }
+
+  /**
+   * Uses a granted approval for the call it is bound to (once).
+   * @throws ApiError `APPROVAL_NOT_FOUND`, `APPROVAL_MISMATCH`, `APPROVAL_NOT_GRANTED`
+   */
+  async check(tenant: string, id: string, binding: { sessionId: string; tool: string; argumentsDigest: string }): Promise<ApprovalRecord> {
+    const a = await this.get(tenant, id);
+    if (a.sessionId !== binding.sessionId || a.tool !== binding.tool || a.argumentsDigest !== binding.argumentsDigest) {
+      throw new ApiError('APPROVAL_MISMATCH', 409, `approval ${id} is bound to another call (its session, tool and arguments digest must match exactly)`);
+    }
+    if (a.status !== 'granted' || a.consumedAt !== undefined) {
+      throw new ApiError('APPROVAL_NOT_GRANTED', 409, a.consumedAt !== undefined ? `approval ${id} was already used at ${a.consumedAt}: approvals are single-use` : `approval ${id} is ${a.status}, not granted`);
+    }
+    return a;
+  }
+
+  /** Marks a checked approval used. @throws ApiError `APPROVAL_NOT_GRANTED` when another call used it first or it is no longer usable */
+  async consume(a: ApprovalRecord): Promise<void> {
+    const until = Math.max(Date.parse(a.expiresAt), Date.parse(a.decidedAt ?? a.expiresAt) + this.#useWindowMs);
+    const ok = await this.store.consume(a.tenant, a.id, { sessionId: a.sessionId, tool: a.tool, argumentsDigest: a.argumentsDigest }, this.#now().toISOString(), new Date(until).toISOString());
+    if (!ok) throw new ApiError('APPROVAL_NOT_GRANTED', 409, `approval ${a.id} was used by another call or is no longer usable`);
+  }
+
+  /** Expires due approvals, recording `approval.expired` for each. */
+  async sweep(): Promise<{ expired: string[] }> {
+    const due = await this.store.expireDue(this.#now(), 500);
+    await this.#expire(due);
+    return { expired: due.map((a) => a.id) };
+  }
+
+  async #expire(due: ApprovalRecord[]): Promise<void> {
+    for (const a of due) {
+      try {
+        const results = await this.#ledger.append(a.tenant, [
+          {
+            id: uuidv7(),
+            type: 'approval.expired',
+            time: a.expiresAt,
+            ...base(a),
+            actor: APPROVALS_ACTOR,
+            cause: a.requestEvent,
+            approval: { id: a.id, status: 'expired', expiresAt: a.expiresAt, argumentsDigest: a.argumentsDigest },
+            data: { call: a.callEvent, reason: 'no human answered in time' },
+          },
+        ]);
+        assertAppended(results);
+      } catch (err) {
+        this.#log(`could not record the expiry of approval ${a.id}`, err);
+      }
+    }
+  }
+
+  #schedule(every: number): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#sweeping = this.sweep()
+        .catch((err) => this.#log('approval sweep failed; retrying', err))
+        .finally(() => {
+          this.#sweeping = undefined;
+          this.#schedule(every);
+        });
+    }, every);
+    this.#timer.unref();
+  }
+
+  /** Stops the sweeper and closes the store. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    await this.#sweeping;
+    await this.store.close();
+  }
+}
+
+/** An approval as the API shows it. */
+export function viewOf(a: ApprovalRecord): Record<string, unknown> {
+  return {
+    id: a.id,
+    status: a.status,
+    session: a.sessionId,
+    tool: a.tool,
+    argumentsDigest: a.argumentsDigest,
+    createdAt: a.createdAt,
+    expiresAt: a.expiresAt,
+    call: a.callEvent,
+    context: a.context,
+    ...(a.decidedAt !== undefined ? { decidedAt: a.decidedAt } : {}),
+    ...(a.approver !== undefined ? { approver: a.approver } : {}),
+    ...(a.source !== undefined ? { source: a.source } : {}),
+    ...(a.reason !== undefined ? { reason: a.reason } : {}),
+    ...(a.consumedAt !== undefined ? { consumedAt: a.consumedAt } : {}),
+  };
+}

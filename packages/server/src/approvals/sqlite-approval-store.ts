@@ -1,0 +1,131 @@
+/**
+ * `SqliteApprovalStore`: the approvals table in the ledger's SQLite file (its own
+ * connection; WAL, `synchronous = FULL`, like the ledger's).
+ */
+import { LedgerError } from '@custody/ledger';
+import Database from 'better-sqlite3';
+
+import {
+  type ApprovalDecision,
+  type ApprovalFilter,
+  type ApprovalRecord,
+  type ApprovalRow,
+  type ApprovalStore,
+  approvalDocument,
+  approvalFromRow,
+  CLAIM_STALE_MS,
+  decodeApprovalCursor,
+  encodeApprovalCursor,
+} from './approval-store.js';
+
+/** Where the SQLite approval store keeps its table. */
+export type SqliteApprovalStoreConfig = { path: string } | { database: Database.Database };
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS approvals (
+  tenant TEXT NOT NULL, id TEXT NOT NULL, session_id TEXT NOT NULL, tool TEXT NOT NULL, arguments_digest TEXT NOT NULL,
+  status TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, expires_ms INTEGER NOT NULL, doc TEXT NOT NULL,
+  decided_at TEXT, decided_ms INTEGER, decision TEXT, consumed_at TEXT,
+  PRIMARY KEY (tenant, id));
+CREATE INDEX IF NOT EXISTS approvals_recent ON approvals (tenant, created_at, id);
+CREATE INDEX IF NOT EXISTS approvals_due ON approvals (status, expires_ms);
+`;
+const COLUMNS = 'tenant, id, session_id, tool, arguments_digest, status, created_at, expires_at, doc, decided_at, decision, consumed_at';
+
+/**
+ * The approval store on SQLite.
+ * @example
+ * const approvals = new SqliteApprovalStore({ path: '.custody/ledger.db' });
+ * await approvals.migrate();
+ */
+export class SqliteApprovalStore implements ApprovalStore {
+  readonly kind = 'sqlite' as const;
+  readonly #db: Database.Database;
+
+  constructor(config: SqliteApprovalStoreConfig) {
+    this.#db = 'database' in config ? config.database : new Database(config.path);
+    this.#db.pragma('busy_timeout = 5000');
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = FULL');
+  }
+
+  async migrate(): Promise<void> {
+    this.#db.exec(SCHEMA);
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+  }
+
+  async create(a: ApprovalRecord): Promise<void> {
+    this.#db
+      .prepare('INSERT INTO approvals (tenant, id, session_id, tool, arguments_digest, status, created_at, expires_at, expires_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(a.tenant, a.id, a.sessionId, a.tool, a.argumentsDigest, a.status, a.createdAt, a.expiresAt, Date.parse(a.expiresAt), approvalDocument(a));
+  }
+
+  async get(tenant: string, id: string): Promise<ApprovalRecord | undefined> {
+    const row = this.#db.prepare(`SELECT ${COLUMNS} FROM approvals WHERE tenant = ? AND id = ?`).get(tenant, id) as ApprovalRow | undefined;
+    return row === undefined ? undefined : approvalFromRow(row);
+  }
+
+  async list(tenant: string, filter: ApprovalFilter, limit: number, cursor?: string): Promise<{ approvals: ApprovalRecord[]; nextCursor?: string }> {
+    const where = ['tenant = ?'];
+    const args: unknown[] = [tenant];
+    if (filter.status !== undefined) {
+      where.push(filter.status === 'pending' ? "status IN ('pending', 'deciding')" : 'status = ?');
+      if (filter.status !== 'pending') args.push(filter.status);
+    }
+    if (filter.session !== undefined) {
+      where.push('session_id = ?');
+      args.push(filter.session);
+    }
+    if (cursor !== undefined) {
+      const c = decodeApprovalCursor(cursor);
+      if (c === undefined) throw new LedgerError('CURSOR_INVALID', 'cursor is not one this listing returned', { field: 'cursor' });
+      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
+      args.push(c[0], c[0], c[1]);
+    }
+    const rows = this.#db.prepare(`SELECT ${COLUMNS} FROM approvals WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`).all(...args, limit + 1) as ApprovalRow[];
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return { approvals: page.map(approvalFromRow), ...(rows.length > limit && last !== undefined ? { nextCursor: encodeApprovalCursor(last.created_at, last.id) } : {}) };
+  }
+
+  async claim(tenant: string, id: string, d: ApprovalDecision): Promise<boolean> {
+    const decision = JSON.stringify({ status: d.status, approver: d.approver, source: d.source, ...(d.reason !== undefined ? { reason: d.reason } : {}) });
+    const r = this.#db
+      .prepare("UPDATE approvals SET status = 'deciding', decided_at = ?, decided_ms = ?, decision = ? WHERE tenant = ? AND id = ? AND status = 'pending' AND expires_ms > ?")
+      .run(d.at, Date.parse(d.at), decision, tenant, id, Date.parse(d.at));
+    return r.changes === 1;
+  }
+
+  async settle(tenant: string, id: string, ok: boolean): Promise<void> {
+    if (ok) {
+      this.#db.prepare("UPDATE approvals SET status = json_extract(decision, '$.status') WHERE tenant = ? AND id = ? AND status = 'deciding'").run(tenant, id);
+    } else {
+      this.#db.prepare("UPDATE approvals SET status = 'pending', decided_at = NULL, decided_ms = NULL, decision = NULL WHERE tenant = ? AND id = ? AND status = 'deciding'").run(tenant, id);
+    }
+  }
+
+  async consume(tenant: string, id: string, b: { sessionId: string; tool: string; argumentsDigest: string }, at: string, usableUntil: string): Promise<boolean> {
+    const r = this.#db
+      .prepare(
+        "UPDATE approvals SET consumed_at = ? WHERE tenant = ? AND id = ? AND status = 'granted' AND consumed_at IS NULL AND session_id = ? AND tool = ? AND arguments_digest = ? AND ? < ?",
+      )
+      .run(at, tenant, id, b.sessionId, b.tool, b.argumentsDigest, at, usableUntil);
+    return r.changes === 1;
+  }
+
+  async expireDue(now: Date, limit: number, tenant?: string, id?: string): Promise<ApprovalRecord[]> {
+    const ms = now.getTime();
+    return this.#db.transaction(() => {
+      const scope = tenant !== undefined && id !== undefined ? 'AND tenant = ? AND id = ?' : '';
+      const rows = this.#db
+        .prepare(`SELECT ${COLUMNS} FROM approvals WHERE expires_ms <= ? AND (status = 'pending' OR (status = 'deciding' AND decided_ms <= ?)) ${scope} ORDER BY expires_ms LIMIT ?`)
+        .all(ms, ms - CLAIM_STALE_MS, ...(scope !== '' ? [tenant, id] : []), limit) as ApprovalRow[];
+      const upd = this.#db.prepare("UPDATE approvals SET status = 'expired', decided_at = NULL, decision = NULL WHERE tenant = ? AND id = ?");
+      for (const r of rows) upd.run(r.tenant, r.id);
+      return rows.map((r) => ({ ...approvalFromRow(r), status: 'expired' as const }));
+    })();
+  }
+}
