@@ -32,6 +32,15 @@ export default tseslint.config(
     rules: { 'no-console': 'error' },
   },
   {
+    // The SDK's main path is fetch-based and runs outside Node; only the spool touches the file system.
+    files: ['packages/sdk/src/**/*.ts'],
+    ignores: ['**/*.test.ts', 'packages/sdk/src/spool/**'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['node:*', 'fs', 'path', 'http', 'https', 'net', 'crypto'], message: '@custody/sdk runs outside Node: Node modules belong in @custody/sdk/spool.' }] }],
+      'no-restricted-globals': ['error', { name: 'Buffer', message: 'Use Uint8Array: @custody/sdk runs outside Node.' }],
+    },
+  },
+  {
     // File names are kebab-case.
     files: ['**/*.ts'],
     plugins: {

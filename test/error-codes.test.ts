@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 const read = (p: string) => readFileSync(new URL(`../${p}`, import.meta.url), 'utf8');
 
 describe('error code documentation', () => {
-  it.each(['packages/core/src/errors.ts', 'packages/ledger/src/errors.ts', 'packages/records/src/errors.ts', 'packages/authority/src/errors.ts', 'packages/policy/src/errors.ts'])('documents every code of %s', (file) => {
+  it.each(['packages/core/src/errors.ts', 'packages/ledger/src/errors.ts', 'packages/records/src/errors.ts', 'packages/authority/src/errors.ts', 'packages/policy/src/errors.ts', 'packages/sdk/src/errors.ts'])('documents every code of %s', (file) => {
     const source = read(file);
     const declared = [...source.matchAll(/\|\s*'([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1]!);
     expect(declared.length).toBeGreaterThan(5);

@@ -29,6 +29,7 @@ export const API_ERROR_CODES = [
   'APPROVAL_NOT_GRANTED',
   'POLICY_NOT_CONFIGURED',
   'CREDENTIAL_INVALID',
+  'OTLP_INVALID',
 ] as const;
 
 /** A code the server itself raises. */

@@ -20,6 +20,7 @@ import { keyRoutes } from './routes/key-routes.js';
 import { logRoutes } from './routes/log-routes.js';
 import { metaRoutes } from './routes/meta-routes.js';
 import { oauthRoutes } from './routes/oauth-routes.js';
+import { otlpRoutes } from './routes/otlp-routes.js';
 import { recordsRoutes } from './routes/records-routes.js';
 import { reportRoutes } from './routes/report-routes.js';
 import { sessionRoutes } from './routes/session-routes.js';
@@ -181,6 +182,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   recordsRoutes(ctx);
   streamRoutes(ctx);
   keyRoutes(ctx);
+  otlpRoutes(ctx);
   if (opts.authority !== undefined) {
     await oauthRoutes(ctx, opts.authority);
     authorityRoutes(ctx, opts.authority);

@@ -5,6 +5,7 @@
 import type { SessionFilter } from '@custody/ledger';
 
 import { ROLES, callerOf } from '../auth.js';
+import { correlatedExternal } from '../otlp/correlated.js';
 import { AUTHED, type RouteContext, access, errorResponses, rolesLine, utc } from '../route-kit.js';
 import { ENTRY_FILTERS, PAGING, SESSION_FILTERS, SESSION_ID, ref } from '../schemas.js';
 import { type EntryQuery, entryQueryOf, pageSchema } from './event-routes.js';
@@ -74,7 +75,7 @@ export function sessionRoutes(ctx: RouteContext): void {
       schema: {
         tags: ['sessions'],
         summary: 'Session timeline',
-        description: `The session, its events in seq order, and their causal tree (by cause). ${rolesLine(ROLES.read)}`,
+        description: `The session, its events in seq order, their causal tree (by cause) and, under external, imported external.* entries (lower assurance) that share a trace id with them. ${rolesLine(ROLES.read)}`,
         security: read.security,
         params: sessionParams,
         response: {
@@ -82,13 +83,23 @@ export function sessionRoutes(ctx: RouteContext): void {
             type: 'object',
             required: ['session', 'events', 'tree'],
             additionalProperties: false,
-            properties: { session: ref('Session'), events: { type: 'array', items: ref('EventView') }, tree: { type: 'array', items: ref('CauseNode') } },
+            properties: {
+              session: ref('Session'),
+              events: { type: 'array', items: ref('EventView') },
+              tree: { type: 'array', items: ref('CauseNode') },
+              external: { type: 'array', items: ref('EventView'), description: "Imported external.* entries (e.g. OpenTelemetry spans, lower assurance) that share a trace id with the session's events, in log order; not part of the session's chain." },
+            },
           },
           ...errorResponses([...AUTHED, 404]),
         },
       },
     },
-    async (request) => ledger.timeline(callerOf(request).tenant, request.params.id),
+    async (request) => {
+      const tenant = callerOf(request).tenant;
+      const timeline = await ledger.timeline(tenant, request.params.id);
+      const external = await correlatedExternal(ledger, tenant, timeline.events);
+      return external.length > 0 ? { ...timeline, external } : timeline;
+    },
   );
 
   app.get<{ Params: { id: string }; Querystring: { disclosures?: boolean } }>(

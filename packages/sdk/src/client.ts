@@ -1,0 +1,186 @@
+/**
+ * The client: `new Custody({ url, apiKey })`. Opens sessions by RFC 8693 token
+ * exchange and delivers their events through an outbox and a spool.
+ */
+import { credentialFacts } from './credential-claims.js';
+import { RequestError, RevokedError, SdkError } from './errors.js';
+import { type FetchLike, Http, refused } from './http.js';
+import { type DeliveryOptions, Outbox } from './outbox.js';
+import { Session, type UnavailableMode } from './session.js';
+import { MemorySpool, type SpoolStore } from './spool-store.js';
+import { activeOtelContext, loadOtel, newTraceId, type OtelApi } from './trace-context.js';
+
+const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT = 'urn:ietf:params:oauth:token-type:jwt';
+
+/** Options of the client. */
+export interface CustodyOptions {
+  /** The Custody server, e.g. `http://127.0.0.1:8470`. */
+  url: string;
+  /** An `ingest` (or `admin`) API key of the tenant: appends events and waits for approvals. */
+  apiKey: string;
+  /**
+   * Where events wait while the ledger is away. Default: in memory (survives an
+   * outage, not a crash). For no loss across crashes: `new FileSpool({ dir })`
+   * from `@custody/sdk/spool` (Node).
+   */
+  spool?: SpoolStore;
+  /**
+   * A tool call when the decision point or the ledger cannot be reached:
+   * `fail-closed` (default: the call does not run, `LedgerUnavailableError`) or
+   * `proceed` (it runs, recorded as undecided in the spool).
+   */
+  toolsWhenUnavailable?: UnavailableMode;
+  /** Longest wait for a human's approval, ms (default 300,000). */
+  approvalTimeoutMs?: number;
+  /** Timeout of one request, ms (default 10,000). */
+  requestTimeoutMs?: number;
+  /** The server part of tool names that have none (default `app`). */
+  toolServer?: string;
+  /** Delivery tuning (batch size, backoff, error callback). */
+  delivery?: DeliveryOptions;
+  /** `@opentelemetry/api`, or false to ignore it (default: loaded if installed). */
+  otel?: OtelApi | false;
+  /** A fetch implementation (default: the global fetch). */
+  fetch?: FetchLike;
+}
+
+/** Options of `openSession`. */
+export interface OpenSessionOptions {
+  /** The human's token (OIDC ID or access token): the initiator. */
+  subjectToken: string;
+  /** The agent's own token (OIDC JWT or SPIFFE JWT-SVID). */
+  actorToken: string;
+  /** What the session may do: space-delimited scope tokens or a list. */
+  scope: string | string[];
+  /** The task, in words. */
+  objective: string;
+  audience?: string | string[];
+  lifetimeSeconds?: number;
+  /** Token type of `subjectToken` (default `urn:ietf:params:oauth:token-type:jwt`). */
+  subjectTokenType?: string;
+}
+
+/** What sessions share. @internal */
+export interface CustodyCore {
+  readonly http: Http;
+  readonly outbox: Outbox;
+  readonly apiKey: string;
+  readonly otel: OtelApi | undefined;
+  readonly options: { toolsWhenUnavailable: UnavailableMode; approvalTimeoutMs: number; requestTimeoutMs: number; toolServer: string };
+  exchange(form: Record<string, string>, cause: string | undefined, parent: string | undefined): Promise<Session>;
+}
+
+/**
+ * The Custody client for agents and tools.
+ * @example
+ * const custody = new Custody({ url: process.env.CUSTODY_URL!, apiKey: process.env.CUSTODY_API_KEY! });
+ * const session = await custody.openSession({ subjectToken, actorToken, scope: 'refunds:create', objective: 'refund order 1234' });
+ * await session.prompt('refund order 1234');
+ * const refund = session.tool('payments.refund', (a: { order: string }) => payments.refund(a.order));
+ * await refund({ order: '1234' });
+ * await session.close();
+ */
+export class Custody implements CustodyCore {
+  readonly http: Http;
+  readonly outbox: Outbox;
+  readonly apiKey: string;
+  readonly options: CustodyCore['options'];
+  otel: OtelApi | undefined;
+  readonly #otelSetting: OtelApi | false | undefined;
+
+  constructor(opts: CustodyOptions) {
+    if (typeof opts.url !== 'string' || !/^https?:\/\//.test(opts.url)) throw new SdkError('SDK_CONFIG_INVALID', 'url must be an http(s) URL of the Custody server');
+    if (typeof opts.apiKey !== 'string' || opts.apiKey === '') throw new SdkError('SDK_CONFIG_INVALID', 'apiKey is required (an ingest API key of the tenant)');
+    this.http = new Http(opts.url, opts.fetch);
+    this.apiKey = opts.apiKey;
+    this.options = {
+      toolsWhenUnavailable: opts.toolsWhenUnavailable ?? 'fail-closed',
+      approvalTimeoutMs: opts.approvalTimeoutMs ?? 300_000,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
+      toolServer: opts.toolServer ?? 'app',
+    };
+    this.#otelSetting = opts.otel;
+    this.otel = opts.otel === false ? undefined : opts.otel;
+    this.outbox = new Outbox(this.http, opts.apiKey, opts.spool ?? new MemorySpool(), this.options.requestTimeoutMs, opts.delivery);
+  }
+
+  /**
+   * Opens a session by token exchange: the human's token as the subject, the
+   * agent's as the actor. The authority records `session.opened` and
+   * `credential.issued` before it answers.
+   * @throws RequestError `SDK_EXCHANGE_FAILED` (refused: its `apiCode` is the authority's `custody_code`), LedgerUnavailableError
+   */
+  async openSession(opts: OpenSessionOptions): Promise<Session> {
+    return this.exchange(
+      {
+        subject_token: opts.subjectToken,
+        subject_token_type: opts.subjectTokenType ?? JWT,
+        actor_token: opts.actorToken,
+        actor_token_type: JWT,
+        scope: Array.isArray(opts.scope) ? opts.scope.join(' ') : opts.scope,
+        objective: opts.objective,
+        ...(opts.audience !== undefined ? { audience: Array.isArray(opts.audience) ? opts.audience.join(' ') : opts.audience } : {}),
+        ...(opts.lifetimeSeconds !== undefined ? { requested_lifetime: String(opts.lifetimeSeconds) } : {}),
+      },
+      undefined,
+      undefined,
+    );
+  }
+
+  /**
+   * A session object for a credential obtained elsewhere (another process of the
+   * same agent): records into the same session.
+   */
+  async resume(credential: string, opts: { cause?: string; traceId?: string } = {}): Promise<Session> {
+    await this.#ensureOtel();
+    const facts = credentialFacts(credential);
+    return new Session(this, credential, facts, { traceId: opts.traceId ?? activeOtelContext(this.otel)?.traceId ?? newTraceId(), ...(opts.cause !== undefined ? { cause: opts.cause } : {}) });
+  }
+
+  /** @internal */
+  async exchange(form: Record<string, string>, cause: string | undefined, parent: string | undefined): Promise<Session> {
+    await this.#ensureOtel();
+    const answer = await this.http.send<{ access_token?: string; session_id?: string }>({
+      method: 'POST',
+      path: '/oauth/token',
+      form: { grant_type: EXCHANGE, ...form },
+      timeoutMs: this.options.requestTimeoutMs,
+    });
+    if (answer.status !== 200 || typeof answer.body.access_token !== 'string') {
+      const err = refused(answer, parent === undefined ? 'token exchange' : `delegating session ${parent}`, 'SDK_EXCHANGE_FAILED');
+      if (parent !== undefined && (err.apiCode === 'TOKEN_INACTIVE' || err.apiCode === 'TOKEN_EXPIRED')) throw new RevokedError(parent, err.message, { cause: err });
+      throw err;
+    }
+    const credential = answer.body.access_token;
+    let facts;
+    try {
+      facts = credentialFacts(credential);
+    } catch (cause) {
+      throw new RequestError('SDK_EXCHANGE_FAILED', answer.status, 'CREDENTIAL_UNREADABLE', `the issued credential could not be read: ${(cause as Error).message}`);
+    }
+    return new Session(this, credential, facts, { traceId: activeOtelContext(this.otel)?.traceId ?? newTraceId(), ...(cause !== undefined ? { cause } : {}) });
+  }
+
+  /** Events waiting in the spool. */
+  pending(): number {
+    return this.outbox.pending();
+  }
+
+  /**
+   * Delivers what waits in the spool, retrying with backoff for up to `timeoutMs`.
+   * @throws LedgerUnavailableError when events still wait
+   */
+  flush(timeoutMs = 30_000): Promise<void> {
+    return this.outbox.flush(timeoutMs);
+  }
+
+  /** Stops delivery and releases the spool (a durable spool keeps what waits for the next process). */
+  close(): Promise<void> {
+    return this.outbox.close();
+  }
+
+  async #ensureOtel(): Promise<void> {
+    if (this.#otelSetting === undefined && this.otel === undefined) this.otel = await loadOtel();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The SDK's one way to call Custody: fetch with a timeout, answers classified
+ * into "unreachable / could not record" (retry or spool) and refusals (typed errors).
+ * @internal
+ */
+import { LedgerUnavailableError, RequestError } from './errors.js';
+
+/** A fetch function (the global one by default; inject one for tests or proxies). */
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+/** One HTTP answer whose status was not a failure to record. */
+export interface HttpAnswer<T = unknown> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+/** Options of one request. */
+export interface HttpRequest {
+  method: 'GET' | 'POST';
+  path: string;
+  bearer?: string;
+  json?: unknown;
+  form?: Record<string, string>;
+  traceparent?: string;
+  timeoutMs: number;
+}
+
+/** Statuses that mean "nothing was recorded; try again later". */
+const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504, 507]);
+
+/** The server's error body: `{ error: { code, message } }`, or an OAuth error. */
+function errorOf(body: unknown): { code: string; message: string } {
+  if (body !== null && typeof body === 'object') {
+    const b = body as Record<string, unknown>;
+    const e = b['error'];
+    if (e !== null && typeof e === 'object') {
+      const o = e as Record<string, unknown>;
+      return { code: String(o['code'] ?? 'UNKNOWN'), message: String(o['message'] ?? '') };
+    }
+    if (typeof e === 'string') return { code: String(b['custody_code'] ?? e), message: String(b['error_description'] ?? e) };
+  }
+  return { code: 'UNKNOWN', message: typeof body === 'string' ? body.slice(0, 200) : 'no error body' };
+}
+
+/** Minimal HTTP client over fetch. @internal */
+export class Http {
+  readonly #base: string;
+  readonly #fetch: FetchLike;
+  constructor(base: string, fetchFn: FetchLike | undefined) {
+    this.#base = base.replace(/\/+$/, '');
+    this.#fetch = fetchFn ?? ((input, init) => globalThis.fetch(input, init));
+  }
+
+  /** The absolute URL of `path`. */
+  url(path: string): string {
+    return `${this.#base}${path}`;
+  }
+
+  /**
+   * Sends a request. Resolves with any answer that is not a failure to record
+   * (2xx and 4xx); callers decide what a 4xx means.
+   * @throws LedgerUnavailableError when the server cannot be reached, times out, or answers 5xx/429
+   */
+  async send<T = unknown>(req: HttpRequest): Promise<HttpAnswer<T>> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (req.bearer !== undefined) headers['authorization'] = `Bearer ${req.bearer}`;
+    if (req.traceparent !== undefined) headers['traceparent'] = req.traceparent;
+    let body: string | undefined;
+    if (req.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(req.json);
+    } else if (req.form !== undefined) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = new URLSearchParams(req.form).toString();
+    }
+    let res: Response;
+    try {
+      res = await this.#fetch(this.url(req.path), { method: req.method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(req.timeoutMs) });
+    } catch (cause) {
+      throw new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `cannot reach Custody at ${this.#base} (${req.method} ${req.path}): ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    }
+    const text = await res.text().catch(() => '');
+    let parsed: unknown = text;
+    if (text !== '') {
+      try {
+        parsed = JSON.parse(text) as unknown;
+      } catch {
+        parsed = text;
+      }
+    }
+    if (RETRYABLE.has(res.status)) {
+      const e = errorOf(parsed);
+      throw new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `Custody could not record (${req.method} ${req.path}: ${res.status} ${e.code}): ${e.message}`);
+    }
+    return { status: res.status, body: parsed as T, headers: res.headers };
+  }
+}
+
+/** A RequestError for a refused answer. */
+export function refused(answer: HttpAnswer, what: string, code: 'SDK_REQUEST_FAILED' | 'SDK_EXCHANGE_FAILED' = 'SDK_REQUEST_FAILED'): RequestError {
+  const e = errorOf(answer.body);
+  return new RequestError(code, answer.status, e.code, `${what}: ${e.message}`);
+}
+
+/** The server's error code and message of an answer. */
+export function apiErrorOf(answer: HttpAnswer): { code: string; message: string } {
+  return errorOf(answer.body);
+}

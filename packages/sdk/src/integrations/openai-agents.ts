@@ -1,0 +1,74 @@
+/**
+ * `@custody/sdk/openai-agents`: Custody for the OpenAI Agents SDK for JS
+ * (`@openai/agents`, an optional peer dependency). `custodyAgentTools` wraps
+ * function tools so that each call is decided by policy before it runs;
+ * `recordRun` hooks a Runner so that each agent's final output is recorded.
+ */
+import type { FunctionTool, Runner, Tool } from '@openai/agents';
+
+import { DeniedError } from '../errors.js';
+import type { Capture, Session, UnavailableMode } from '../session.js';
+
+/** Options of `custodyAgentTools`. */
+export interface CustodyAgentToolsOptions {
+  /** The server part of Custody tool names, `<server>.<tool>` (default: the client's `toolServer`). */
+  server?: string;
+  capture?: Capture | { arguments?: Capture; result?: Capture };
+  whenUnavailable?: UnavailableMode;
+  /**
+   * A denied call: `tell-model` (default) answers the model with the denial and
+   * its reasons, as a tool result, so the agent can change course; `throw`
+   * ends the run with `DeniedError`.
+   */
+  onDenied?: 'tell-model' | 'throw';
+}
+
+/** Parses a tool call's JSON arguments (the model's; may be anything). */
+function argsOf(input: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(input) as unknown;
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : { input: v };
+  } catch {
+    return { input };
+  }
+}
+
+/**
+ * Wraps an agent's function tools (others pass through unchanged).
+ * @example
+ * const agent = new Agent({ name: 'clerk', tools: custodyAgentTools(session, [readFile], { server: 'files' }) });
+ */
+export function custodyAgentTools<T extends Tool>(session: Session, tools: readonly T[], opts: CustodyAgentToolsOptions = {}): T[] {
+  return tools.map((t) => {
+    if (t.type !== 'function') return t;
+    const f = t as unknown as FunctionTool;
+    const invoke: FunctionTool['invoke'] = async (ctx, input, details) => {
+      try {
+        return await session.callTool(f.name, argsOf(input), () => f.invoke(ctx, input, details), {
+          ...(details?.toolCall?.callId !== undefined ? { callId: details.toolCall.callId } : {}),
+          ...(opts.server !== undefined ? { server: opts.server } : {}),
+          ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
+          ...(opts.whenUnavailable !== undefined ? { whenUnavailable: opts.whenUnavailable } : {}),
+        });
+      } catch (err) {
+        if (err instanceof DeniedError && opts.onDenied !== 'throw') {
+          return `Custody denied this call (${err.code}): ${err.decision?.reasons.join('; ') ?? err.message}`;
+        }
+        throw err;
+      }
+    };
+    return { ...f, invoke } as unknown as T;
+  });
+}
+
+/**
+ * Records each agent's final output of `runner`'s runs as `model.output` in
+ * `session` (with the agent's name). Returns a function that stops recording.
+ */
+export function recordRun(session: Session, runner: Runner): () => void {
+  const onEnd = (_ctx: unknown, agent: { name: string }, output: string) => {
+    void session.modelOutput(output, { data: { agent: agent.name } }).catch(() => undefined);
+  };
+  runner.on('agent_end', onEnd);
+  return () => runner.off('agent_end', onEnd);
+}
