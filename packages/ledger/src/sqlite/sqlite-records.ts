@@ -5,33 +5,9 @@
  * @internal
  */
 
-import type { LegalHoldRow, RetentionRuleRow, StoreRecords, ValueDigestRow } from '../records-store.js';
+import { type LegalHoldRow, type RetentionRuleRow, type StoreRecords, type ValueDigestRow, type HoldDbRow, toHold } from '../records-store.js';
 import { bytes, clampLimit } from '../store-shared.js';
 import { SqlitePart } from './sqlite-part.js';
-
-interface HoldDbRow {
-  id: string;
-  kind: LegalHoldRow['kind'];
-  target: string | null;
-  since: string | null;
-  until: string | null;
-  reason: string;
-  created_at: string;
-  created_by: string;
-  lifted_at: string | null;
-  lifted_by: string | null;
-}
-
-/** A hold row as the contract shows it. @internal */
-export function toHold(r: HoldDbRow): LegalHoldRow {
-  const h: LegalHoldRow = { id: r.id, kind: r.kind, reason: r.reason, createdAt: r.created_at, createdBy: r.created_by };
-  if (r.target !== null) h.target = r.target;
-  if (r.since !== null) h.since = r.since;
-  if (r.until !== null) h.until = r.until;
-  if (r.lifted_at !== null) h.liftedAt = r.lifted_at;
-  if (r.lifted_by !== null) h.liftedBy = r.lifted_by;
-  return h;
-}
 
 /** @internal */
 export class SqliteRecords extends SqlitePart implements StoreRecords {
