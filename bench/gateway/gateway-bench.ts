@@ -49,6 +49,15 @@ const gateway = await Gateway.start(
   }),
 );
 const gatewayUrl = await gateway.listen();
+// The same gateway, recording each outcome durably before the agent gets the result.
+const strictGateway = await Gateway.start(
+  parseGatewayConfig({
+    ledger: { url, apiKey: key, recordOutcomes: 'before-result' },
+    listen: { host: '127.0.0.1', port: 0 },
+    policies: join(root, 'examples/policies'),
+    upstreams: { files: { command: process.execPath, args: [upstream, 'files'] } },
+  }),
+);
 const session = await authority.exchange({
   grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
   subject_token: await idp.sign({ sub: 'alice@example.com' }),
@@ -65,10 +74,14 @@ const [agentSide, gatewaySide] = InMemoryTransport.createLinkedPair();
 await gateway.connect(gatewaySide, session.access_token);
 const inProcess = new Client({ name: 'bench-agent', version: '1' });
 await inProcess.connect(agentSide);
+const [strictAgentSide, strictGatewaySide] = InMemoryTransport.createLinkedPair();
+await strictGateway.connect(strictGatewaySide, session.access_token);
+const strict = new Client({ name: 'bench-agent-strict', version: '1' });
+await strict.connect(strictAgentSide);
 const overHttp = new Client({ name: 'bench-agent-http', version: '1' });
 await overHttp.connect(new StreamableHTTPClientTransport(new URL(`${gatewayUrl}/mcp`), { requestInit: { headers: { authorization: `Bearer ${session.access_token}` } } }));
 
-const paths = { direct: [] as number[], gateway: [] as number[], http: [] as number[] };
+const paths = { direct: [] as number[], gateway: [] as number[], strict: [] as number[], http: [] as number[] };
 const call = { name: 'read_file', arguments: { path: 'report.txt' } };
 const time = async (fn: () => Promise<unknown>) => {
   const t = performance.now();
@@ -78,12 +91,14 @@ const time = async (fn: () => Promise<unknown>) => {
 for (let i = 0; i < 50; i++) {
   await direct.callTool(call);
   await inProcess.callTool({ ...call, name: 'files.read_file' });
+  await strict.callTool({ ...call, name: 'files.read_file' });
   await overHttp.callTool({ ...call, name: 'files.read_file' });
 }
 // Interleaved, so that the machine's noise falls on every path alike.
 for (let i = 0; i < CALLS; i++) {
   paths.direct.push(await time(() => direct.callTool(call)));
   paths.gateway.push(await time(() => inProcess.callTool({ ...call, name: 'files.read_file' })));
+  paths.strict.push(await time(() => strict.callTool({ ...call, name: 'files.read_file' })));
   paths.http.push(await time(() => overHttp.callTool({ ...call, name: 'files.read_file' })));
 }
 
@@ -103,6 +118,8 @@ const perSecond = decisions / ((performance.now() - d0) / 1000);
 await direct.close();
 await inProcess.close();
 await overHttp.close();
+await strict.close();
+await strictGateway.close();
 await gateway.close();
 await app.close();
 await approvals.close();
@@ -115,16 +132,19 @@ const added = (xs: number[], p: number) => percentile(xs, p) - percentile(paths.
 const body = `## MCP gateway: added latency per tools/call (\`bench/gateway\`)
 
 ${machine()}; ${fmt(CALLS)} calls per path, interleaved, after 50 warm-up calls; SQLite ledger (WAL, synchronous FULL).
-Each call through the gateway: Cedar decision, \`POST /v1/decisions\` (credential verified live; \`tool.requested\` + \`policy.decided\` durably committed),
-the upstream call, then \`tool.completed\` durably committed, all before the agent gets the result. Upstream: \`examples/gateway/upstream-server.mjs files\` over stdio.
+Each call through the gateway: Cedar decision, \`POST /v1/decisions\` (credential verified live; \`tool.requested\` + \`policy.decided\` durably committed)
+before the upstream call; then \`tool.completed\`, recorded in the background once the agent has the result (default \`ledger.recordOutcomes: after-result\`),
+or durably before it (\`before-result\`). Upstream: \`examples/gateway/upstream-server.mjs files\` over stdio.
 
 | path | p50 ms | p99 ms |
 | --- | ---: | ---: |
 ${row('direct to the upstream (stdio)', paths.direct)}
 ${row('agent → gateway (in-process transport) → upstream (stdio)', paths.gateway)}
+${row('the same, recordOutcomes: before-result', paths.strict)}
 ${row('agent → gateway (Streamable HTTP) → upstream (stdio)', paths.http)}
 
 Added by the gateway (in-process agent transport, i.e. the same stdio hop to the upstream): **p50 ${fmt(added(paths.gateway, 50), 2)} ms, p99 ${fmt(added(paths.gateway, 99), 2)} ms** (targets: ≤ 2 ms, ≤ 5 ms).
+With \`recordOutcomes: before-result\`: p50 ${fmt(added(paths.strict, 50), 2)} ms, p99 ${fmt(added(paths.strict, 99), 2)} ms added.
 Over Streamable HTTP on the agent side: p50 ${fmt(added(paths.http, 50), 2)} ms, p99 ${fmt(added(paths.http, 99), 2)} ms added.
 
 Cedar decisions with the example policy set (\`examples/policies\`, approval path: two evaluations): ${fmt(perSecond)} per second on one core.

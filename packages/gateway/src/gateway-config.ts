@@ -41,6 +41,12 @@ export interface GatewayConfig {
     introspectionCacheMs: number;
     /** Timeout of each request to the server, in ms. Default 10000. */
     timeoutMs: number;
+    /**
+     * When `tool.completed` / `tool.failed` is recorded: `after-result` (default) records it in the
+     * background once the agent has the result (retried while the ledger is away); `before-result`
+     * waits for it to be durable first. The decision is durable before the call runs either way.
+     */
+    recordOutcomes: 'after-result' | 'before-result';
   };
   listen: { host: string; port: number; /** The URL agents use (default http://host:port). */ publicUrl?: string };
   /** Folder of `.cedar` (and `.cedarschema`) files. */
@@ -103,6 +109,7 @@ export function parseGatewayConfig(raw: unknown, baseDir = process.cwd()): Gatew
     fail(`ledger.url must be an http(s) URL, got ${JSON.stringify(l['url'])}`);
   }
   if (l['failMode'] !== undefined && l['failMode'] !== 'closed' && l['failMode'] !== 'open') fail('ledger.failMode must be "closed" or "open"');
+  if (l['recordOutcomes'] !== undefined && l['recordOutcomes'] !== 'after-result' && l['recordOutcomes'] !== 'before-result') fail('ledger.recordOutcomes must be "after-result" or "before-result"');
   const listen = raw['listen'] ?? {};
   if (!isObject(listen)) fail('listen must be { "host", "port" }');
   if (listen['host'] !== undefined && typeof listen['host'] !== 'string') fail('listen.host must be a string');
@@ -146,6 +153,7 @@ export function parseGatewayConfig(raw: unknown, baseDir = process.cwd()): Gatew
       failMode: (l['failMode'] as 'closed' | 'open' | undefined) ?? 'closed',
       introspectionCacheMs: int(l['introspectionCacheMs'], 'ledger.introspectionCacheMs', 1000, 0, 60_000),
       timeoutMs: int(l['timeoutMs'], 'ledger.timeoutMs', 10_000, 100, 120_000),
+      recordOutcomes: (l['recordOutcomes'] as 'after-result' | 'before-result' | undefined) ?? 'after-result',
     },
     listen: {
       host: (listen['host'] as string | undefined) ?? '127.0.0.1',

@@ -120,6 +120,8 @@ async function pendingFor(session: string): Promise<{ id: string; context: Recor
 }
 
 async function trail(session: string): Promise<string[]> {
+  // Outcomes (tool.completed / tool.failed) are recorded once the agent has the result.
+  expect(await gateway.flushOutcomes()).toBe(0);
   const bundle = (await (await api(`/v1/sessions/${session}/bundle`, keys['read']!)).json()) as { records: { entry: string }[] };
   const report = verifyBundle(bundle, { verifierKey: ledger.verifierKey('default') });
   expect(report.ok, JSON.stringify(report)).toBe(true);

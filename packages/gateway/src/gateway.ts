@@ -21,6 +21,7 @@ import { CallToolRequestSchema, type CallToolResult, ErrorCode, isInitializeRequ
 import { type ActiveSession, CustodyClient, CustodyHttpError, type DecisionAnswer, isSessionInactive } from './custody-client.js';
 import { MCP_ERRORS } from './errors.js';
 import type { GatewayConfig } from './gateway-config.js';
+import { OutcomeRecorder } from './outcome-recorder.js';
 import { connectUpstreams, type Upstream } from './upstreams.js';
 
 /** Options of a gateway beyond its configuration. */
@@ -56,6 +57,7 @@ export class Gateway {
   readonly upstreams: Map<string, Upstream>;
   readonly #custody: CustodyClient;
   readonly #log: (message: string) => void;
+  readonly #outcomes: OutcomeRecorder;
   readonly #sessions = new Map<string, { at: number; session: ActiveSession }>();
   readonly #inflight = new Map<string, Set<InFlight>>();
   readonly #transports = new Map<string, { transport: StreamableHTTPServerTransport; sid: string }>();
@@ -70,6 +72,7 @@ export class Gateway {
     this.upstreams = upstreams;
     this.#custody = new CustodyClient(config.ledger.url, config.ledger.apiKey, config.ledger.timeoutMs);
     this.#log = opts.log ?? (() => undefined);
+    this.#outcomes = new OutcomeRecorder((events) => this.#custody.append(events), this.#log);
   }
 
   /**
@@ -247,7 +250,11 @@ export class Gateway {
     }
   }
 
-  /** Records tool.completed / tool.failed (durably, before the agent sees the result). */
+  /**
+   * Records tool.completed / tool.failed: in the background once the agent has the result
+   * (`ledger.recordOutcomes: after-result`, the default), or durably before it
+   * (`before-result`).
+   */
   async #record(answer: DecisionAnswer | undefined, type: 'tool.completed' | 'tool.failed', up: Upstream, tool: string, callId: string, capture: 'full' | 'digest' | 'none', outcome: { result?: unknown; error?: string; cancelled?: boolean }, started: number): Promise<void> {
     if (answer === undefined) return;
     const s = answer.session;
@@ -270,10 +277,15 @@ export class Gateway {
       tool: { name: `${up.name}.${tool}`, server: up.name, callId },
       data,
     };
+    if (this.config.ledger.recordOutcomes === 'after-result') {
+      this.#outcomes.record(event);
+      return;
+    }
     try {
       await this.#custody.append([event]);
     } catch (err) {
-      this.#log(`could not record ${type} for call ${answer.call}: ${err instanceof Error ? err.message : String(err)}`);
+      this.#log(`could not record ${type} for call ${answer.call} before the result (${err instanceof Error ? err.message : String(err)}); recording it in the background`);
+      this.#outcomes.record(event);
     }
   }
 
@@ -438,6 +450,16 @@ export class Gateway {
       await new Promise<void>((r) => this.#http!.close(() => r()));
     }
     await Promise.all([...this.upstreams.values()].map((u) => u.client.close().catch(() => undefined)));
+    const left = await this.#outcomes.close(this.config.ledger.timeoutMs);
+    if (left > 0) this.#log(`${left} outcome event(s) (tool.completed / tool.failed) could not be recorded before shutdown`);
+  }
+
+  /**
+   * Waits until the outcomes of finished calls are recorded (or `timeoutMs` passes).
+   * @returns how many are still unrecorded
+   */
+  flushOutcomes(timeoutMs = this.config.ledger.timeoutMs): Promise<number> {
+    return this.#outcomes.drain(timeoutMs);
   }
 }
 

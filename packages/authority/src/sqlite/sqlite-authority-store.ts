@@ -61,12 +61,24 @@ type CredRow = Parameters<typeof credentialFromRow>[0];
 export class SqliteAuthorityStore implements AuthorityStore {
   readonly kind = 'sqlite' as const;
   readonly #db: Database.Database;
+  readonly #statements = new Map<string, Database.Statement>();
 
   constructor(config: SqliteAuthorityStoreConfig) {
     this.#db = 'database' in config ? config.database : new Database(config.path);
     this.#db.pragma(`busy_timeout = ${config.busyTimeoutMs ?? 5000}`);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
+  }
+
+  /** The prepared statement for `sql`, prepared once (a bounded cache: some SQL texts vary with their filters). */
+  #stmt(sql: string): Database.Statement {
+    let st = this.#statements.get(sql);
+    if (st === undefined) {
+      if (this.#statements.size >= 128) this.#statements.clear();
+      st = this.#db.prepare(sql);
+      this.#statements.set(sql, st);
+    }
+    return st;
   }
 
   async migrate(): Promise<void> {
@@ -78,27 +90,25 @@ export class SqliteAuthorityStore implements AuthorityStore {
   }
 
   async putSigningKey(kid: string, jwk: Record<string, unknown>, at: string): Promise<void> {
-    this.#db.prepare('INSERT INTO authority_signing_keys (kid, jwk, created_at) VALUES (?, ?, ?) ON CONFLICT (kid) DO NOTHING').run(kid, JSON.stringify(jwk), at);
+    this.#stmt('INSERT INTO authority_signing_keys (kid, jwk, created_at) VALUES (?, ?, ?) ON CONFLICT (kid) DO NOTHING').run(kid, JSON.stringify(jwk), at);
   }
 
   async signingKeys(): Promise<Record<string, unknown>[]> {
-    const rows = this.#db.prepare('SELECT jwk FROM authority_signing_keys ORDER BY created_at, kid').all() as { jwk: string }[];
+    const rows = this.#stmt('SELECT jwk FROM authority_signing_keys ORDER BY created_at, kid').all() as { jwk: string }[];
     return rows.map((r) => JSON.parse(r.jwk) as Record<string, unknown>);
   }
 
   async createSession(s: SessionRecord, c: CredentialRecord): Promise<void> {
     this.#db.transaction(() => {
-      this.#db
-        .prepare(`INSERT INTO authority_sessions (tenant, id, parent_id, root_id, depth, initiator_id, agent_id, doc, created_at, expires_at, expires_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+      this.#stmt(`INSERT INTO authority_sessions (tenant, id, parent_id, root_id, depth, initiator_id, agent_id, doc, created_at, expires_at, expires_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
         .run(s.tenant, s.id, s.parent ?? null, s.root, s.depth, s.initiator.id, s.agent.id, sessionDocument(s), s.createdAt, s.expiresAt, Date.parse(s.expiresAt), s.status);
-      this.#db
-        .prepare('INSERT INTO authority_credentials (jti, tenant, session_id, fingerprint, issued_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      this.#stmt('INSERT INTO authority_credentials (jti, tenant, session_id, fingerprint, issued_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(c.jti, c.tenant, c.sessionId, c.fingerprint, c.issuedAt, c.expiresAt, c.status);
     })();
   }
 
   async getSession(tenant: string, id: string): Promise<SessionRecord | undefined> {
-    const row = this.#db.prepare(`SELECT ${SESSION_COLUMNS} FROM authority_sessions WHERE tenant = ? AND id = ?`).get(tenant, id) as Row | undefined;
+    const row = this.#stmt(`SELECT ${SESSION_COLUMNS} FROM authority_sessions WHERE tenant = ? AND id = ?`).get(tenant, id) as Row | undefined;
     return row === undefined ? undefined : sessionFromRow(row);
   }
 
@@ -119,8 +129,7 @@ export class SqliteAuthorityStore implements AuthorityStore {
       where.push('(created_at < ? OR (created_at = ? AND id < ?))');
       args.push(c[0], c[0], c[1]);
     }
-    const rows = this.#db
-      .prepare(`SELECT ${SESSION_COLUMNS} FROM authority_sessions WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`)
+    const rows = this.#stmt(`SELECT ${SESSION_COLUMNS} FROM authority_sessions WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`)
       .all(...args, limit + 1) as Row[];
     const sessions = rows.slice(0, limit).map(sessionFromRow);
     const last = sessions[sessions.length - 1];
@@ -128,8 +137,7 @@ export class SqliteAuthorityStore implements AuthorityStore {
   }
 
   async subtree(tenant: string, id: string): Promise<SessionRecord[]> {
-    const rows = this.#db
-      .prepare(
+    const rows = this.#stmt(
         `WITH RECURSIVE t(id) AS (SELECT id FROM authority_sessions WHERE tenant = ? AND id = ?
            UNION SELECT s.id FROM authority_sessions s JOIN t ON s.parent_id = t.id WHERE s.tenant = ?)
          SELECT ${SESSION_COLUMNS} FROM authority_sessions WHERE tenant = ? AND id IN (SELECT id FROM t) ORDER BY depth, created_at, id`,
@@ -139,23 +147,23 @@ export class SqliteAuthorityStore implements AuthorityStore {
   }
 
   async getCredential(jti: string): Promise<CredentialRecord | undefined> {
-    const row = this.#db.prepare('SELECT * FROM authority_credentials WHERE jti = ?').get(jti) as CredRow | undefined;
+    const row = this.#stmt('SELECT * FROM authority_credentials WHERE jti = ?').get(jti) as CredRow | undefined;
     return row === undefined ? undefined : credentialFromRow(row);
   }
 
   async credentialsOf(tenant: string, sessionId: string): Promise<CredentialRecord[]> {
-    const rows = this.#db.prepare('SELECT * FROM authority_credentials WHERE tenant = ? AND session_id = ? ORDER BY issued_at, jti').all(tenant, sessionId) as CredRow[];
+    const rows = this.#stmt('SELECT * FROM authority_credentials WHERE tenant = ? AND session_id = ? ORDER BY issued_at, jti').all(tenant, sessionId) as CredRow[];
     return rows.map(credentialFromRow);
   }
 
   #end(tenant: string, ids: readonly string[], change: EndChange): Ended {
     const sessions: SessionRecord[] = [];
     const credentials: CredentialRecord[] = [];
-    const endSession = this.#db.prepare(
+    const endSession = this.#stmt(
       `UPDATE authority_sessions SET status = ?, ended_at = ?, ended_by = ?, end_reason = ? WHERE tenant = ? AND id = ? AND status = 'active' RETURNING ${SESSION_COLUMNS}`,
     );
     const credStatus = change.status === 'expired' ? 'expired' : 'revoked';
-    const endCreds = this.#db.prepare(`UPDATE authority_credentials SET status = ?, ended_at = ? WHERE tenant = ? AND session_id = ? AND status = 'active' RETURNING *`);
+    const endCreds = this.#stmt(`UPDATE authority_credentials SET status = ?, ended_at = ? WHERE tenant = ? AND session_id = ? AND status = 'active' RETURNING *`);
     for (const id of ids) {
       const row = endSession.get(change.status, change.at, change.by, change.reason, tenant, id) as Row | undefined;
       if (row === undefined) continue;
@@ -166,7 +174,7 @@ export class SqliteAuthorityStore implements AuthorityStore {
   }
 
   #enqueue(tenant: string, drafts: readonly EventDraft[]): number[] {
-    const insert = this.#db.prepare('INSERT INTO authority_outbox (tenant, draft, created_at) VALUES (?, ?, ?) RETURNING id');
+    const insert = this.#stmt('INSERT INTO authority_outbox (tenant, draft, created_at) VALUES (?, ?, ?) RETURNING id');
     const at = new Date().toISOString();
     return drafts.map((d) => (insert.get(tenant, JSON.stringify(d), at) as { id: number }).id);
   }
@@ -181,8 +189,7 @@ export class SqliteAuthorityStore implements AuthorityStore {
 
   async expireDue(now: Date, limit: number, record: (tenant: string, ended: Ended) => EventDraft[]): Promise<{ tenant: string; ended: Ended; outbox: number[] }[]> {
     return this.#db.transaction(() => {
-      const due = this.#db
-        .prepare("SELECT tenant, id, expires_at FROM authority_sessions WHERE status = 'active' AND expires_ms <= ? ORDER BY expires_ms LIMIT ?")
+      const due = this.#stmt("SELECT tenant, id, expires_at FROM authority_sessions WHERE status = 'active' AND expires_ms <= ? ORDER BY expires_ms LIMIT ?")
         .all(now.getTime(), limit) as { tenant: string; id: string; expires_at: string }[];
       const out: { tenant: string; ended: Ended; outbox: number[] }[] = [];
       for (const tenant of new Set(due.map((d) => d.tenant))) {
@@ -208,24 +215,23 @@ export class SqliteAuthorityStore implements AuthorityStore {
       const now = Date.now();
       const rows = (
         ids === undefined
-          ? this.#db.prepare('SELECT id, tenant, draft, attempts FROM authority_outbox WHERE failed IS NULL AND lease_ms <= ? ORDER BY id LIMIT ?').all(now, limit)
-          : this.#db
-              .prepare(`SELECT id, tenant, draft, attempts FROM authority_outbox WHERE failed IS NULL AND lease_ms <= ? AND id IN (${ids.map(() => '?').join(',') || 'NULL'}) ORDER BY id LIMIT ?`)
+          ? this.#stmt('SELECT id, tenant, draft, attempts FROM authority_outbox WHERE failed IS NULL AND lease_ms <= ? ORDER BY id LIMIT ?').all(now, limit)
+          : this.#stmt(`SELECT id, tenant, draft, attempts FROM authority_outbox WHERE failed IS NULL AND lease_ms <= ? AND id IN (${ids.map(() => '?').join(',') || 'NULL'}) ORDER BY id LIMIT ?`)
               .all(now, ...ids, limit)
       ) as { id: number; tenant: string; draft: string; attempts: number }[];
-      const lease = this.#db.prepare('UPDATE authority_outbox SET lease_ms = ?, attempts = attempts + 1 WHERE id = ?');
+      const lease = this.#stmt('UPDATE authority_outbox SET lease_ms = ?, attempts = attempts + 1 WHERE id = ?');
       for (const r of rows) lease.run(now + leaseMs, r.id);
       return rows.map((r) => ({ id: r.id, tenant: r.tenant, draft: JSON.parse(r.draft) as EventDraft, attempts: r.attempts + 1 }));
     }).immediate();
   }
 
   async deleteOutbox(ids: readonly number[]): Promise<void> {
-    const del = this.#db.prepare('DELETE FROM authority_outbox WHERE id = ?');
+    const del = this.#stmt('DELETE FROM authority_outbox WHERE id = ?');
     this.#db.transaction(() => ids.forEach((id) => del.run(id)))();
   }
 
   async failOutbox(ids: readonly number[], reason: string): Promise<void> {
-    const fail = this.#db.prepare('UPDATE authority_outbox SET failed = ? WHERE id = ?');
+    const fail = this.#stmt('UPDATE authority_outbox SET failed = ? WHERE id = ?');
     this.#db.transaction(() => ids.forEach((id) => fail.run(reason.slice(0, 1000), id)))();
   }
 }

@@ -150,6 +150,8 @@ export async function runLiveDemo(opts: { out: string }, io: Output): Promise<nu
     if (later === undefined) failures++;
     await agent.close().catch(() => undefined);
 
+    // The gateway records outcomes (tool.completed) once the agent has the result.
+    await gateway.flushOutcomes();
     io.out();
     io.out(paint(c, 'bold', 'Evidence, exported and verified offline'));
     for (const s of sessions) {

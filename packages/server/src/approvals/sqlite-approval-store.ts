@@ -41,12 +41,24 @@ const COLUMNS = 'tenant, id, session_id, tool, arguments_digest, status, created
 export class SqliteApprovalStore implements ApprovalStore {
   readonly kind = 'sqlite' as const;
   readonly #db: Database.Database;
+  readonly #statements = new Map<string, Database.Statement>();
 
   constructor(config: SqliteApprovalStoreConfig) {
     this.#db = 'database' in config ? config.database : new Database(config.path);
     this.#db.pragma('busy_timeout = 5000');
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
+  }
+
+  /** The prepared statement for `sql`, prepared once (a bounded cache: some SQL texts vary with their filters). */
+  #stmt(sql: string): Database.Statement {
+    let st = this.#statements.get(sql);
+    if (st === undefined) {
+      if (this.#statements.size >= 128) this.#statements.clear();
+      st = this.#db.prepare(sql);
+      this.#statements.set(sql, st);
+    }
+    return st;
   }
 
   async migrate(): Promise<void> {
@@ -58,13 +70,12 @@ export class SqliteApprovalStore implements ApprovalStore {
   }
 
   async create(a: ApprovalRecord): Promise<void> {
-    this.#db
-      .prepare('INSERT INTO approvals (tenant, id, session_id, tool, arguments_digest, status, created_at, expires_at, expires_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+    this.#stmt('INSERT INTO approvals (tenant, id, session_id, tool, arguments_digest, status, created_at, expires_at, expires_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
       .run(a.tenant, a.id, a.sessionId, a.tool, a.argumentsDigest, a.status, a.createdAt, a.expiresAt, Date.parse(a.expiresAt), approvalDocument(a));
   }
 
   async get(tenant: string, id: string): Promise<ApprovalRecord | undefined> {
-    const row = this.#db.prepare(`SELECT ${COLUMNS} FROM approvals WHERE tenant = ? AND id = ?`).get(tenant, id) as ApprovalRow | undefined;
+    const row = this.#stmt(`SELECT ${COLUMNS} FROM approvals WHERE tenant = ? AND id = ?`).get(tenant, id) as ApprovalRow | undefined;
     return row === undefined ? undefined : approvalFromRow(row);
   }
 
@@ -85,7 +96,7 @@ export class SqliteApprovalStore implements ApprovalStore {
       where.push('(created_at < ? OR (created_at = ? AND id < ?))');
       args.push(c[0], c[0], c[1]);
     }
-    const rows = this.#db.prepare(`SELECT ${COLUMNS} FROM approvals WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`).all(...args, limit + 1) as ApprovalRow[];
+    const rows = this.#stmt(`SELECT ${COLUMNS} FROM approvals WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`).all(...args, limit + 1) as ApprovalRow[];
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     return { approvals: page.map(approvalFromRow), ...(rows.length > limit && last !== undefined ? { nextCursor: encodeApprovalCursor(last.created_at, last.id) } : {}) };
@@ -93,23 +104,21 @@ export class SqliteApprovalStore implements ApprovalStore {
 
   async claim(tenant: string, id: string, d: ApprovalDecision): Promise<boolean> {
     const decision = JSON.stringify({ status: d.status, approver: d.approver, source: d.source, ...(d.reason !== undefined ? { reason: d.reason } : {}) });
-    const r = this.#db
-      .prepare("UPDATE approvals SET status = 'deciding', decided_at = ?, decided_ms = ?, decision = ? WHERE tenant = ? AND id = ? AND status = 'pending' AND expires_ms > ?")
+    const r = this.#stmt("UPDATE approvals SET status = 'deciding', decided_at = ?, decided_ms = ?, decision = ? WHERE tenant = ? AND id = ? AND status = 'pending' AND expires_ms > ?")
       .run(d.at, Date.parse(d.at), decision, tenant, id, Date.parse(d.at));
     return r.changes === 1;
   }
 
   async settle(tenant: string, id: string, ok: boolean): Promise<void> {
     if (ok) {
-      this.#db.prepare("UPDATE approvals SET status = json_extract(decision, '$.status') WHERE tenant = ? AND id = ? AND status = 'deciding'").run(tenant, id);
+      this.#stmt("UPDATE approvals SET status = json_extract(decision, '$.status') WHERE tenant = ? AND id = ? AND status = 'deciding'").run(tenant, id);
     } else {
-      this.#db.prepare("UPDATE approvals SET status = 'pending', decided_at = NULL, decided_ms = NULL, decision = NULL WHERE tenant = ? AND id = ? AND status = 'deciding'").run(tenant, id);
+      this.#stmt("UPDATE approvals SET status = 'pending', decided_at = NULL, decided_ms = NULL, decision = NULL WHERE tenant = ? AND id = ? AND status = 'deciding'").run(tenant, id);
     }
   }
 
   async consume(tenant: string, id: string, b: { sessionId: string; tool: string; argumentsDigest: string }, at: string, usableUntil: string): Promise<boolean> {
-    const r = this.#db
-      .prepare(
+    const r = this.#stmt(
         "UPDATE approvals SET consumed_at = ? WHERE tenant = ? AND id = ? AND status = 'granted' AND consumed_at IS NULL AND session_id = ? AND tool = ? AND arguments_digest = ? AND ? < ?",
       )
       .run(at, tenant, id, b.sessionId, b.tool, b.argumentsDigest, at, usableUntil);
@@ -120,10 +129,9 @@ export class SqliteApprovalStore implements ApprovalStore {
     const ms = now.getTime();
     return this.#db.transaction(() => {
       const scope = tenant !== undefined && id !== undefined ? 'AND tenant = ? AND id = ?' : '';
-      const rows = this.#db
-        .prepare(`SELECT ${COLUMNS} FROM approvals WHERE expires_ms <= ? AND (status = 'pending' OR (status = 'deciding' AND decided_ms <= ?)) ${scope} ORDER BY expires_ms LIMIT ?`)
+      const rows = this.#stmt(`SELECT ${COLUMNS} FROM approvals WHERE expires_ms <= ? AND (status = 'pending' OR (status = 'deciding' AND decided_ms <= ?)) ${scope} ORDER BY expires_ms LIMIT ?`)
         .all(ms, ms - CLAIM_STALE_MS, ...(scope !== '' ? [tenant, id] : []), limit) as ApprovalRow[];
-      const upd = this.#db.prepare("UPDATE approvals SET status = 'expired', decided_at = NULL, decision = NULL WHERE tenant = ? AND id = ?");
+      const upd = this.#stmt("UPDATE approvals SET status = 'expired', decided_at = NULL, decision = NULL WHERE tenant = ? AND id = ?");
       for (const r of rows) upd.run(r.tenant, r.id);
       return rows.map((r) => ({ ...approvalFromRow(r), status: 'expired' as const }));
     })();
