@@ -87,17 +87,22 @@ Examples:
     program
       .command('report')
       .summary('compliance reports: unapproved, denied, after-end, deep delegation, activity')
-      .description(
-        'Run a report over the whole log (GET /v1/reports/<name>). Every row names its session.\n\n' +
-          '  unapproved-calls     sensitive tool calls (decision approval_required) without a human approval\n' +
-          '  denied-calls         calls denied by policy, or attempted outside the delegation scope\n' +
-          '  acted-after-end      sessions that acted after revocation, expiry or seal (should be none)\n' +
-          '  deep-delegation      delegation chains deeper than --depth hops (default 2)\n' +
-          '  principal-activity   one principal (--principal) counted by type, tool, decision and role;\n' +
-          '                       without --principal: the top principals\n' +
-          '  top-principals       the most active initiators and agents\n' +
-          '  compliance           evidence and gaps per control of --framework (owasp-agentic, nist-ai-rmf,\n' +
-          '                       maestro, csf), measured from the log; --format text|json|html',
+      .description('Run a report over the whole log (GET /v1/reports/<name>). Every row names its session.')
+      .addHelpText(
+        'after',
+        '\nReports:\n' +
+          '  unapproved-calls    sensitive tool calls (approval_required) without a human\n' +
+          '                      approval\n' +
+          '  denied-calls        calls denied by policy, or attempted outside the delegation\n' +
+          '                      scope\n' +
+          '  acted-after-end     sessions that acted after revocation, expiry or seal\n' +
+          '                      (should be none)\n' +
+          '  deep-delegation     delegation chains deeper than --depth hops (default 2)\n' +
+          '  principal-activity  one principal (--principal) counted by type, tool, decision\n' +
+          '                      and role; without --principal: the top principals\n' +
+          '  top-principals      the most active initiators and agents\n' +
+          '  compliance          evidence and gaps per control of --framework (owasp-agentic,\n' +
+          '                      nist-ai-rmf, maestro, csf); --format text|json|html',
       )
       .argument('<name>', 'report name')
       .option('--since <time>', `from: ${TIMES}`)

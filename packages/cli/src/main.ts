@@ -91,6 +91,7 @@ Verdicts:
     .option('--policies <dir>', 'policy folder (.cedar files) that POST /v1/decisions decides with (docs/policies.md)')
     .option('--approval-ttl <seconds>', 'how long an approval waits for a human (default 300)')
     .option('--approval-webhook <url>', 'POST every new approval to this URL (notify approvers)')
+    .option('--approval-webhook-secret <secret>', 'sign approval webhook requests (custody-signature header, HMAC-SHA-256); default $CUSTODY_APPROVAL_WEBHOOK_SECRET')
     .addHelpText('after', '\nExamples:\n  $ custody up\n  $ custody up --data /var/lib/custody --port 8470\n  $ custody up --postgres postgres://custody@db/custody --log-key /etc/custody/log.key --session-key /etc/custody/session.key --trust /etc/custody/trust.json\n  $ custody up --dev-issuer   # then: custody dev-tokens --human alice@example.com --agent agent:refunds --json')
     .action((opts: Parameters<typeof runUp>[0]) => later(runUp(opts, io)));
 
@@ -181,7 +182,19 @@ Verdicts:
     later(runKeys('revoke', id, opts, io)),
   );
 
+  reflowDescriptions(program);
   return program;
+}
+
+/**
+ * Joins the hard-wrapped lines of every command's description into paragraphs, so
+ * that commander wraps them to the terminal's width once (rather than breaking our
+ * line ends again). Blank lines, list items and indented lines are kept.
+ */
+function reflowDescriptions(cmd: Command): void {
+  const text = cmd.description();
+  if (text !== '') cmd.description(text.replace(/([^\n])\n(?![\n\s*\-$]|\d+\.)/g, '$1 '));
+  for (const sub of cmd.commands) reflowDescriptions(sub);
 }
 
 /** Runs the CLI; resolves to the exit code. */

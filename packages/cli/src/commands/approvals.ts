@@ -102,9 +102,9 @@ export function registerApprovalsCommands(program: Command, io: Output, later: (
     .command('approvals')
     .summary('list and answer human approvals of pending tool calls')
     .description(
-      'A call that policy marks approval_required waits for a human. Each approval is bound to the\n' +
-        "exact call (session, tool, arguments digest), is single-use and expires. Answering needs an\n" +
-        "approve (or admin) API key; the key's name is the approver, who must not be the call's\n" +
+      'A call that policy marks approval_required waits for a human. Each approval is bound to the ' +
+        'exact call (session, tool, arguments digest), is single-use and expires. Answering needs an ' +
+        "approve (or admin) API key; the key's name is the approver, who must not be the call's " +
         'initiator or agent (docs/api.md, "Approvals").',
     );
   addConnectionOptions(

@@ -44,6 +44,7 @@ export interface UpOptions {
   approvalTtl?: string;
   /** URL told of every new approval. */
   approvalWebhook?: string;
+  approvalWebhookSecret?: string;
 }
 
 /**
@@ -108,8 +109,16 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
   const approvalStore: ApprovalStore =
     store.kind === 'postgres' && pgUrl !== undefined && pgUrl !== '' ? new PostgresApprovalStore({ connectionString: pgUrl, ...(schema ? { schema } : {}) }) : new SqliteApprovalStore({ path: join(dir, 'ledger.db') });
   await approvalStore.migrate();
+  const webhookSecret = (opts.approvalWebhookSecret ?? process.env['CUSTODY_APPROVAL_WEBHOOK_SECRET']) || undefined;
+  if (opts.approvalWebhook !== undefined && !/^https?:\/\/\S+$/.test(opts.approvalWebhook)) throw new CliError('FLAG_INVALID', '--approval-webhook must be an http(s) URL');
+  if (webhookSecret !== undefined && webhookSecret.length < 16) throw new CliError('FLAG_INVALID', 'the approval webhook secret must be at least 16 characters');
   const approvals = new Approvals(
-    { store: approvalStore, ttlSeconds: ttl, ...(opts.approvalWebhook !== undefined ? { webhook: { url: opts.approvalWebhook } } : {}), log: (message, err) => io.err(`custody: ${message}${err instanceof Error ? `: ${err.message}` : ''}`) },
+    {
+      store: approvalStore,
+      ttlSeconds: ttl,
+      ...(opts.approvalWebhook !== undefined ? { webhook: { url: opts.approvalWebhook, ...(webhookSecret !== undefined ? { secret: webhookSecret } : {}) } } : {}),
+      log: (message, err) => io.err(`custody: ${message}${err instanceof Error ? `: ${err.message}` : ''}`),
+    },
     ledger,
   );
 

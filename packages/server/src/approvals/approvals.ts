@@ -7,6 +7,7 @@
  */
 import { canonicalJson, type EventDraft, type JsonValue, type Principal, sha256, toBase64url, utf8 } from '@custody/core';
 import type { Ledger } from '@custody/ledger';
+import { SIGNATURE_HEADER, signWebhook } from '@custody/records';
 import { v7 as uuidv7 } from 'uuid';
 
 import { ApiError } from '../errors.js';
@@ -22,8 +23,12 @@ export interface ApprovalsOptions {
   ttlSeconds?: number;
   /** How long a granted approval stays usable after it was granted, in seconds (if later than its expiry). Default 60. */
   useWindowSeconds?: number;
-  /** Optional webhook told of every new approval (POST, JSON; failures are logged, never retried into the call path). */
-  webhook?: { url: string; headers?: Record<string, string> };
+  /**
+   * Optional webhook told of every new approval (POST, JSON; failures are logged, never retried into the call path).
+   * With `secret`, each request carries `custody-signature: t=<unix seconds>,v1=<hex HMAC-SHA-256(secret, "<t>.<body>")>`,
+   * as log-stream webhooks do (check it with `verifyWebhook` of @custody/records).
+   */
+  webhook?: { url: string; headers?: Record<string, string>; secret?: string };
   /** How often expiries are swept, in ms. 0: never (call sweep()). Default 1000. */
   sweepIntervalMs?: number;
   now?: () => Date;
@@ -120,10 +125,16 @@ export class Approvals {
 
   async #notify(a: ApprovalRecord, url?: string): Promise<void> {
     try {
-      const res = await fetch(this.#webhook!.url, {
+      const hook = this.#webhook!;
+      const body = JSON.stringify({ type: 'approval.requested', approval: viewOf(a), ...(url !== undefined ? { decide: url } : {}) });
+      const res = await fetch(hook.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...this.#webhook!.headers },
-        body: JSON.stringify({ type: 'approval.requested', approval: viewOf(a), ...(url !== undefined ? { decide: url } : {}) }),
+        headers: {
+          'content-type': 'application/json',
+          ...hook.headers,
+          ...(hook.secret !== undefined ? { [SIGNATURE_HEADER]: signWebhook(hook.secret, body, Math.floor(this.now().getTime() / 1000)) } : {}),
+        },
+        body,
         signal: AbortSignal.timeout(5000),
       });
       await res.arrayBuffer();
