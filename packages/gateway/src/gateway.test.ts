@@ -17,7 +17,7 @@ import { Ledger, SqliteStore } from '@custody/ledger';
 import { Approvals, createApiKey, createServer, SqliteApprovalStore } from '@custody/server';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -199,6 +199,24 @@ describe('the MCP gateway', () => {
     const events = (await (await api(`/v1/events?session=${session}&type=tool.completed`, keys['read']!)).json()) as { events: { event: { data: Record<string, unknown> } }[] };
     expect(JSON.stringify(events)).not.toContain('sk_test_0123456789abcdefghij');
     expect(JSON.stringify(events)).toContain('PAYMENTS_API_KEY');
+  });
+
+  it('records a call of a tool that does not exist as a denied call, and answers InvalidParams', async () => {
+    const { token, session } = await openSession('files.read_file');
+    const client = await agentClient(token);
+    for (const name of ['files.delete_everything', 'shell.exec', 'no-dot-at-all']) {
+      expect(await mcpCode(client.callTool({ name, arguments: { path: '/' } }))).toBe(ErrorCode.InvalidParams);
+    }
+    await client.close();
+    expect(await gateway.flushOutcomes()).toBe(0);
+    const res = (await (await api(`/v1/events?session=${session}&type=policy.decided`, keys['read']!)).json()) as { events: { event: { tool: { name: string }; decision: { effect: string; reasons: string[] } } }[] };
+    const denied = res.events.map((e) => [e.event.tool.name, e.event.decision.effect]).sort();
+    expect(denied).toEqual([
+      ['files.delete_everything', 'deny'],
+      ['shell.exec', 'deny'],
+      ['unknown.no-dot-at-all', 'deny'],
+    ]);
+    expect(res.events[0]!.event.decision.reasons[0]).toMatch(/^no tool .+ behind this gateway$/);
   });
 
   it('a delegated sub-agent cannot widen its scope, and sees only what it was given', async () => {

@@ -175,7 +175,15 @@ export class Gateway {
     const dot = name.indexOf('.');
     const up = dot > 0 ? this.upstreams.get(name.slice(0, dot)) : undefined;
     const tool = name.slice(dot + 1);
-    if (up === undefined || !up.tools.some((t) => t.name === tool)) throw new McpError(ErrorCode.InvalidParams, `unknown tool ${name}: call tools/list for the tools this session may use`);
+    if (up === undefined || !up.tools.some((t) => t.name === tool)) {
+      // Probing for tools is evidence too: record the attempt as a denied call (an inactive credential is refused first).
+      await this.#session(token);
+      const server = up?.name ?? (dot > 0 && /^[A-Za-z0-9_-]{1,64}$/.test(name.slice(0, dot)) ? name.slice(0, dot) : 'unknown');
+      const decision: DecisionPart = { effect: 'deny', policyVersion: this.engine.version, policies: [], reasons: [`no tool ${name.slice(0, 256)} behind this gateway`] };
+      const body = { credential: token, tool: { server, name: (dot > 0 ? tool : name).slice(0, 256) || '(empty)' }, arguments: args, callId, capture: this.config.tools[name]?.capture ?? 'full', decision };
+      await this.#decide(body, decision).catch((err: unknown) => this.#log(`could not record the call of unknown tool ${name.slice(0, 256)}: ${err instanceof Error ? err.message : String(err)}`));
+      throw new McpError(ErrorCode.InvalidParams, `unknown tool ${name}: call tools/list for the tools this session may use`);
+    }
     const s = await this.#session(token);
     const capture = this.config.tools[name]?.capture ?? 'full';
     const request = this.#policyRequest(s, 'tools/call', up.name, tool, args);

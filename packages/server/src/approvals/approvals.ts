@@ -8,10 +8,13 @@
 import { canonicalJson, type EventDraft, type JsonValue, type Principal, sha256, toBase64url, utf8 } from '@custody/core';
 import type { Ledger } from '@custody/ledger';
 import { SIGNATURE_HEADER, signWebhook } from '@custody/records';
-import { v7 as uuidv7 } from 'uuid';
+import { v5 as uuidv5, v7 as uuidv7 } from 'uuid';
 
 import { ApiError } from '../errors.js';
 import type { ApprovalContext, ApprovalRecord, ApprovalStore } from './approval-store.js';
+
+/** The UUID namespace of approval.expired entry ids (RFC 9562 v5 of `<tenant>/<approval>/approval.expired`). */
+const EXPIRY_NAMESPACE = '6f3c2a1e-6b1d-4b8e-9a57-0c2d7f4e9b10';
 
 /** The principal of the approval service's own steps (expiry). */
 export const APPROVALS_ACTOR: Principal = { type: 'service', id: 'custody-approvals' };
@@ -68,6 +71,8 @@ export class Approvals {
   readonly #log: (message: string, err?: unknown) => void;
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<unknown> | undefined;
+  /** Expired approvals whose approval.expired entry the ledger has not taken yet. */
+  readonly #unrecorded = new Map<string, ApprovalRecord>();
   #closed = false;
 
   constructor(opts: ApprovalsOptions, ledger: Ledger) {
@@ -231,16 +236,21 @@ export class Approvals {
   /** Expires due approvals, recording `approval.expired` for each. */
   async sweep(): Promise<{ expired: string[] }> {
     const due = await this.store.expireDue(this.#now(), 500);
-    await this.#expire(due);
+    if (due.length > 0 || this.#unrecorded.size > 0) await this.#expire(due);
     return { expired: due.map((a) => a.id) };
   }
 
   async #expire(due: ApprovalRecord[]): Promise<void> {
-    for (const a of due) {
+    // The approval is already expired in the store; its entry is retried on every sweep until
+    // the ledger takes it. The entry id is derived from the approval, so a retry (or two nodes
+    // racing) never writes it twice: the ledger answers a known id with the original entry.
+    const pending = [...this.#unrecorded.values(), ...due];
+    this.#unrecorded.clear();
+    for (const a of pending) {
       try {
         const results = await this.#ledger.append(a.tenant, [
           {
-            id: uuidv7(),
+            id: uuidv5(`${a.tenant}/${a.id}/approval.expired`, EXPIRY_NAMESPACE),
             type: 'approval.expired',
             time: a.expiresAt,
             ...base(a),
@@ -252,7 +262,8 @@ export class Approvals {
         ]);
         assertAppended(results);
       } catch (err) {
-        this.#log(`could not record the expiry of approval ${a.id}`, err);
+        if (this.#unrecorded.size < 100_000) this.#unrecorded.set(`${a.tenant}/${a.id}`, a);
+        this.#log(`could not record the expiry of approval ${a.id}; retrying at the next sweep`, err);
       }
     }
   }
