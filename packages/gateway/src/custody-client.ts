@@ -18,6 +18,8 @@ export interface ActiveSession {
   /** RFC 3339. */
   expiresAt: string;
   jti: string;
+  /** The credential's audiences (`aud`). */
+  audience: string[];
 }
 
 /** The answer of POST /v1/decisions. */
@@ -99,7 +101,15 @@ export class CustodyClient {
       depth: Number(r['depth'] ?? 0),
       expiresAt: new Date(Number(r['exp']) * 1000).toISOString(),
       jti: String(r['jti']),
+      audience: (Array.isArray(r['aud']) ? r['aud'] : [r['aud']]).filter((a): a is string => typeof a === 'string'),
     };
+  }
+
+  /** The server's issuer URL, from its RFC 8414 metadata: the default audience of the credentials it issues. */
+  async issuer(): Promise<string> {
+    const r = (await this.#request('/.well-known/oauth-authorization-server')) as { issuer?: unknown };
+    if (typeof r.issuer !== 'string') throw new CustodyHttpError(502, 'METADATA_INVALID', 'the server metadata names no issuer');
+    return r.issuer;
   }
 
   /** POST /v1/decisions. */

@@ -61,6 +61,12 @@ export interface GatewayConfig {
   revocationPollMs: number;
   /** Timeout of an upstream call, in ms. Default 60000. */
   callTimeoutMs: number;
+  /**
+   * The audiences a session credential must name one of (RFC 8707 resource indicators). Default:
+   * the gateway's own resource (`<publicUrl>/mcp`) and public URL, and the Custody server's issuer
+   * URL (the audience of credentials asked for without `resource`).
+   */
+  audiences?: string[];
 }
 
 const UPSTREAM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -98,7 +104,7 @@ function int(v: unknown, what: string, def: number, min: number, max: number): n
  */
 export function parseGatewayConfig(raw: unknown, baseDir = process.cwd()): GatewayConfig {
   if (!isObject(raw)) fail('the configuration must be a JSON object');
-  const known = ['ledger', 'listen', 'policies', 'upstreams', 'tools', 'approvals', 'revocationPollMs', 'callTimeoutMs', '$comment'];
+  const known = ['ledger', 'listen', 'policies', 'upstreams', 'tools', 'approvals', 'revocationPollMs', 'callTimeoutMs', 'audiences', '$comment'];
   for (const k of Object.keys(raw)) if (!known.includes(k)) fail(`unknown key ${k} (expected ${known.join(', ')})`);
   const l = raw['ledger'];
   if (!isObject(l) || typeof l['url'] !== 'string' || typeof l['apiKey'] !== 'string' || l['apiKey'] === '') fail('ledger must be { "url", "apiKey" }');
@@ -146,6 +152,10 @@ export function parseGatewayConfig(raw: unknown, baseDir = process.cwd()): Gatew
   }
   const ap = raw['approvals'] ?? {};
   if (!isObject(ap)) fail('approvals must be { "timeoutSeconds" }');
+  const aud = raw['audiences'];
+  if (aud !== undefined && (!Array.isArray(aud) || aud.length === 0 || aud.length > 32 || !aud.every((a) => typeof a === 'string' && a.length > 0 && a.length <= 512))) {
+    fail('audiences must be a list of 1-32 URLs (the audiences a session credential must name one of)');
+  }
   return {
     ledger: {
       url: l['url'].replace(/\/+$/, ''),
@@ -166,6 +176,7 @@ export function parseGatewayConfig(raw: unknown, baseDir = process.cwd()): Gatew
     approvals: { timeoutSeconds: int(ap['timeoutSeconds'], 'approvals.timeoutSeconds', 300, 1, 86_400) },
     revocationPollMs: int(raw['revocationPollMs'], 'revocationPollMs', 250, 10, 60_000),
     callTimeoutMs: int(raw['callTimeoutMs'], 'callTimeoutMs', 60_000, 100, 3_600_000),
+    ...(aud !== undefined ? { audiences: (aud as string[]).map((a) => a.replace(/\/+$/, '')) } : {}),
   };
 }
 

@@ -88,8 +88,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function openSession(scope: string, human = 'alice@example.com', agent = 'agent:refunds'): Promise<{ token: string; session: string }> {
+async function openSession(scope: string, human = 'alice@example.com', agent = 'agent:refunds', resource?: string): Promise<{ token: string; session: string }> {
   const r = await authority.exchange({
+    ...(resource !== undefined ? { resource: [resource] } : {}),
     grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
     subject_token: await idp.sign({ sub: human }),
     subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
@@ -217,6 +218,17 @@ describe('the MCP gateway', () => {
       ['unknown.no-dot-at-all', 'deny'],
     ]);
     expect(res.events[0]!.event.decision.reasons[0]).toMatch(/^no tool .+ behind this gateway$/);
+  });
+
+  it('accepts a credential meant for it (resource=<gateway>/mcp) and refuses one meant for another resource server', async () => {
+    const mine = await openSession('files.read_file', 'alice@example.com', 'agent:refunds', `${gatewayUrl}/mcp`);
+    const client = await agentClient(mine.token);
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['files.read_file']);
+    await client.close();
+    const other = await openSession('files.read_file', 'alice@example.com', 'agent:refunds', 'https://payments.example/api');
+    const res = await fetch(`${gatewayUrl}/mcp`, { method: 'POST', headers: { authorization: `Bearer ${other.token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"');
   });
 
   it('a delegated sub-agent cannot widen its scope, and sees only what it was given', async () => {

@@ -65,6 +65,7 @@ export class Gateway {
   #watch: NodeJS.Timeout | undefined;
   #http: HttpServer | undefined;
   #url: string | undefined;
+  #issuer: string | undefined;
 
   private constructor(config: GatewayConfig, engine: PolicyEngine, upstreams: Map<string, Upstream>, opts: GatewayOptions) {
     this.config = config;
@@ -105,11 +106,29 @@ export class Gateway {
       this.#sessions.delete(token);
       throw refuse('SESSION_INACTIVE', 'the session credential is not active (revoked, closed or expired)');
     }
+    const accepted = await this.#audiences();
+    if (!s.audience.some((a) => accepted.has(a.replace(/\/+$/, '')))) {
+      throw refuse('SESSION_INACTIVE', `the session credential is not meant for this gateway: its audience is ${s.audience.join(' ') || '(none)'}; ask for it with resource=${this.#url ?? '<gateway>'}/mcp (RFC 8707)`);
+    }
     if (ttl > 0) {
       if (this.#sessions.size > 10_000) this.#sessions.clear();
       this.#sessions.set(token, { at: Date.now(), session: s });
     }
     return s;
+  }
+
+  /** The audiences accepted: configured, or the gateway's resource and URL and the server's issuer. */
+  async #audiences(): Promise<Set<string>> {
+    if (this.config.audiences !== undefined) return new Set(this.config.audiences);
+    if (this.#issuer === undefined) {
+      try {
+        this.#issuer = await this.#custody.issuer();
+      } catch (err) {
+        throw refuse('LEDGER_UNAVAILABLE', `the gateway cannot read the Custody server's metadata (${err instanceof Error ? err.message : String(err)}); refused (fail closed)`);
+      }
+    }
+    const own = this.#url !== undefined ? [this.#url, `${this.#url}/mcp`] : [];
+    return new Set([...own, this.#issuer.replace(/\/+$/, '')]);
   }
 
   #policyRequest(s: ActiveSession, action: PolicyRequest['action'], server: string, name: string, args?: Record<string, unknown>): PolicyRequest {
@@ -406,7 +425,7 @@ export class Gateway {
         return;
       }
       res.setHeader('www-authenticate', `Bearer resource_metadata="${metadata}", error="invalid_token", error_description="the session credential is not active"`);
-      json(res, 401, { error: 'invalid_token', error_description: 'the session credential is not active (revoked, closed or expired)' });
+      json(res, 401, { error: 'invalid_token', error_description: err instanceof McpError ? err.message.replace(/^MCP error -?\d+: /, '') : 'the session credential is not active (revoked, closed or expired)' });
       return;
     }
     (req as IncomingMessage & { auth?: AuthInfo }).auth = { token, clientId: s.agent, scopes: s.scope, expiresAt: Math.floor(Date.parse(s.expiresAt) / 1000), extra: { sid: s.sid } };
