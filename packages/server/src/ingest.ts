@@ -106,13 +106,48 @@ export function preparedEventsOf(
     }
     if (draft['id'] === undefined) draft['id'] = uuidv7();
     if (draft['time'] === undefined) draft['time'] = time;
-    const prepared = prepare(draft as unknown as EventDraft, opts.prepare, i);
-    // admin.* entries record the ledger's own governance: only admin keys may write them.
-    if (!opts.admin && typeof draft['type'] === 'string' && draft['type'].startsWith('admin.')) {
-      throw new ApiError('FORBIDDEN', 403, `events[${i}].type: only an admin key may append admin.* events`, { field: `events[${i}].type` });
+    if (!opts.admin) {
+      const type = draft['type'];
+      // admin.* entries record the ledger's own governance, and the types in CUSTODY_ONLY record what
+      // Custody's own services did (an answered approval, a credential's life, a revocation): only
+      // those services, or an admin key, may write them. An ingest key could otherwise forge the
+      // human approval that a report counts, or a revocation that never happened.
+      if (typeof type === 'string' && (type.startsWith('admin.') || CUSTODY_ONLY.has(type))) {
+        throw new ApiError('FORBIDDEN', 403, `events[${i}].type: only Custody itself (or an admin key) records ${type} events`, { field: `events[${i}].type` });
+      }
+      // "verified" means Custody verified the identity; a caller's event can only assert it.
+      unverify(draft);
     }
-    return prepared;
+    return prepare(draft as unknown as EventDraft, opts.prepare, i);
   });
+}
+
+/** Event types only Custody's own services record (or an admin key, e.g. to restore a log). */
+export const CUSTODY_ONLY: ReadonlySet<string> = new Set([
+  'approval.granted',
+  'approval.denied',
+  'approval.expired',
+  'credential.issued',
+  'credential.revoked',
+  'credential.expired',
+  'session.revoked',
+  'session.expired',
+]);
+
+/**
+ * Drops `verified` from every principal of a caller's event (initiator, actor, the
+ * delegation chain, an approver) and sets `workload.verified` to false: only
+ * Custody's own services write identities they verified.
+ */
+function unverify(draft: Record<string, unknown>): void {
+  const principal = (p: unknown) => {
+    if (isObject(p) && 'verified' in p) delete p['verified'];
+  };
+  principal(draft['initiator']);
+  principal(draft['actor']);
+  if (Array.isArray(draft['chain'])) for (const link of draft['chain']) if (isObject(link)) principal(link['principal']);
+  if (isObject(draft['approval'])) principal(draft['approval']['approver']);
+  if (isObject(draft['workload']) && draft['workload']['verified'] === true) draft['workload']['verified'] = false;
 }
 
 /** Prepares one event, naming it (events[i]) and its field in any error. */

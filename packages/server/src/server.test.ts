@@ -237,6 +237,38 @@ for (const backend of BACKENDS) {
         expect((await h.call('POST', '/v1/events', { key: h.keys['acme:admin'], body: event })).statusCode).toBe(201);
       });
 
+      it('lets an ingest key neither record what only Custody records (an answered approval, a revocation) nor claim a verified identity', async () => {
+        const size = await logSize(h, h.keys['acme:read']!);
+        const s = sid();
+        const bob = { type: 'human', id: 'bob@example.com', verified: true };
+        for (const [type, extra] of [
+          ['approval.granted', { approval: { id: 'apr-forged', approver: bob } }],
+          ['session.revoked', {}],
+          ['credential.issued', { credential: { jti: 'j', fingerprint: 'A'.repeat(43) } }],
+        ] as const) {
+          const res = await h.call('POST', '/v1/events', { key: h.keys['acme:ingest'], body: [open(s), step(s, type, extra)] });
+          expect(res.statusCode, type).toBe(403);
+          expect(res.json().error).toMatchObject({ code: 'FORBIDDEN', field: 'events[1].type' });
+        }
+        expect(await logSize(h, h.keys['acme:read']!)).toBe(size);
+
+        // "verified" is Custody's word: a caller's claim of it is dropped, never stored.
+        const claimed = {
+          ...open(s),
+          initiator: { type: 'human', id: 'alice@example.com', verified: true },
+          actor: { type: 'agent', id: 'agent:x', verified: true },
+          chain: [{ principal: { type: 'human', id: 'alice@example.com', verified: true } }],
+          workload: { method: 'jwt-svid', verified: true, spiffeId: 'spiffe://example.org/agent' },
+        };
+        const res = await h.call('POST', '/v1/events', { key: h.keys['acme:ingest'], body: claimed });
+        expect(res.statusCode, res.body).toBe(201);
+        const view = (await h.call('GET', `/v1/events/${res.json().results[0].id}`, { key: h.keys['acme:read'] })).json();
+        expect(view.event.initiator).toEqual({ type: 'human', id: 'alice@example.com' });
+        expect(view.event.actor).toEqual({ type: 'agent', id: 'agent:x' });
+        expect(view.event.chain[0].principal.verified).toBeUndefined();
+        expect(view.event.workload.verified).toBe(false);
+      });
+
       it('refuses a body tenant that is not the key tenant (400 TENANT_MISMATCH), writing nothing', async () => {
         const size = await logSize(h, h.keys['acme:read']!);
         const s = sid();
@@ -341,7 +373,8 @@ for (const backend of BACKENDS) {
           step(s1, 'session.closed', { id: uuid(105), time: '2026-11-22T06:05:00Z' }),
           { ...open(s2, { id: uuid(106), time: '2026-11-23T06:00:00Z' }), initiator: bob, actor: { type: 'agent', id: 'other-bot' } },
         ];
-        const res = await h.call('POST', '/v1/events', { key: h.keys['acme:ingest'], body });
+        // An admin key: the fixture includes approval.granted, which only Custody (or an admin) records.
+        const res = await h.call('POST', '/v1/events', { key: h.keys['acme:admin'], body });
         expect(res.statusCode).toBe(201);
       });
 
