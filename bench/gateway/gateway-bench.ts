@@ -19,7 +19,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 
-import { fmt, machine, percentile, writeSection } from '../lib.js';
+import { fmt, machine, peakRssMiB, percentile, writeSection } from '../lib.js';
 
 const quick = process.env['BENCH_QUICK'] === '1';
 const CALLS = quick ? 300 : 2000;
@@ -148,6 +148,7 @@ With \`recordOutcomes: before-result\`: p50 ${fmt(added(paths.strict, 50), 2)} m
 Over Streamable HTTP on the agent side: p50 ${fmt(added(paths.http, 50), 2)} ms, p99 ${fmt(added(paths.http, 99), 2)} ms added.
 
 Cedar decisions with the example policy set (\`examples/policies\`, approval path: two evaluations): ${fmt(perSecond)} per second on one core.
+Peak RSS of the benchmark process (server, gateway and agents in one process; the upstreams are child processes): ${fmt(peakRssMiB())} MiB.
 `;
 process.stdout.write(body);
 writeSection('gateway', body);

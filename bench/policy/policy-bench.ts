@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { compilePolicySet, PolicyEngine, type PolicyRequest, readPolicyFolder } from '@custody/policy';
 import { isAuthorized } from '@cedar-policy/cedar-wasm/nodejs';
 
-import { fmt, machine, percentile, writeSection } from '../lib.js';
+import { fmt, machine, peakRssMiB, percentile, writeSection } from '../lib.js';
 
 const quick = process.env['BENCH_QUICK'] === '1';
 const N = quick ? 5_000 : 30_000;
@@ -89,7 +89,7 @@ const body = `## Policy decisions (bench/policy)
 
 ${machine()}. ${set.policies.length} policies (examples/policies plus ${servers.length * 2} generated per-server rules), one core, ${fmt(N)} decisions per row (baseline ${fmt(BASELINE_N)}).
 A mix of ${requests.length} requests (${Object.entries(effects).map(([k, v]) => `${v} ${k}`).join(', ')}), each with its arguments in \`context\` and one resource entity.
-Target: p99 ≤ 500 µs and ≥ 5,000 decisions/s.
+Target: p99 ≤ 500 µs and ≥ 5,000 decisions/s. Peak RSS ${fmt(peakRssMiB())} MiB.
 
 | path | decisions/s | p50 | p99 | vs baseline |
 |---|---:|---:|---:|---:|
