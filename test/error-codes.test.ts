@@ -14,4 +14,11 @@ describe('error code documentation', () => {
     const documented = new Set([...docs.matchAll(/^\| `([A-Z][A-Z0-9_]+)` \|/gm)].map((m) => m[1]!));
     for (const code of declared) expect(documented, `docs/errors.md lacks ${code}`).toContain(code);
   });
+
+  it('documents the import mapping error of @custody/server', () => {
+    const declared = [...read('packages/server/src/import/mapping.ts').matchAll(/CustodyError<'([A-Z][A-Z0-9_]+)'>/g)].map((m) => m[1]!);
+    expect(declared).toEqual(['IMPORT_MAPPING_INVALID']);
+    const documented = new Set([...read('docs/errors.md').matchAll(/^\| `([A-Z][A-Z0-9_]+)` \|/gm)].map((m) => m[1]!));
+    for (const code of declared) expect(documented, `docs/errors.md lacks ${code}`).toContain(code);
+  });
 });

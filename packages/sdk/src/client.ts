@@ -4,6 +4,7 @@
  */
 import { credentialFacts } from './credential-claims.js';
 import { RequestError, RevokedError, SdkError } from './errors.js';
+import { parseHandoff } from './handoff.js';
 import { type FetchLike, Http, refused } from './http.js';
 import { type DeliveryOptions, Outbox } from './outbox.js';
 import { Session, type UnavailableMode } from './session.js';
@@ -68,7 +69,25 @@ export interface CustodyCore {
   readonly apiKey: string;
   readonly otel: OtelApi | undefined;
   readonly options: { toolsWhenUnavailable: UnavailableMode; approvalTimeoutMs: number; requestTimeoutMs: number; toolServer: string };
-  exchange(form: Record<string, string>, cause: string | undefined, parent: string | undefined): Promise<Session>;
+  exchange(form: Record<string, string>, cause: string | undefined, parent: string | undefined, traceId?: string): Promise<Session>;
+}
+
+/** Options of `continueHandoff`. */
+export interface ContinueHandoffOptions {
+  /**
+   * The consuming agent's own token (OIDC JWT or SPIFFE JWT-SVID): continue in a
+   * delegated child session (token exchange). Without it, continue in the
+   * producer's session — only for another process of the same agent, and only
+   * when the handoff narrowed nothing.
+   */
+  actorToken?: string;
+  /** Narrower still than the handoff's scope (default: the handoff's). */
+  scope?: string | string[];
+  /** The child session's objective (default: the handoff's, else the producer's). */
+  objective?: string;
+  audience?: string | string[];
+  /** The child's lifetime in seconds (default and at most: until the handoff expires). */
+  lifetimeSeconds?: number;
 }
 
 /**
@@ -138,8 +157,63 @@ export class Custody implements CustodyCore {
     return new Session(this, credential, facts, { traceId: opts.traceId ?? activeOtelContext(this.otel)?.traceId ?? newTraceId(), ...(opts.cause !== undefined ? { cause: opts.cause } : {}) });
   }
 
+  /**
+   * Continues work handed off with `session.handoff()` (the context from a queue
+   * message). With `actorToken`: a delegated child session of the producer's
+   * (RFC 8693 exchange with the context's credential as the subject, so the
+   * authority verifies it and records `session.delegated` in both sessions),
+   * narrowed to the handoff's scope. Without: the producer's own session. Either
+   * way the session continues the handoff's trace, its first event is a
+   * `session.delegated` with `data.handoff.stage: "accepted"` whose `cause` is
+   * the producer's handoff event, and later events chain from it.
+   * @example
+   * const session = await custody.continueHandoff(message.headers['custody-handoff'], { actorToken: process.env.ACTOR_TOKEN });
+   * @throws SdkError `SDK_HANDOFF_INVALID` (malformed, expired, wider than handed off, or same-session continuation of a narrowed handoff), RevokedError (the producer's session has ended), RequestError `SDK_EXCHANGE_FAILED`
+   */
+  async continueHandoff(context: string, opts: ContinueHandoffOptions = {}): Promise<Session> {
+    const h = parseHandoff(context);
+    const asked = opts.scope === undefined ? undefined : [...new Set((Array.isArray(opts.scope) ? opts.scope : opts.scope.split(' ')).filter((t) => t !== ''))];
+    if (asked !== undefined && h.scope !== undefined) {
+      const wider = asked.filter((t) => !h.scope!.includes(t));
+      if (wider.length > 0) throw new SdkError('SDK_HANDOFF_INVALID', `the handoff ${h.id} offers ${h.scope.join(' ')}, not ${wider.join(' ')}`);
+    }
+    let session: Session;
+    let mode: 'delegated' | 'same-session';
+    if (opts.actorToken !== undefined) {
+      const left = Math.floor((Date.parse(h.expiresAt) - Date.now()) / 1000);
+      const credentialLeft = Math.floor((Date.parse(credentialFacts(h.credential).expiresAt) - Date.now()) / 1000);
+      const lifetime = opts.lifetimeSeconds ?? (left < credentialLeft ? left : undefined);
+      if (lifetime !== undefined && lifetime < 1) throw new SdkError('SDK_HANDOFF_INVALID', `the handoff ${h.id} expires at ${h.expiresAt}`);
+      const scope = asked ?? h.scope;
+      session = await this.exchange(
+        {
+          subject_token: h.credential,
+          subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          actor_token: opts.actorToken,
+          actor_token_type: JWT,
+          ...(scope !== undefined ? { scope: scope.join(' ') } : {}),
+          ...((opts.objective ?? h.objective) !== undefined ? { objective: (opts.objective ?? h.objective)! } : {}),
+          ...(opts.audience !== undefined ? { audience: Array.isArray(opts.audience) ? opts.audience.join(' ') : opts.audience } : {}),
+          ...(lifetime !== undefined ? { requested_lifetime: String(lifetime) } : {}),
+        },
+        h.id,
+        h.session,
+        h.trace.traceId,
+      );
+      mode = 'delegated';
+    } else {
+      if (h.scope !== undefined || asked !== undefined || opts.objective !== undefined) {
+        throw new SdkError('SDK_HANDOFF_INVALID', `the handoff ${h.id} narrows the producer's grant: continue it in a delegated child session (give actorToken)`);
+      }
+      session = await this.resume(h.credential, { cause: h.id, traceId: h.trace.traceId });
+      mode = 'same-session';
+    }
+    await session.acceptHandoff(h, mode);
+    return session;
+  }
+
   /** @internal */
-  async exchange(form: Record<string, string>, cause: string | undefined, parent: string | undefined): Promise<Session> {
+  async exchange(form: Record<string, string>, cause: string | undefined, parent: string | undefined, traceId?: string): Promise<Session> {
     await this.#ensureOtel();
     const answer = await this.http.send<{ access_token?: string; session_id?: string }>({
       method: 'POST',
@@ -159,7 +233,7 @@ export class Custody implements CustodyCore {
     } catch (cause) {
       throw new RequestError('SDK_EXCHANGE_FAILED', answer.status, 'CREDENTIAL_UNREADABLE', `the issued credential could not be read: ${(cause as Error).message}`);
     }
-    return new Session(this, credential, facts, { traceId: activeOtelContext(this.otel)?.traceId ?? newTraceId(), ...(cause !== undefined ? { cause } : {}) });
+    return new Session(this, credential, facts, { traceId: traceId ?? activeOtelContext(this.otel)?.traceId ?? newTraceId(), ...(cause !== undefined ? { cause } : {}) });
   }
 
   /** Events waiting in the spool. */

@@ -5,9 +5,11 @@
  * fsync'd spool is Node-only: `@custody/sdk/spool`. See docs/sdk.md.
  */
 export { Custody } from './client.js';
-export type { CustodyOptions, OpenSessionOptions } from './client.js';
+export type { ContinueHandoffOptions, CustodyOptions, OpenSessionOptions } from './client.js';
 export { Session } from './session.js';
-export type { Capture, CallOptions, DelegateOptions, RecordInput, ToolOptions, UnavailableMode } from './session.js';
+export type { Capture, CallOptions, DelegateOptions, Handoff, HandoffOptions, RecordInput, ToolOptions, UnavailableMode } from './session.js';
+export { handoffFingerprint, parseHandoff } from './handoff.js';
+export type { HandoffContext } from './handoff.js';
 export { ApprovalTimeoutError, DeniedError, LedgerUnavailableError, RequestError, RevokedError, SdkError } from './errors.js';
 export type { DecisionInfo, SdkErrorCode } from './errors.js';
 export type { DeliveryOptions, RecordResult } from './outbox.js';

@@ -9,7 +9,8 @@ import { v7 as uuidv7 } from 'uuid';
 
 import type { CustodyCore } from './client.js';
 import { type CredentialFacts, type DelegationLink, type Principal } from './credential-claims.js';
-import { type DecisionInfo, DeniedError, ApprovalTimeoutError, LedgerUnavailableError, RequestError, RevokedError } from './errors.js';
+import { type DecisionInfo, DeniedError, ApprovalTimeoutError, LedgerUnavailableError, RequestError, RevokedError, SdkError } from './errors.js';
+import { encodeHandoff, handoffFingerprint } from './handoff.js';
 import { apiErrorOf, refused } from './http.js';
 import type { RecordResult } from './outbox.js';
 import type { OutgoingEvent } from './spool-store.js';
@@ -62,6 +63,35 @@ export interface DelegateOptions {
   objective?: string;
   audience?: string | string[];
   lifetimeSeconds?: number;
+}
+
+/** Options of `handoff`. */
+export interface HandoffOptions {
+  /** The part of this session's scope the consumer may continue with (default: all of it). A narrower scope makes the consumer delegate. */
+  scope?: string | string[];
+  /** The task handed off, in words (the child session's objective; default: this session's). */
+  objective?: string;
+  /** Who the work is meant for (an agent id; recorded, informational). */
+  to?: string;
+  /** How long the context may be continued, in seconds (default and at most: until this session's credential expires). */
+  lifetimeSeconds?: number;
+  /** More to record in the handoff event's `data.handoff`. */
+  data?: Record<string, unknown>;
+}
+
+/** What `handoff` returns: put `context` in the queue message. */
+export interface Handoff {
+  /** The id of the handoff event in this session (`session.delegated`, `data.handoff.stage: "offered"`). */
+  id: string;
+  /** The compact context (`chf1.…`) for the consumer's `custody.continueHandoff`. It carries this session's credential: treat the message as a secret. */
+  context: string;
+  /** The handoff's trace context, for the message's `traceparent` header (OpenTelemetry propagation). */
+  traceparent: string;
+  tracestate?: string;
+  /** When the context stops being usable (RFC 3339). */
+  expiresAt: string;
+  /** What the event recorded (`delivered` or `spooled`). */
+  recorded: RecordResult;
 }
 
 interface DecisionAnswer {
@@ -240,6 +270,88 @@ export class Session {
       ...(opts.audience !== undefined ? { audience: Array.isArray(opts.audience) ? opts.audience.join(' ') : opts.audience } : {}),
       ...(opts.lifetimeSeconds !== undefined ? { requested_lifetime: String(opts.lifetimeSeconds) } : {}),
     }, this.#last, this.id);
+  }
+
+  /**
+   * Hands the task to another agent through a queue (or any loosely coupled
+   * pipeline): records the handoff in this session's chain and returns a compact
+   * context for the message. The consumer continues with
+   * `custody.continueHandoff(context, { actorToken })` — a delegated child
+   * session, only ever narrower, whose events name this handoff as their cause
+   * and share its trace — or, without `actorToken` and when nothing was narrowed,
+   * in this same session (another process of the same agent).
+   *
+   * Recorded as `session.delegated` (the taxonomy's nearest type) with
+   * `data.handoff`: `{ stage: "offered", id, scope, objective?, to?, expiresAt,
+   * context }` where `context` is the SHA-256 fingerprint of the context string.
+   * Keep this session open until the consumer has continued: closing or revoking
+   * it ends the credential the context carries.
+   * @example
+   * const h = await session.handoff({ scope: 'files.read_file', objective: 'summarise invoice 1234', to: 'agent:summariser' });
+   * await queue.send({ body: { invoice: 1234 }, headers: { 'custody-handoff': h.context, traceparent: h.traceparent } });
+   * @throws SdkError `SDK_HANDOFF_INVALID` (a scope wider than this session's, a bad lifetime), RevokedError (this session has ended)
+   */
+  async handoff(opts: HandoffOptions = {}): Promise<Handoff> {
+    if (this.#closed) throw new RevokedError(this.id, 'cannot hand off a closed session');
+    const scope = opts.scope === undefined ? undefined : [...new Set((Array.isArray(opts.scope) ? opts.scope : opts.scope.split(' ')).filter((t) => t !== ''))].sort();
+    if (scope !== undefined) {
+      const wider = scope.filter((t) => !this.scope.includes(t));
+      if (scope.length === 0 || wider.length > 0) throw new SdkError('SDK_HANDOFF_INVALID', scope.length === 0 ? 'a handoff scope must name at least one scope token' : `cannot hand off scope this session does not hold: ${wider.join(' ')}`);
+    }
+    const credentialEnd = Date.parse(this.expiresAt);
+    if (credentialEnd <= Date.now()) throw new RevokedError(this.id, `the session credential expired at ${this.expiresAt}`);
+    if (opts.lifetimeSeconds !== undefined && (!Number.isInteger(opts.lifetimeSeconds) || opts.lifetimeSeconds < 1)) throw new SdkError('SDK_HANDOFF_INVALID', 'lifetimeSeconds must be a whole number of seconds, at least 1');
+    const expiresAt = new Date(Math.min(credentialEnd, opts.lifetimeSeconds === undefined ? credentialEnd : Date.now() + opts.lifetimeSeconds * 1000)).toISOString();
+    const id = uuidv7();
+    const trace = this.traceContext();
+    const narrowed = scope !== undefined && scope.length < this.scope.length ? scope : undefined;
+    const context = encodeHandoff({
+      id,
+      session: this.id,
+      credential: this.credential,
+      traceparent: formatTraceparent(trace),
+      ...(trace.state !== undefined ? { tracestate: trace.state } : {}),
+      ...(narrowed !== undefined ? { scope: narrowed } : {}),
+      ...(opts.objective !== undefined ? { objective: opts.objective } : {}),
+      ...(opts.to !== undefined ? { to: opts.to } : {}),
+      expiresAt,
+    });
+    const recorded = await this.#recordEvent({
+      id,
+      type: 'session.delegated',
+      trace,
+      data: {
+        handoff: {
+          ...opts.data,
+          stage: 'offered',
+          id,
+          scope: narrowed ?? [...this.scope],
+          ...(opts.objective !== undefined ? { objective: opts.objective } : {}),
+          ...(opts.to !== undefined ? { to: opts.to } : {}),
+          expiresAt,
+          context: handoffFingerprint(context),
+        },
+      },
+    });
+    return { id, context, traceparent: formatTraceparent(trace), ...(trace.state !== undefined ? { tracestate: trace.state } : {}), expiresAt, recorded };
+  }
+
+  /** @internal Records the consumer's side of a handoff (what `continueHandoff` calls). */
+  async acceptHandoff(h: { id: string; session: string; trace: TraceContext; scope?: string[]; to?: string }, mode: 'delegated' | 'same-session'): Promise<RecordResult> {
+    return this.#recordEvent({
+      id: uuidv7(),
+      type: 'session.delegated',
+      cause: h.id,
+      trace: { traceId: h.trace.traceId, spanId: newSpanId(), flags: h.trace.flags ?? '01', ...(h.trace.state !== undefined ? { state: h.trace.state } : {}) },
+      data: { handoff: { stage: 'accepted', id: h.id, from: h.session, mode, scope: [...this.scope], ...(h.to !== undefined ? { to: h.to } : {}) } },
+    });
+  }
+
+  async #recordEvent(input: RecordInput & { id: string }): Promise<RecordResult> {
+    const event = { ...this.#event(input), id: input.id };
+    const result = await this.#core.outbox.submit(event);
+    this.#last = event.id;
+    return result;
   }
 
   /**

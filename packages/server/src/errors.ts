@@ -3,6 +3,8 @@
  * and a `{ "error": { "code", "message", "field"? } }` body. Every code is listed
  * in docs/errors.md.
  */
+import type { Socket } from 'node:net';
+
 import { AuthorityError } from '@custody/authority';
 import { CustodyError, FormatError, VerificationError } from '@custody/core';
 import { LedgerError, type LedgerErrorCode, StoreError } from '@custody/ledger';
@@ -21,6 +23,8 @@ export const API_ERROR_CODES = [
   'MEDIA_TYPE_UNSUPPORTED',
   'KEY_NOT_FOUND',
   'SERVER_CLOSING',
+  'HEADERS_TOO_LARGE',
+  'REQUEST_TIMEOUT',
   'INTERNAL',
   'APPROVAL_NOT_FOUND',
   'APPROVAL_NOT_PENDING',
@@ -30,6 +34,9 @@ export const API_ERROR_CODES = [
   'POLICY_NOT_CONFIGURED',
   'CREDENTIAL_INVALID',
   'OTLP_INVALID',
+  'IMPORT_INVALID',
+  'IMPORT_RECORD_INVALID',
+  'IMPORT_SOURCE_UNKNOWN',
 ] as const;
 
 /** A code the server itself raises. */
@@ -153,6 +160,26 @@ export function errorResponse(err: unknown, bodyLimit?: number): ErrorResponse {
   if (err instanceof VerificationError) return { ...INTERNAL, internal: true };
   if (isFastifyError(err)) return fastifyErrorResponse(err, bodyLimit);
   return { ...INTERNAL, internal: true };
+}
+
+/**
+ * Answers what Node's HTTP parser refuses before Fastify sees a request (headers
+ * or URL over Node's 16 KiB limit, a request that times out, bytes that are not
+ * HTTP) in the API's error shape, instead of Fastify's default body. Fastify's
+ * `clientErrorHandler`.
+ * @internal
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'HEADERS_TOO_LARGE', 'the request line and headers are larger than the server accepts (16 KiB): shorten the URL or the headers']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'REQUEST_TIMEOUT', 'the request was not received in time']
+        : [400, 'Bad Request', 'REQUEST_INVALID', 'the request is not valid HTTP/1.1'];
+  const text = JSON.stringify(body(code, message));
+  if (socket.writable) socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(text)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${text}`);
+  socket.destroy(err);
 }
 
 function isFastifyError(err: unknown): err is FastifyError {

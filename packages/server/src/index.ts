@@ -17,3 +17,5 @@ export { SqliteApprovalStore } from './approvals/sqlite-approval-store.js';
 export type { SqliteApprovalStoreConfig } from './approvals/sqlite-approval-store.js';
 export { POLICY_ACTOR, capturedArguments } from './routes/decision-routes.js';
 export type { Capture } from './routes/decision-routes.js';
+export { ImportMappingError, MAPPING_FORMAT, compileMapping, loadMappingFile, parseMappingText } from './import/mapping.js';
+export type { FieldSpec, ImportMapping, MappingDocument } from './import/mapping.js';

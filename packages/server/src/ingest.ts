@@ -135,13 +135,13 @@ export const CUSTODY_ONLY: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Drops `verified` from every principal of a caller's event (initiator, actor, the
- * delegation chain, an approver) and sets `workload.verified` to false: only
- * Custody's own services write identities they verified.
+ * Sets `verified: true` to false on every principal of a caller's event (initiator,
+ * actor, the delegation chain, an approver) and on its workload: only Custody's own
+ * services write identities they verified.
  */
 function unverify(draft: Record<string, unknown>): void {
   const principal = (p: unknown) => {
-    if (isObject(p) && 'verified' in p) delete p['verified'];
+    if (isObject(p) && p['verified'] === true) p['verified'] = false;
   };
   principal(draft['initiator']);
   principal(draft['actor']);

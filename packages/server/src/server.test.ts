@@ -252,7 +252,7 @@ for (const backend of BACKENDS) {
         }
         expect(await logSize(h, h.keys['acme:read']!)).toBe(size);
 
-        // "verified" is Custody's word: a caller's claim of it is dropped, never stored.
+        // "verified" is Custody's word: a caller's claim of it is stored as false.
         const claimed = {
           ...open(s),
           initiator: { type: 'human', id: 'alice@example.com', verified: true },
@@ -263,9 +263,9 @@ for (const backend of BACKENDS) {
         const res = await h.call('POST', '/v1/events', { key: h.keys['acme:ingest'], body: claimed });
         expect(res.statusCode, res.body).toBe(201);
         const view = (await h.call('GET', `/v1/events/${res.json().results[0].id}`, { key: h.keys['acme:read'] })).json();
-        expect(view.event.initiator).toEqual({ type: 'human', id: 'alice@example.com' });
-        expect(view.event.actor).toEqual({ type: 'agent', id: 'agent:x' });
-        expect(view.event.chain[0].principal.verified).toBeUndefined();
+        expect(view.event.initiator).toEqual({ type: 'human', id: 'alice@example.com', verified: false });
+        expect(view.event.actor).toEqual({ type: 'agent', id: 'agent:x', verified: false });
+        expect(view.event.chain[0].principal.verified).toBe(false);
         expect(view.event.workload.verified).toBe(false);
       });
 

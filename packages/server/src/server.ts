@@ -10,12 +10,14 @@ import type { PolicyEngine } from '@custody/policy';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 
 import type { Approvals } from './approvals/approvals.js';
-import { ApiError, errorResponse } from './errors.js';
+import { ApiError, clientErrorHandler, errorResponse } from './errors.js';
+import { type ImportMapping, mappingsBySource } from './import/mapping.js';
 import { BEARER, type RouteContext } from './route-kit.js';
 import { approvalRoutes } from './routes/approval-routes.js';
 import { authorityRoutes } from './routes/authority-routes.js';
 import { decisionRoutes } from './routes/decision-routes.js';
 import { eventRoutes } from './routes/event-routes.js';
+import { importRoutes } from './routes/import-routes.js';
 import { keyRoutes } from './routes/key-routes.js';
 import { logRoutes } from './routes/log-routes.js';
 import { metaRoutes } from './routes/meta-routes.js';
@@ -42,6 +44,8 @@ export interface ServerOptions {
   approvals?: Approvals;
   /** The policy set POST /v1/decisions decides with when the caller brings no decision. Default none. */
   policy?: PolicyEngine;
+  /** Mappings of POST /v1/import/:source, one per source (`loadMappingFile`). Default none. */
+  importMappings?: readonly ImportMapping[];
 }
 
 /** One registered route, as the OpenAPI coverage test sees it. @internal */
@@ -96,6 +100,8 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     exposeHeadRoutes: false,
     // Closing is answered by our own hook, in our error shape.
     return503OnClosing: false,
+    // What Node's HTTP parser refuses (e.g. headers over 16 KiB: 431) is answered in our error shape too.
+    clientErrorHandler,
     ajv: {
       // Reject unknown query parameters and body fields instead of silently dropping them.
       customOptions: { removeAdditional: false, allowUnionTypes: true, coerceTypes: 'array', useDefaults: true },
@@ -183,6 +189,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   streamRoutes(ctx);
   keyRoutes(ctx);
   otlpRoutes(ctx);
+  importRoutes(ctx, mappingsBySource(opts.importMappings ?? []));
   if (opts.authority !== undefined) {
     await oauthRoutes(ctx, opts.authority);
     authorityRoutes(ctx, opts.authority);

@@ -13,6 +13,8 @@ interface Timeline {
   session: SessionRow;
   events: EventView[];
   tree: CauseNode[];
+  /** Imported external.* entries sharing a trace id with the session's events (lower assurance). */
+  external?: EventView[];
 }
 
 type Env = EventView['event'];
@@ -47,6 +49,13 @@ function stepLines(io: Output, e: Env, agent: string | undefined): { head: strin
   if (e.seal) bits.push(paint(io.color, 'green', `sealed: ${e.seal.count} entries`));
   if (e.type === 'session.revoked' || e.type === 'session.expired') bits[0] = paint(io.color, 'red', e.type);
   if ((e.type === 'session.opened' || e.type === 'session.delegated') && e.session?.objective) more.push(`objective: ${e.session.objective}`);
+  const handoff = e.type === 'session.delegated' ? (e.data?.['handoff'] as Record<string, unknown> | undefined) : undefined;
+  if (handoff !== undefined && typeof handoff === 'object') {
+    const text = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : undefined);
+    if (handoff['stage'] === 'accepted') bits.push(`handoff ${text(handoff['id']) ?? '?'} accepted from ${text(handoff['from']) ?? '?'} (${text(handoff['mode']) ?? '?'})`);
+    else bits.push(`handoff ${text(handoff['id']) ?? '?'} offered${text(handoff['to']) !== undefined ? ` to ${text(handoff['to'])}` : ''}`);
+    if (Array.isArray(handoff['scope'])) more.push(`scope: ${handoff['scope'].map(String).join(' ')}`);
+  }
   return { head: bits.join('  '), more };
 }
 
@@ -97,6 +106,20 @@ export function printTimeline(io: Output, t: Timeline): void {
   };
   walk(t.tree, '');
   io.out('');
+  const external = t.external ?? [];
+  if (external.length > 0) {
+    io.out(`${paint(io.color, 'bold', `Imported (${external.length})`)}  ${paint(io.color, 'yellow', 'lower assurance')}: external.* entries sharing this session's trace ids, not in its chain; identities as the source claimed them`);
+    for (const v of external) {
+      const e = v.event;
+      const source = typeof e.data?.['source'] === 'string' ? e.data['source'] : 'external';
+      const bits = [paint(io.color, 'dim', `${shortTime(e.time)}`), paint(io.color, 'bold', e.type)];
+      if (e.tool) bits.push(e.tool.name);
+      bits.push(paint(io.color, 'dim', `by ${e.actor.type} ${e.actor.id} (claimed)`));
+      bits.push(paint(io.color, 'yellow', `[imported from ${source}]`));
+      io.out(`  ◦ ${bits.join('  ')}`);
+    }
+    io.out('');
+  }
   if (s.sealed) io.out(`${paint(io.color, 'green', '✔')} sealed: the seal commits to ${s.seq} entries; export and verify: custody export --session ${s.id} -o ${s.id}.bundle.json`);
   else if (end?.type === 'session.revoked' || end?.type === 'session.expired') io.out(`${paint(io.color, 'red', '■')} ${end.type.slice(8)} at ${shortTime(end.time)} by ${end.actor.id}`);
   else io.out(`${paint(io.color, 'yellow', '●')} not sealed: later entries may still arrive`);

@@ -17,7 +17,7 @@ import {
 import { Ledger } from '@custody/ledger';
 import { StreamRunner } from '@custody/records';
 import { formatIssue, loadPolicySet, PolicyEngine, PolicyError } from '@custody/policy';
-import { type ApprovalStore, Approvals, createApiKey, createServer, PostgresApprovalStore, SqliteApprovalStore } from '@custody/server';
+import { type ApprovalStore, Approvals, createApiKey, createServer, ImportMappingError, loadMappingFile, PostgresApprovalStore, SqliteApprovalStore } from '@custody/server';
 
 import { DEFAULT_PORT, dataDir, loadLogSeed, openStore, writeSecret } from '../local-config.js';
 import { CliError, type Output, paint } from '../output.js';
@@ -45,6 +45,8 @@ export interface UpOptions {
   /** URL told of every new approval. */
   approvalWebhook?: string;
   approvalWebhookSecret?: string;
+  /** Import mappings of POST /v1/import/:source: `FILE` or `SOURCE=FILE`, repeatable. */
+  importMapping?: string[];
 }
 
 /**
@@ -122,7 +124,8 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
     ledger,
   );
 
-  const app = await createServer({ ledger, authority, approvals, ...(policy !== undefined ? { policy } : {}), logger: false });
+  const importMappings = (opts.importMapping ?? []).map((spec) => startup(() => loadMappingFile(spec)));
+  const app = await createServer({ ledger, authority, approvals, ...(policy !== undefined ? { policy } : {}), importMappings, logger: false });
   const address = await app.listen({ port, host });
   const url = address.replace('[::1]', 'localhost');
   authority.setIssuer(url);
@@ -136,6 +139,7 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
     if (session.created) io.out(`  new session credential key written to ${rel(session.source)} (mode 0600); kid ${session.key.kid}`);
     io.out(`  authority: issuer ${authority.issuer}; trusts ${trust.humans.length} human and ${trust.agents.length} agent issuer(s)`);
     io.out(`  approvals: wait ${ttl} s for a human${policy !== undefined ? `; decisions with policies ${policy.version}` : ''}`);
+    if (importMappings.length > 0) io.out(`  import: POST /v1/import/{${importMappings.map((m) => m.source).join(',')}}`);
     if (opts.devIssuer) io.out(paint(c, 'yellow', `  DEVELOPMENT ONLY: trusting the local dev issuer (custody dev-tokens --data ${rel(dir)}); never use --dev-issuer in production`));
     io.out();
     io.out(paint(c, 'bold', 'Next:'));
@@ -172,7 +176,7 @@ function startup<T>(step: () => T): T {
   try {
     return step();
   } catch (err) {
-    if (err instanceof AuthorityError || err instanceof PolicyError) throw new CliError(err.code, err.message);
+    if (err instanceof AuthorityError || err instanceof PolicyError || err instanceof ImportMappingError) throw new CliError(err.code, err.message);
     throw err;
   }
 }

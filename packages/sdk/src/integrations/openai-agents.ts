@@ -2,7 +2,8 @@
  * `@custody/sdk/openai-agents`: Custody for the OpenAI Agents SDK for JS
  * (`@openai/agents`, an optional peer dependency). `custodyAgentTools` wraps
  * function tools so that each call is decided by policy before it runs;
- * `recordRun` hooks a Runner so that each agent's final output is recorded.
+ * `recordRun` hooks a Runner so that each agent's final output and each handoff
+ * between agents is recorded.
  */
 import type { FunctionTool, Runner, Tool } from '@openai/agents';
 
@@ -63,12 +64,23 @@ export function custodyAgentTools<T extends Tool>(session: Session, tools: reado
 
 /**
  * Records each agent's final output of `runner`'s runs as `model.output` in
- * `session` (with the agent's name). Returns a function that stops recording.
+ * `session` (with the agent's name), and each handoff between agents
+ * (`agent_handoff`) with `session.handoff()`: a `session.delegated` entry with
+ * `data.handoff` (`stage: "offered"`, `to`: the next agent, `from`, `framework`).
+ * The next agent runs in the same process and continues this session, so the
+ * context is not used. Returns a function that stops recording.
  */
-export function recordRun(session: Session, runner: Runner): () => void {
+export function recordRun(session: Session, runner: Runner, opts: { handoffs?: boolean } = {}): () => void {
   const onEnd = (_ctx: unknown, agent: { name: string }, output: string) => {
     void session.modelOutput(output, { data: { agent: agent.name } }).catch(() => undefined);
   };
+  const onHandoff = (_ctx: unknown, from: { name: string }, to: { name: string }) => {
+    void session.handoff({ to: to.name, data: { from: from.name, framework: 'openai-agents', inProcess: true } }).catch(() => undefined);
+  };
   runner.on('agent_end', onEnd);
-  return () => runner.off('agent_end', onEnd);
+  if (opts.handoffs !== false) runner.on('agent_handoff', onHandoff);
+  return () => {
+    runner.off('agent_end', onEnd);
+    runner.off('agent_handoff', onHandoff);
+  };
 }

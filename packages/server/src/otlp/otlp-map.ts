@@ -41,19 +41,40 @@ const STATUS = ['unset', 'ok', 'error'];
 /** Why a span was not imported. */
 export class SpanRefused extends Error {}
 
-/** A plain JS value of an AnyValue (depth-limited). */
+/**
+ * The text of a scalar from an untrusted body: strings as they are, numbers and
+ * booleans as text, anything else (objects, arrays, null) undefined. Never calls
+ * a value's own toString (OTLP/JSON is attacker-controlled: `{"toString":1}`).
+ */
+function scalarText(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' ? String(v) : undefined;
+}
+
+/** A plain JS value of an AnyValue (depth-limited); null for what is not one. */
 export function valueOf(v: AnyValue | undefined, depth = 0): unknown {
-  if (v === undefined || v === null || depth > 8) return null;
-  if (v.stringValue !== undefined) return String(v.stringValue).slice(0, MAX_STRING);
+  if (v === undefined || v === null || typeof v !== 'object' || depth > 8) return null;
+  if (v.stringValue !== undefined) return scalarText(v.stringValue)?.slice(0, MAX_STRING) ?? null;
   if (v.boolValue !== undefined) return Boolean(v.boolValue);
   if (v.intValue !== undefined) {
-    const n = Number(v.intValue);
-    return Number.isSafeInteger(n) ? n : String(v.intValue);
+    const text = scalarText(v.intValue);
+    if (text === undefined) return null;
+    const n = Number(text);
+    return Number.isSafeInteger(n) ? n : text.slice(0, 64);
   }
-  if (v.doubleValue !== undefined) return Number.isFinite(Number(v.doubleValue)) ? Number(v.doubleValue) : String(v.doubleValue);
-  if (v.arrayValue !== undefined) return (v.arrayValue.values ?? []).slice(0, 256).map((x) => valueOf(x, depth + 1));
-  if (v.kvlistValue !== undefined) return attributesOf(v.kvlistValue.values, depth + 1);
-  if (v.bytesValue !== undefined) return { base64: String(v.bytesValue).slice(0, MAX_STRING) };
+  if (v.doubleValue !== undefined) {
+    const text = scalarText(v.doubleValue);
+    if (text === undefined) return null;
+    return Number.isFinite(Number(text)) ? Number(text) : text.slice(0, 64);
+  }
+  if (v.arrayValue !== undefined) {
+    const values: unknown = v.arrayValue?.values;
+    return (Array.isArray(values) ? (values as AnyValue[]) : []).slice(0, 256).map((x) => valueOf(x, depth + 1));
+  }
+  if (v.kvlistValue !== undefined) return attributesOf(v.kvlistValue?.values, depth + 1);
+  if (v.bytesValue !== undefined) {
+    const text = scalarText(v.bytesValue);
+    return text === undefined ? null : { base64: text.slice(0, MAX_STRING) };
+  }
   return null;
 }
 
@@ -104,8 +125,9 @@ export function eventOfSpan(span: OtlpSpan, resource: Record<string, unknown>, s
   if (!genai && !custody) return undefined;
   const traceId = typeof span.traceId === 'string' ? span.traceId.toLowerCase() : '';
   const spanId = typeof span.spanId === 'string' ? span.spanId.toLowerCase() : '';
-  if (!/^[0-9a-f]{32}$/.test(traceId) || /^0+$/.test(traceId)) throw new SpanRefused(`span ${JSON.stringify(span.name ?? '').slice(0, 80)}: traceId must be 32 hex digits, not all zero`);
-  if (!/^[0-9a-f]{16}$/.test(spanId) || /^0+$/.test(spanId)) throw new SpanRefused(`span ${JSON.stringify(span.name ?? '').slice(0, 80)}: spanId must be 16 hex digits, not all zero`);
+  const name = scalarText(span.name) ?? '';
+  if (!/^[0-9a-f]{32}$/.test(traceId) || /^0+$/.test(traceId)) throw new SpanRefused(`span ${JSON.stringify(name.slice(0, 80))}: traceId must be 32 hex digits, not all zero`);
+  if (!/^[0-9a-f]{16}$/.test(spanId) || /^0+$/.test(spanId)) throw new SpanRefused(`span ${JSON.stringify(name.slice(0, 80))}: spanId must be 16 hex digits, not all zero`);
 
   const type = op === undefined ? 'external.otel.span' : (OPERATION_TYPES[op] ?? 'external.otel.genai_operation');
   const start = timeOf(span.startTimeUnixNano);
@@ -148,7 +170,7 @@ export function eventOfSpan(span: OtlpSpan, resource: Record<string, unknown>, s
       ...(op !== undefined ? { operation: op } : {}),
       ...(session !== undefined ? { session } : {}),
       span: {
-        name: String(span.name ?? '').slice(0, 512),
+        name: name.slice(0, 512),
         ...(typeof span.parentSpanId === 'string' && /^[0-9a-f]{16}$/i.test(span.parentSpanId) ? { parentSpanId: span.parentSpanId.toLowerCase() } : {}),
         ...(kind !== undefined ? { kind } : {}),
         ...(start !== undefined ? { start } : {}),
@@ -161,7 +183,7 @@ export function eventOfSpan(span: OtlpSpan, resource: Record<string, unknown>, s
       ...(Object.keys(usage).length > 0 ? { usage } : {}),
       attributes: rest,
       resource: { 'service.name': service, ...Object.fromEntries(Object.entries(resource).filter(([k]) => k.startsWith('service.') || k.startsWith('telemetry.sdk.')).slice(0, 16)) },
-      ...(scope?.name !== undefined ? { scope: { name: String(scope.name).slice(0, 256), ...(scope.version !== undefined ? { version: String(scope.version).slice(0, 64) } : {}) } } : {}),
+      ...(scalarText(scope?.name) !== undefined ? { scope: { name: scalarText(scope!.name)!.slice(0, 256), ...(scalarText(scope!.version) !== undefined ? { version: scalarText(scope!.version)!.slice(0, 64) } : {}) } } : {}),
       ...content,
     },
   };
