@@ -7,6 +7,7 @@
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -78,6 +79,7 @@ describe('POST /v1/traces', () => {
   it.each([
     ['OTLP/HTTP JSON', (url: string) => new HttpExporter({ url, headers: { authorization: `Bearer ${key}` } })],
     ['OTLP/HTTP protobuf', (url: string) => new ProtoExporter({ url, headers: { authorization: `Bearer ${key}` } })],
+    ['OTLP/HTTP protobuf, gzip', (url: string) => new ProtoExporter({ url, headers: { authorization: `Bearer ${key}` }, compression: 'gzip' as never })],
   ])('puts GenAI spans from the real %s exporter in the session timeline, as imported evidence', async (_name, make) => {
     const { session, traceId } = await agentRun(make(`${server.url}/v1/traces`), `otlp ${_name}`);
     const tl = await timeline(session.id);
@@ -115,5 +117,19 @@ describe('POST /v1/traces', () => {
     expect(garbage.status).toBe(400);
     expect(await garbage.json()).toMatchObject({ error: { code: 'OTLP_INVALID' } });
     expect((await fetch(`${server.url}/v1/traces`, { method: 'POST', body, headers: { 'content-type': 'application/json' } })).status).toBe(401);
+  });
+
+  it('takes Content-Encoding: gzip, and refuses broken gzip (400) and other encodings (415)', async () => {
+    const span = { traceId: '6c8efff798038103d269b633813fc60d', spanId: 'fee19b7ec3c1b175', name: 'chat m', kind: 3, startTimeUnixNano: '1763800000000000000', endTimeUnixNano: '1763800001000000000', attributes: [{ key: 'gen_ai.operation.name', value: { stringValue: 'chat' } }] };
+    const body = JSON.stringify({ resourceSpans: [{ resource: { attributes: [] }, scopeSpans: [{ scope: { name: 's' }, spans: [span] }] }] });
+    const gz = await api(server.url, key, '/v1/traces', { method: 'POST', body: gzipSync(body), headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    expect(gz.status).toBe(200);
+    expect(((await (await api(server.url, key, '/v1/events?trace=6c8efff798038103d269b633813fc60d')).json()) as { events: unknown[] }).events).toHaveLength(1);
+    const broken = await api(server.url, key, '/v1/traces', { method: 'POST', body: gzipSync(body).subarray(0, 20), headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    expect(broken.status).toBe(400);
+    expect(await broken.json()).toMatchObject({ error: { code: 'OTLP_INVALID' } });
+    const br = await api(server.url, key, '/v1/traces', { method: 'POST', body, headers: { 'content-type': 'application/json', 'content-encoding': 'br' } });
+    expect(br.status).toBe(415);
+    expect(await br.json()).toMatchObject({ error: { code: 'MEDIA_TYPE_UNSUPPORTED' } });
   });
 });

@@ -5,6 +5,9 @@
  * See docs/sdk.md, "OTLP import".
  * @internal
  */
+import { PassThrough, type Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+
 import { FormatError, type PreparedEvent } from '@custody/core';
 import { LedgerError } from '@custody/ledger';
 import type { FastifySchemaCompiler } from 'fastify';
@@ -38,6 +41,25 @@ const RESPONSE = {
   },
 } as const;
 
+/**
+ * `Content-Encoding: gzip` (what OTLP exporters send with compression on): the
+ * body is inflated as it arrives; Fastify's body limit applies to both the
+ * compressed and the inflated length (a small bomb cannot inflate past it).
+ */
+async function inflate(request: { headers: Record<string, string | string[] | undefined> }, payload: Readable): Promise<Readable> {
+  const enc = String(request.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (enc === 'identity' || enc === '') return payload;
+  if (enc !== 'gzip') throw new ApiError('MEDIA_TYPE_UNSUPPORTED', 415, `Content-Encoding ${enc.slice(0, 40)} is not supported on /v1/traces: send gzip or none`);
+  const out = new PassThrough() as PassThrough & { receivedEncodedLength: number };
+  out.receivedEncodedLength = 0;
+  const gunzip = createGunzip();
+  payload.on('data', (chunk: Buffer) => (out.receivedEncodedLength += chunk.length));
+  payload.on('error', (err) => out.destroy(err));
+  gunzip.on('error', () => out.destroy(new ApiError('OTLP_INVALID', 400, 'the body is not valid gzip (Content-Encoding: gzip)')));
+  payload.pipe(gunzip).pipe(out);
+  return out;
+}
+
 /** Registers POST /v1/traces. */
 export function otlpRoutes(ctx: RouteContext): void {
   const { app, ledger } = ctx;
@@ -48,12 +70,13 @@ export function otlpRoutes(ctx: RouteContext): void {
     method: 'POST',
     url: '/v1/traces',
     ...(append.onRequest ? { onRequest: append.onRequest } : {}),
+    preParsing: async (request, _reply, payload) => inflate(request, payload),
     validatorCompiler: bodyCompiler,
     schema: {
       tags: ['events'],
       summary: 'Import OpenTelemetry traces (OTLP/HTTP)',
       description:
-        'An OTLP/HTTP trace export (application/json or application/x-protobuf, uncompressed), as OpenTelemetry exporters send it: point OTEL_EXPORTER_OTLP_TRACES_ENDPOINT here with an ingest key in the Authorization header. ' +
+        'An OTLP/HTTP trace export (application/json or application/x-protobuf, uncompressed or with Content-Encoding: gzip), as OpenTelemetry exporters send it: point OTEL_EXPORTER_OTLP_TRACES_ENDPOINT here with an ingest key in the Authorization header. ' +
         'Spans with GenAI attributes (gen_ai.operation.name: invoke_agent, execute_tool, chat …) or custody.* attributes become external.otel.* entries that keep their trace and span ids and are marked imported (lower assurance); other spans are skipped. ' +
         'Each span has a stable event id, so a retried export is a duplicate, never a second entry. Spans without valid ids are refused and counted in partialSuccess. ' +
         rolesLine(ROLES.append),
