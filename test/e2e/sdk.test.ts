@@ -130,6 +130,11 @@ describe('@custody/sdk against custody up', () => {
       expect(byId.get(e.event.cause!)?.type).toBe('tool.requested');
       expect(e.event.trace?.traceId).toBe(session.traceId);
     }
+    // The server-written decision entries join the session's trace (traceparent) and name what led to the call.
+    for (const e of events.filter((x) => x.event.type === 'tool.requested' || x.event.type === 'policy.decided')) {
+      expect(e.event.trace?.traceId, e.event.type).toBe(session.traceId);
+      expect(byId.has(e.event.cause!), `${e.event.type} names an earlier event as cause`).toBe(true);
+    }
     // Secrets in the prompt were redacted before they left the agent.
     expect(JSON.stringify(events.find((e) => e.event.type === 'prompt.received')!.event.data)).not.toContain('sk-live-0123456789abcdef0123456789');
     const report = await bundleOk(server.url, key, session.id);

@@ -229,7 +229,11 @@ export class Session {
     try {
       // What happened before the call is delivered first, so the log keeps the order it happened in.
       await this.#core.outbox.flush(0);
-      const answer = await this.#decideAndWait(full, { tool: { server, name: tool }, arguments: jsonSafe(args), capture: capture.arguments, ...(opts.callId !== undefined ? { callId: opts.callId } : {}) }, opts);
+      const answer = await this.#decideAndWait(
+        full,
+        { tool: { server, name: tool }, arguments: jsonSafe(args), capture: capture.arguments, ...(opts.callId !== undefined ? { callId: opts.callId } : {}), ...(this.#last !== undefined ? { cause: this.#last } : {}) },
+        opts,
+      );
       call = answer.call;
     } catch (err) {
       if (!(err instanceof LedgerUnavailableError) || mode === 'fail-closed') throw err;

@@ -35,6 +35,17 @@ interface DecisionBody {
   decision?: DecisionPart;
   approval?: string;
   approvalTtlSeconds?: number;
+  cause?: string;
+}
+
+/** W3C Trace Context `traceparent` (version 00): the trace the decision's entries join. */
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The trace context of a request's `traceparent` header, when it is valid (an invalid one is ignored, as W3C says). */
+export function traceOf(header: string | string[] | undefined): { traceId: string; spanId: string; flags: string } | undefined {
+  const m = typeof header === 'string' ? TRACEPARENT.exec(header.trim()) : null;
+  if (m === null || /^0+$/.test(m[1]!) || /^0+$/.test(m[2]!)) return undefined;
+  return { traceId: m[1]!, spanId: m[2]!, flags: m[3]! };
 }
 
 const DECISION_SCHEMA = {
@@ -93,6 +104,7 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
             decision: { ...DECISION_SCHEMA, description: "The enforcement point's own decision (API key callers only)." },
             approval: { type: 'string', pattern: '^apr-[0-9a-f-]{36}$', description: 'A granted approval for this exact call, used once.' },
             approvalTtlSeconds: { type: 'integer', minimum: 1, maximum: 86400, description: 'How long a new approval waits (capped by the server\'s setting).' },
+            cause: { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$', description: 'The event that led to this call (e.g. the model output that asked for it): the cause of tool.requested. A W3C `traceparent` header puts both entries in that trace.' },
           },
         },
         response: {
@@ -165,7 +177,14 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
       const now = approvals.now().toISOString();
       const callEvent = uuidv7();
       const decisionEvent = uuidv7();
-      const common = { session: { id: s.id }, initiator: s.initiator, chain: s.chain, tool: { name: tool, server: body.tool.server, ...(body.callId !== undefined ? { callId: body.callId } : {}) } };
+      const trace = traceOf(request.headers.traceparent);
+      const common = {
+        session: { id: s.id },
+        initiator: s.initiator,
+        chain: s.chain,
+        tool: { name: tool, server: body.tool.server, ...(body.callId !== undefined ? { callId: body.callId } : {}) },
+        ...(trace !== undefined ? { trace } : {}),
+      };
       const credentialRef = { jti: v.credential.jti, fingerprint: v.credential.fingerprint };
       const drafts: EventDraft[] = [
         {
@@ -173,6 +192,7 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
           type: 'tool.requested',
           time: now,
           ...common,
+          ...(body.cause !== undefined ? { cause: body.cause } : {}),
           actor: s.agent,
           ...(s.workload !== undefined ? { workload: s.workload } : {}),
           credential: credentialRef,
