@@ -17,6 +17,7 @@ export type SdkErrorCode =
   | 'SDK_CONFIG_INVALID'
   | 'SDK_SPOOL_LOCKED'
   | 'SDK_SPOOL_CORRUPT'
+  | 'SDK_SPOOL_FULL'
   | 'SDK_HANDOFF_INVALID';
 
 /** Base class of every SDK error; branch on `code` or on the subclass. */

@@ -4,6 +4,7 @@
  * in append order until it is acknowledged. The durable, fsync'd implementation
  * is Node-only: `FileSpool` from `@custody/sdk/spool`.
  */
+import { SdkError } from './errors.js';
 
 /** An event as it is sent to `POST /v1/events`: always with its `id`, so delivery is idempotent. */
 export type OutgoingEvent = Record<string, unknown> & { id: string; type: string };
@@ -26,18 +27,33 @@ export interface SpoolStore {
   close(): Promise<void>;
 }
 
-/** A spool in memory: survives a ledger outage, not a crash of this process. The default. */
+/**
+ * A spool in memory: survives a ledger outage, not a crash of this process. The default.
+ * It holds at most `maxEvents` (default 100,000): past that, recording fails with
+ * `SDK_SPOOL_FULL` rather than lose an event or grow without bound.
+ */
 export class MemorySpool implements SpoolStore {
   readonly durable = false;
+  readonly maxEvents: number;
   readonly #events: OutgoingEvent[] = [];
-  /** Events the ledger refused for good, with why. */
+  /** Events the ledger refused for good, with why (the newest 1,000). */
   readonly rejected: { event: OutgoingEvent; error: { code: string; message: string } }[] = [];
+
+  constructor(opts: { maxEvents?: number } = {}) {
+    this.maxEvents = opts.maxEvents ?? 100_000;
+    if (!Number.isSafeInteger(this.maxEvents) || this.maxEvents < 1) throw new SdkError('SDK_CONFIG_INVALID', 'MemorySpool maxEvents must be a positive integer');
+  }
 
   pending(): number {
     return this.#events.length;
   }
 
   append(events: readonly OutgoingEvent[]): Promise<void> {
+    if (this.#events.length + events.length > this.maxEvents) {
+      return Promise.reject(
+        new SdkError('SDK_SPOOL_FULL', `the in-memory spool holds ${this.#events.length} events waiting for the ledger (at most ${this.maxEvents}); the event was not recorded. Use a FileSpool to ride out longer outages.`),
+      );
+    }
     this.#events.push(...events);
     return Promise.resolve();
   }
@@ -52,6 +68,7 @@ export class MemorySpool implements SpoolStore {
   }
 
   reject(event: OutgoingEvent, error: { code: string; message: string }): Promise<void> {
+    if (this.rejected.length >= 1_000) this.rejected.shift();
     this.rejected.push({ event, error });
     return Promise.resolve();
   }
