@@ -17,6 +17,11 @@ export default tseslint.config(
     },
   },
   {
+    // The web console runs in the browser.
+    files: ['packages/console/**/*.{ts,tsx}'],
+    languageOptions: { globals: { ...globals.browser } },
+  },
+  {
     // Library code: no console, and core does no I/O (node:crypto only behind #sha256 and #ed25519-sign).
     files: ['packages/core/src/**/*.ts'],
     ignores: ['**/*.test.ts', 'packages/core/src/sha256-node.ts', 'packages/core/src/ed25519-sign-node.ts'],

@@ -15,6 +15,7 @@ import { type ImportMapping, mappingsBySource } from './import/mapping.js';
 import { BEARER, type RouteContext } from './route-kit.js';
 import { approvalRoutes } from './routes/approval-routes.js';
 import { authorityRoutes } from './routes/authority-routes.js';
+import { CONSOLE_HEADERS, consoleRoutes, wantsConsole } from './routes/console-routes.js';
 import { decisionRoutes } from './routes/decision-routes.js';
 import { eventRoutes } from './routes/event-routes.js';
 import { importRoutes } from './routes/import-routes.js';
@@ -46,6 +47,8 @@ export interface ServerOptions {
   policy?: PolicyEngine;
   /** Mappings of POST /v1/import/:source, one per source (`loadMappingFile`). Default none. */
   importMappings?: readonly ImportMapping[];
+  /** The built web console's folder (packages/console/dist), served at `/` to browsers. Default none. */
+  consoleDir?: string;
 }
 
 /** One registered route, as the OpenAPI coverage test sees it. @internal */
@@ -120,9 +123,12 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   routeTables.set(app, []);
 
   app.setErrorHandler((err: unknown, request, reply) => sendError(err, request, reply));
-  app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.slice(0, 200)}; see /v1/openapi.json` } }),
-  );
+  // The console, when given: its assets, and its page for browser navigations outside the API.
+  const consoleHtml = opts.consoleDir !== undefined ? await consoleRoutes(app, opts.consoleDir) : undefined;
+  app.setNotFoundHandler((request, reply) => {
+    if (consoleHtml !== undefined && wantsConsole(request)) return reply.code(200).headers(CONSOLE_HEADERS).type('text/html; charset=utf-8').send(consoleHtml);
+    return reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.slice(0, 200)}; see /v1/openapi.json` } });
+  });
   // Responses are plain JSON.stringify: route schemas document them (and a test checks
   // every response against the OpenAPI document), but never silently drop a field.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
@@ -180,7 +186,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   });
 
   const ctx: RouteContext = { app, ledger: opts.ledger, maxBatch, bodyLimit };
-  metaRoutes(ctx);
+  metaRoutes(ctx, consoleHtml);
   eventRoutes(ctx);
   sessionRoutes(ctx);
   reportRoutes(ctx);

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
 
 import {
   Authority,
@@ -125,7 +126,8 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
   );
 
   const importMappings = (opts.importMapping ?? []).map((spec) => startup(() => loadMappingFile(spec)));
-  const app = await createServer({ ledger, authority, approvals, ...(policy !== undefined ? { policy } : {}), importMappings, logger: false });
+  const consoleDir = builtConsole();
+  const app = await createServer({ ledger, authority, approvals, ...(policy !== undefined ? { policy } : {}), importMappings, ...(consoleDir !== undefined ? { consoleDir } : {}), logger: false });
   const address = await app.listen({ port, host });
   const url = address.replace('[::1]', 'localhost');
   authority.setIssuer(url);
@@ -143,10 +145,13 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
     if (opts.devIssuer) io.out(paint(c, 'yellow', `  DEVELOPMENT ONLY: trusting the local dev issuer (custody dev-tokens --data ${rel(dir)}); never use --dev-issuer in production`));
     io.out();
     io.out(paint(c, 'bold', 'Next:'));
+    if (consoleDir !== undefined) io.out(`  the console: ${url}/  (sign in with the API key in ${rel(keyPath)})`);
+    else io.out('  the web console is not built (npm run build builds it)');
     io.out(`  export CUSTODY_URL=${url} CUSTODY_API_KEY=$(cat ${rel(keyPath)})`);
     io.out(`  curl -s -X POST $CUSTODY_URL/v1/events -H "authorization: Bearer $CUSTODY_API_KEY" -H 'content-type: application/json' \\`);
     io.out(`    -d '{"type":"session.opened","session":{"id":"s-1","objective":"try custody"},"initiator":{"type":"human","id":"alice@example.com"},"actor":{"type":"agent","id":"my-agent"}}'`);
     io.out(`  npx custody export --session s-1 -o s-1.bundle.json && npx custody verify s-1.bundle.json --key "$(curl -s $CUSTODY_URL/v1/log/key -H "authorization: Bearer $CUSTODY_API_KEY")"`);
+    if (consoleDir !== undefined) io.out(`  then open ${url}/sessions/s-1: its evidence is verified in your browser`);
     io.out(`  API reference: ${url}/v1/openapi.json   Stop with Ctrl-C.`);
     io.out();
   }
@@ -178,5 +183,15 @@ function startup<T>(step: () => T): T {
   } catch (err) {
     if (err instanceof AuthorityError || err instanceof PolicyError || err instanceof ImportMappingError) throw new CliError(err.code, err.message);
     throw err;
+  }
+}
+
+/** The built web console (`@custody/console`'s dist folder), when it is installed and built. */
+function builtConsole(): string | undefined {
+  try {
+    const dir = join(dirname(createRequire(import.meta.url).resolve('@custody/console/package.json')), 'dist');
+    return existsSync(join(dir, 'index.html')) ? dir : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -3,9 +3,10 @@
  * @internal
  */
 import { PUBLIC, type RouteContext, errorResponses } from '../route-kit.js';
+import { CONSOLE_HEADERS, wantsConsole } from './console-routes.js';
 
 /** Registers the public routes. */
-export function metaRoutes(ctx: RouteContext): void {
+export function metaRoutes(ctx: RouteContext, consoleHtml?: string): void {
   const { app, ledger } = ctx;
 
   app.get(
@@ -40,20 +41,24 @@ export function metaRoutes(ctx: RouteContext): void {
       schema: {
         tags: ['meta'],
         summary: 'API root',
-        description: 'Where things are. No API key needed.',
+        description: 'Where things are. No API key needed. A browser (Accept: text/html) gets the web console instead, when the server has it.',
         security: [],
         response: {
           200: {
             type: 'object',
             required: ['name', 'api', 'openapi', 'health'],
             additionalProperties: false,
-            properties: { name: { type: 'string' }, api: { type: 'string' }, openapi: { type: 'string' }, health: { type: 'string' } },
+            properties: { name: { type: 'string' }, api: { type: 'string' }, openapi: { type: 'string' }, health: { type: 'string' }, console: { type: 'string', description: 'Present when this server serves the web console (to requests that accept text/html).' } },
           },
           ...errorResponses(PUBLIC),
         },
       },
     },
-    async () => ({ name: 'Custody', api: '/v1', openapi: '/v1/openapi.json', health: '/v1/health' }),
+    async (request, reply) => {
+      // A browser gets the web console (when this server has it); API clients get where things are.
+      if (consoleHtml !== undefined && wantsConsole(request)) return reply.headers(CONSOLE_HEADERS).type('text/html; charset=utf-8').send(consoleHtml);
+      return { name: 'Custody', api: '/v1', openapi: '/v1/openapi.json', health: '/v1/health', ...(consoleHtml !== undefined ? { console: '/' } : {}) };
+    },
   );
 
   app.get(

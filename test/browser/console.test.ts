@@ -1,0 +1,249 @@
+/**
+ * The web console end to end, in Debian's Chromium driven by playwright-core,
+ * against a real `custody up` (with the console built) and sessions recorded
+ * through the real authority and decision point by @custody/sdk: sign-in and
+ * search, the session page, the "verified in your browser" badge turning red on a
+ * tampered bundle, an approval answered in the queue, and a revocation.
+ *
+ * CUSTODY_SCREENSHOTS=1 also writes the main pages to docs/screenshots/.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Custody } from '@custody/sdk';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { api, custody as cli, type Server, startServer } from '../e2e/custody-process.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+const shots = process.env['CUSTODY_SCREENSHOTS'] === '1' ? join(root, 'docs/screenshots') : undefined;
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && process.env['CI'] === 'true') throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (apt-get install -y chromium)`);
+
+let dir: string;
+let server: Server;
+let adminKey: string;
+let approverKey: string;
+let browser: Browser;
+let custody: Custody;
+/** A session with allowed, denied and human-approved calls, sealed. */
+let sealed: string;
+
+function devTokens(human: string, agent: string) {
+  const r = cli(['dev-tokens', '--data', dir, '--human', human, '--agent', agent, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as { subject_token: string; actor_token: string };
+}
+
+async function approveNext(sessionId: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const list = (await (await api(server.url, adminKey, `/v1/approvals?status=pending&session=${sessionId}`)).json()) as { approvals: { id: string }[] };
+    if (list.approvals.length > 0) {
+      const res = await api(server.url, approverKey, `/v1/approvals/${list.approvals[0]!.id}`, { method: 'POST', body: JSON.stringify({ decision: 'approve', reason: 'invoice checked' }) });
+      expect(res.status).toBe(200);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('no approval appeared');
+}
+
+async function signedIn(key: string, path = '/'): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+  await page.goto(`${server.url}${path}`);
+  await page.getByLabel('API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  return page;
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  if (shots === undefined) return;
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, `${name}.png`) });
+}
+
+describe.skipIf(!haveChromium)('the web console in Chromium', () => {
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'custody-browser-'));
+    server = await startServer(['--data', dir, '--dev-issuer', '--policies', join(root, 'examples/policies')]);
+    adminKey = readFileSync(join(dir, 'admin.key'), 'utf8').trim();
+    const created = await api(server.url, adminKey, '/v1/keys', { method: 'POST', body: JSON.stringify({ role: 'approve', name: 'bob@example.com' }) });
+    approverKey = ((await created.json()) as { key: string }).key;
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+
+    // A realistic session: allowed, denied and human-approved calls, a delegation, the seal.
+    custody = new Custody({ url: server.url, apiKey: adminKey, approvalTimeoutMs: 20_000 });
+    const t = devTokens('alice@example.com', 'agent:refunds');
+    const s = await custody.openSession({ subjectToken: t.subject_token, actorToken: t.actor_token, scope: 'files.* payments.*', objective: 'pay the March invoice' });
+    await s.prompt('pay invoice 2026-03 from the files');
+    const read = s.tool('files.read_file', ({ path }: { path: string }) => `invoice at ${path}: 2500.00 EUR`);
+    await read({ path: 'invoices/2026-03.txt' });
+    await expect(read({ path: 'prod.env' })).rejects.toMatchObject({ code: 'SDK_DENIED' });
+    const transfer = s.tool('payments.transfer', (a: { amount: number; currency: string; to: string }) => ({ ok: true, amount: a.amount }));
+    const approving = approveNext(s.id);
+    await transfer({ amount: 250_000, currency: 'EUR', to: 'DE89370400440532013000' });
+    await approving;
+    const child = await s.delegate({ actorToken: devTokens('alice@example.com', 'agent:reports').actor_token, scope: 'files.*', objective: 'summarise the invoice' });
+    await child.close();
+    await s.close({ reason: 'done' });
+    sealed = s.id;
+  }, 120_000);
+
+  afterAll(async () => {
+    await custody?.close();
+    await browser?.close();
+    await server?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('signs in with an API key and searches by user, tool and decision', async () => {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    await page.goto(`${server.url}/`);
+    await page.getByLabel('API key').fill('cust_aaaaaaaaaaaa_bogusbogusbogusbogusbogusbogusbogusbogusbog');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('UNAUTHENTICATED');
+    await page.getByLabel('API key').fill(adminKey);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Latest sessions' }).waitFor();
+    await expect.poll(() => page.locator('table').first().textContent()).toContain(sealed);
+
+    await page.getByLabel('User (initiator)').fill('alice@example.com');
+    await page.getByLabel('Tool').fill('files.read_file');
+    await page.getByLabel('Decision').selectOption('deny');
+    await page.getByRole('button', { name: 'Search', exact: true }).click();
+    const results = page.getByRole('region', { name: /Events/ });
+    await expect.poll(() => results.locator('tbody tr').count()).toBe(1);
+    expect(await results.locator('tbody tr').first().textContent()).toContain('policy.decided');
+    await shot(page, 'search');
+
+    // Each result links to its session.
+    await results.getByRole('link', { name: sealed }).click();
+    await page.getByRole('heading', { name: `Session ${sealed}` }).waitFor();
+    await page.close();
+  });
+
+  it('shows a session: causal tree, delegation, decisions with policies, approvals, credentials, and a green badge', async () => {
+    const page = await signedIn(adminKey, `/sessions/${sealed}`);
+    const badge = page.getByTestId('verify-badge');
+    await expect.poll(() => badge.getAttribute('data-state'), { timeout: 20_000 }).toBe('verified');
+    expect(await badge.textContent()).toContain('Verified in your browser');
+    expect(await badge.textContent()).toContain('complete (sealed)');
+    expect(await page.getByText('pay the March invoice').count()).toBeGreaterThan(0);
+
+    const graph = page.getByRole('list', { name: 'Delegation chain' });
+    expect(await graph.textContent()).toContain('alice@example.com');
+    expect(await graph.textContent()).toContain('agent:refunds');
+    expect(await graph.textContent()).toContain('agent:reports');
+
+    const tree = page.getByRole('tree', { name: 'Causal tree' });
+    const text = (await tree.textContent()) ?? '';
+    for (const t of ['session.opened', 'tool.requested', 'policy.decided', 'approval.requested', 'approval.granted', 'tool.completed', 'session.closed']) expect(text).toContain(t);
+    expect(text).toMatch(/deny/);
+    expect(text).toContain('by human');
+    // A decision sits under the call it decided: nested in the call's group.
+    expect(await tree.locator('[role=treeitem] [role=group] .step-policy').count()).toBeGreaterThan(0);
+
+    const approvals = page.getByRole('region', { name: 'Approvals' });
+    expect(await approvals.textContent()).toContain('bob@example.com');
+    expect(await approvals.textContent()).toContain('invoice checked');
+    expect(await approvals.textContent()).toMatch(/ip: /);
+    const credentials = page.getByRole('region', { name: 'Credentials' });
+    expect(await credentials.textContent()).toMatch(/revoked|expired|active/);
+    await shot(page, 'session');
+    await page.close();
+  });
+
+  it('turns the badge red, naming what failed, when the bundle it downloads was tampered with', async () => {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    await page.route('**/v1/sessions/*/bundle', async (route) => {
+      const res = await route.fetch();
+      const bundle = (await res.json()) as { records: { entry: string }[] };
+      // Flip one byte of the second entry: its receipt no longer matches the signed checkpoint.
+      const bytes = Buffer.from(bundle.records[1]!.entry, 'base64');
+      bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0x01;
+      bundle.records[1]!.entry = bytes.toString('base64');
+      await route.fulfill({ response: res, json: bundle });
+    });
+    await page.goto(`${server.url}/sessions/${sealed}`);
+    await page.getByLabel('API key').fill(adminKey);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const badge = page.getByTestId('verify-badge');
+    await expect.poll(() => badge.getAttribute('data-state'), { timeout: 20_000 }).toBe('failed');
+    const text = (await badge.textContent()) ?? '';
+    expect(text).toContain('Verification failed in your browser');
+    expect(text).toMatch(/record 1/);
+    expect(await page.getByRole('list', { name: 'What failed' }).locator('li').count()).toBeGreaterThan(0);
+    await shot(page, 'session-tampered');
+    await page.close();
+  });
+
+  it('answers a held call from the approval queue, with its full context, and the call proceeds', async () => {
+    const t = devTokens('carol@example.com', 'agent:payouts');
+    const s = await custody.openSession({ subjectToken: t.subject_token, actorToken: t.actor_token, scope: 'payments.*', objective: 'pay supplier 77' });
+    const transfer = s.tool('payments.transfer', (a: { amount: number; currency: string; to: string }) => ({ ok: true, amount: a.amount }));
+    const held = transfer({ amount: 480_000, currency: 'EUR', to: 'FR7630006000011234567890189' });
+
+    for (let i = 0; i < 200; i++) {
+      const pending = (await (await api(server.url, adminKey, `/v1/approvals?status=pending&session=${s.id}`)).json()) as { approvals: unknown[] };
+      if (pending.approvals.length > 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const page = await signedIn(approverKey, '/approvals');
+    const card = page.locator('article.approval').filter({ hasText: 'pay supplier 77' });
+    await expect.poll(() => card.count(), { timeout: 20_000 }).toBe(1);
+    const context = (await card.textContent()) ?? '';
+    for (const want of ['payments.transfer', 'carol@example.com', 'agent:payouts', 'FR7630006000011234567890189', '480000']) expect(context).toContain(want);
+    await shot(page, 'approvals');
+    await card.getByLabel('Reason (recorded)').fill('supplier confirmed by phone');
+    await card.getByRole('button', { name: 'Approve' }).click();
+    await expect.poll(() => card.getByRole('status').textContent()).toContain('granted');
+    expect(await held).toEqual({ ok: true, amount: 480_000 });
+
+    const events = (await (await api(server.url, adminKey, `/v1/events?session=${s.id}&type=approval.granted`)).json()) as { events: { event: { approval: { approver: { id: string }; reason?: string } } }[] };
+    expect(events.events).toHaveLength(1);
+    expect(events.events[0]!.event.approval).toMatchObject({ approver: { id: 'bob@example.com' }, reason: 'supplier confirmed by phone' });
+    await s.close();
+    await page.close();
+  });
+
+  it('revokes a session with the kill switch, after a confirmation', async () => {
+    const t = devTokens('dave@example.com', 'agent:ops');
+    const s = await custody.openSession({ subjectToken: t.subject_token, actorToken: t.actor_token, scope: 'files.*', objective: 'clean up old reports' });
+    await s.prompt('clean up the reports folder');
+    const page = await signedIn(adminKey, `/sessions/${s.id}`);
+    await page.getByRole('button', { name: 'Revoke session…' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Revoke this session?' });
+    await dialog.waitFor();
+    // Cancel first: nothing happens.
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    expect(((await (await api(server.url, adminKey, `/v1/authority/sessions/${s.id}`)).json()) as { session: { status: string } }).session.status).toBe('active');
+    await page.getByRole('button', { name: 'Revoke session…' }).click();
+    await dialog.getByLabel('Reason (recorded)').fill('agent misbehaving');
+    await dialog.getByRole('button', { name: 'Revoke', exact: true }).click();
+    await expect.poll(() => page.getByRole('status').filter({ hasText: 'Revoked' }).count()).toBe(1);
+    const after = (await (await api(server.url, adminKey, `/v1/authority/sessions/${s.id}`)).json()) as { session: { status: string; endReason?: string } };
+    expect(after.session).toMatchObject({ status: 'revoked', endReason: 'agent misbehaving' });
+    await expect.poll(async () => (await page.locator('.session-head').textContent()) ?? '').toContain('revoked');
+    // The session's credential is refused from now on: its next tool call does not run.
+    await expect(s.tool('files.read_file', () => 'never')({ path: 'a.txt' })).rejects.toMatchObject({ code: 'SDK_REVOKED' });
+    await page.close();
+  });
+
+  it('shows a principal page and a report page whose rows link to their sessions', async () => {
+    const page = await signedIn(adminKey, `/principals/${encodeURIComponent('agent:refunds')}`);
+    await page.getByRole('heading', { name: 'By type' }).waitFor();
+    await expect.poll(() => page.locator('.counts').first().textContent()).toMatch(/\d/);
+    expect(await page.getByRole('link', { name: sealed }).count()).toBeGreaterThan(0);
+    await page.goto(`${server.url}/reports/denied-calls`);
+    await expect.poll(() => page.locator('tbody tr').count(), { timeout: 20_000 }).toBeGreaterThan(0);
+    expect(await page.locator('tbody').getByRole('link', { name: sealed }).count()).toBeGreaterThan(0);
+    await shot(page, 'report-denied-calls');
+    await page.goto(`${server.url}/reports/compliance`);
+    await expect.poll(() => page.locator('article.card').count(), { timeout: 20_000 }).toBeGreaterThan(3);
+    await page.close();
+  });
+});
