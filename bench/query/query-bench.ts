@@ -261,7 +261,7 @@ Settings: **${fmt(size)} entries** (${fmt(entryBytes / size)} bytes on average) 
 Building the dataset: ${fmt(totalMs / 1000, 1)} s in all; sealing ${fmt(buildMs / 1000, 1)} s; appending ${appendLine}.
 Each query runs ${ROUNDS} times after 3 warm-up calls (or fewer when it exhausts a budget of ${fmt(BUDGET_MS / 1000)} s per query and store; the table says so), each time with fresh random parameters drawn from values that exist (a random sample of ${fmt(SAMPLE)} entries read back), one call at a time; \`queryEntries\` and \`listSessions\` ask for a page of ${LIMIT}, newest first; page 3 times only the third call (pages 1 and 2 fetched untimed). Reports run through the \`Ledger\` facade (the store's selection, the selected entries read back and decoded, rows built; a page of ${LIMIT} rows) on the same data: the fixture has no scoped chains, no activity after a session's end and no chain deeper than 2 hops, so those reports walk their whole index, their worst case. The baseline is a primary-key point read of one random entry on the same store in the same run; "vs point read" is the query's p99 over the point read's p99. Peak RSS ${fmt(peakRssMiB())} MiB.
 
-| query | SQLite p50 / p99 | vs point read | PostgreSQL p50 / p99 | vs point read | target |
+| query | SQLite p50 / p99 | vs point read | PostgreSQL p50 / p99 | vs point read | ${N === 1_000_000 ? 'target' : 'target (set for 1M entries)'} |
 | --- | --- | --- | --- | --- | --- |
 ${rows.map((r) => `| ${r.join(' | ')} |`).join('\n')}
 
