@@ -46,8 +46,8 @@ export default tseslint.config(
     },
   },
   {
-    // File names are kebab-case.
-    files: ['**/*.ts'],
+    // File names are kebab-case (the console's React files too).
+    files: ['**/*.ts', '**/*.tsx'],
     plugins: {
       custody: {
         rules: {
@@ -57,7 +57,7 @@ export default tseslint.config(
               const name = context.filename.split(/[\\/]/).pop() ?? '';
               return {
                 Program(node) {
-                  if (!/^[a-z0-9]+(-[a-z0-9]+)*(\.[a-z0-9]+)*\.ts$/.test(name)) context.report({ node, messageId: 'name', data: { name } });
+                  if (!/^[a-z0-9]+(-[a-z0-9]+)*(\.[a-z0-9]+)*\.tsx?$/.test(name)) context.report({ node, messageId: 'name', data: { name } });
                 },
               };
             },

@@ -2,7 +2,7 @@
 import type { ReactNode } from 'react';
 import { useParams } from 'react-router-dom';
 
-import { api, type EventView } from '../api.js';
+import { api, type EventView, type Principal } from '../api.js';
 import { Failure, Loading, SessionLink } from '../format.js';
 import { useData } from '../use-data.js';
 import { EventTable } from './search.js';
@@ -40,17 +40,31 @@ function Counts({ title, counts }: { title: string; counts: Record<string, numbe
   );
 }
 
+/** How the log knows this principal: its record in the first entry that names it, in any role. */
+function principalIn(events: EventView[], id: string): Principal | undefined {
+  for (const { event: e } of events) {
+    const all = [e.initiator, e.actor, ...(e.chain ?? []).map((l) => l.principal), e.approval?.approver];
+    const p = all.find((x) => x?.id === id);
+    if (p !== undefined) return p;
+  }
+  return undefined;
+}
+
 export function PrincipalPage(): ReactNode {
   const { id = '' } = useParams();
   const activity = useData(() => api<Activity>(`/v1/reports/principal-activity?principal=${encodeURIComponent(id)}`), [id]);
   const events = useData(() => api<{ events: EventView[] }>(`/v1/principals/${encodeURIComponent(id)}/events?limit=50`), [id]);
   const a = activity.data;
-  const kind = id.startsWith('spiffe://') ? 'workload' : id.includes('@') ? 'human' : id.startsWith('agent:') ? 'agent' : 'principal';
+  const known = principalIn(events.data?.events ?? [], id);
+  const kind = known?.type ?? 'principal';
   return (
     <>
       <h1>
         <span className={`ptype ptype-${kind}`}>{kind}</span> <span className="mono">{id}</span>
       </h1>
+      <p className="muted small principal-meta">
+        {known === undefined ? '\u00a0' : `${known.name !== undefined ? `${known.name} · ` : ''}${known.issuer !== undefined ? `issuer ${known.issuer} · ` : ''}${known.verified === true ? 'identity verified by Custody' : 'identity as claimed (not verified)'}${a?.entries !== undefined ? ` · ${a.entries} entries` : ''}`}
+      </p>
       <Failure error={activity.error} />
       {activity.loading ? (
         <Loading />

@@ -2,7 +2,7 @@
 import { type FormEvent, type ReactNode, useState } from 'react';
 import { Link, useNavigate, useSearchParams } from 'react-router-dom';
 
-import { api, type EventView } from '../api.js';
+import { api, type EventView, query } from '../api.js';
 import { Effect, Failure, Loading, PrincipalLink, SessionLink, time } from '../format.js';
 import { useData } from '../use-data.js';
 
@@ -27,6 +27,14 @@ interface SessionRow {
   lastType: string;
 }
 
+/** An RFC 3339 time as a datetime-local input's value, in this browser's zone. */
+function toLocal(iso: string | null): string | undefined {
+  if (iso === null) return undefined;
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return undefined;
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+}
+
 function toIso(local: string): string | undefined {
   if (local === '') return undefined;
   const d = new Date(local);
@@ -36,11 +44,20 @@ function toIso(local: string): string | undefined {
 export function SearchPage(): ReactNode {
   const [params, setParams] = useSearchParams();
   const navigate = useNavigate();
-  const [form, setForm] = useState<Record<string, string>>(() => Object.fromEntries([...params.entries()]));
+  const [form, setForm] = useState<Record<string, string>>(() => {
+    const f: Record<string, string> = Object.fromEntries([...params.entries()]);
+    const sinceLocal = toLocal(params.get('since'));
+    const untilLocal = toLocal(params.get('until'));
+    return { ...f, ...(sinceLocal !== undefined ? { sinceLocal } : {}), ...(untilLocal !== undefined ? { untilLocal } : {}) };
+  });
   const searched = [...params.keys()].length > 0;
   const qs = params.toString();
   const events = useData(async () => (searched ? api<{ events: EventView[]; nextCursor?: string }>(`/v1/events?${qs}&limit=100`) : undefined), [qs]);
-  const sessions = useData(async () => api<{ sessions: SessionRow[] }>('/v1/sessions?limit=25'), []);
+  // Sessions by the filters GET /v1/sessions knows: who asked, which agent, when (active in the range).
+  const sessionFilter = { initiator: params.get('initiator') ?? undefined, agent: params.get('agent') ?? undefined, since: params.get('since') ?? undefined, until: params.get('until') ?? undefined };
+  const sq = query({ ...sessionFilter, limit: 25 });
+  const filteredSessions = Object.values(sessionFilter).some((v) => v !== undefined);
+  const sessions = useData(async () => api<{ sessions: SessionRow[] }>(`/v1/sessions${sq}`), [sq]);
 
   const submit = (e: FormEvent) => {
     e.preventDefault();
@@ -109,7 +126,7 @@ export function SearchPage(): ReactNode {
       ) : null}
 
       <section aria-labelledby="recent">
-        <h2 id="recent">Latest sessions</h2>
+        <h2 id="recent">{filteredSessions ? 'Sessions matching who and when' : 'Latest sessions'}</h2>
         <Failure error={sessions.error} />
         {sessions.loading ? (
           <Loading />
@@ -143,7 +160,7 @@ export function SearchPage(): ReactNode {
               {sessions.data?.sessions.length === 0 ? (
                 <tr>
                   <td colSpan={7} className="muted">
-                    No sessions yet. Run <code>npx custody demo --live</code> to record some.
+                    {filteredSessions ? 'No sessions match.' : <>No sessions yet. Run <code>npx custody demo --live</code> to record some.</>}
                   </td>
                 </tr>
               ) : null}

@@ -4,13 +4,15 @@
  * redacted and disclosed fields, the session's credentials, and a badge that says
  * whether the session's evidence bundle verified in this browser.
  */
-import { type ReactNode, useEffect, useRef, useState } from 'react';
+import { type ReactNode, useRef, useState } from 'react';
 import { useParams } from 'react-router-dom';
 
 import { api, ApiError, type Approval, type AuthoritySession, type CauseNode, type DelegationLink, type EventView, type Timeline } from '../api.js';
 import { Effect, Failure, Loading, PrincipalLink, SessionLink, time } from '../format.js';
 import { useData } from '../use-data.js';
-import { type BrowserVerification, verifySession } from '../verify.js';
+import { type BrowserVerification, CHECK_TITLES, CHECKS, checkOf, fieldsById, verifySession } from '../verify.js';
+
+type Fields = ReturnType<typeof fieldsById>;
 
 export function SessionPage(): ReactNode {
   const { id = '' } = useParams();
@@ -27,6 +29,8 @@ export function SessionPage(): ReactNode {
   const approvals = useData(() => api<{ approvals: Approval[] }>(`/v1/approvals?session=${encodeURIComponent(id)}`).catch(() => ({ approvals: [] as Approval[] })), [id]);
 
   const events = timeline.data?.events ?? [];
+  // The bundle, verified here; verified again when the session gets new entries (e.g. after a revocation).
+  const verification = useData(() => verifySession(id), [id, events.length]);
   const first = events[0]?.event;
   const a = authority.data?.session;
   const objective = a?.objective ?? first?.session?.objective ?? timeline.data?.session.objective;
@@ -35,6 +39,7 @@ export function SessionPage(): ReactNode {
     a?.chain ?? first?.chain ?? (first !== undefined ? [...(first.initiator !== undefined ? [{ principal: first.initiator }] : []), { principal: first.actor }] : []);
   const ended = events.find((e) => e.event.type === 'session.revoked' || e.event.type === 'session.expired');
   const sealed = events.find((e) => e.event.type === 'session.closed');
+  const fields = fieldsById(verification.data?.report);
 
   return (
     <>
@@ -54,8 +59,20 @@ export function SessionPage(): ReactNode {
               </span>
             ) : null}
           </p>
+          {a !== undefined ? (
+            <RevokeButton
+              id={id}
+              active={a.status === 'active'}
+              onDone={() => {
+                authority.reload();
+                timeline.reload();
+              }}
+            />
+          ) : null}
         </div>
-        <VerifiedBadge id={id} refresh={events.length} />
+        <VerifiedBadge id={id} busy={verification.loading} v={verification.data} error={verification.error} sealedInLog={timeline.data !== undefined ? sealed !== undefined || timeline.data.session.sealed === true : undefined}
+          ended={ended !== undefined ? (ended.event.type === 'session.revoked' ? 'revoked' : 'expired') : undefined}
+        />
       </div>
       <Failure error={timeline.error} />
 
@@ -68,21 +85,11 @@ export function SessionPage(): ReactNode {
             {a.endReason !== undefined ? ` · ended: ${a.endReason}` : ''}
           </p>
         ) : null}
-        {a !== undefined ? (
-          <RevokeButton
-            id={id}
-            active={a.status === 'active'}
-            onDone={() => {
-              authority.reload();
-              timeline.reload();
-            }}
-          />
-        ) : null}
       </section>
 
       <section aria-labelledby="steps">
         <h2 id="steps">What happened, by causation</h2>
-        {timeline.loading ? <Loading /> : <CausalTree tree={timeline.data?.tree ?? []} events={events} />}
+        {timeline.loading ? <Loading /> : <CausalTree tree={timeline.data?.tree ?? []} events={events} fields={fields} />}
         {(timeline.data?.external?.length ?? 0) > 0 ? (
           <details className="external">
             <summary>Imported telemetry sharing this session's trace ({timeline.data!.external!.length}) — lower assurance, not in the session's chain</summary>
@@ -112,65 +119,63 @@ export function SessionPage(): ReactNode {
 
 // ---- verification ------------------------------------------------------------------
 
-const CHECKS = [
-  ['signature', /SIGNATURE|NOTE|KEY/],
-  ['receipts', /RECEIPT|INCLUSION|PROOF|ROOT|CHECKPOINT/],
-  ['chain', /CHAIN|SEQ|PREV|SESSION/],
-  ['seal', /SEAL/],
-  ['disclosures', /DISCLOSURE|COMMITMENT/],
-] as const;
-
-function VerifiedBadge({ id, refresh }: { id: string; refresh: number }): ReactNode {
-  const [state, setState] = useState<{ v?: BrowserVerification; error?: unknown; busy: boolean }>({ busy: true });
-  useEffect(() => {
-    let live = true;
-    setState({ busy: true });
-    verifySession(id).then(
-      (v) => live && setState({ v, busy: false }),
-      (error: unknown) => live && setState({ error, busy: false }),
-    );
-    return () => {
-      live = false;
-    };
-  }, [id, refresh]);
-  if (state.busy) {
+function VerifiedBadge({ id, busy, v, error, sealedInLog, ended }: { id: string; busy: boolean; v: BrowserVerification | undefined; error: unknown; sealedInLog: boolean | undefined; ended: string | undefined }): ReactNode {
+  if (busy || (v === undefined && error === undefined)) {
     return (
       <div className="badge badge-wait" role="status" aria-live="polite" data-testid="verify-badge" data-state="checking">
         Verifying in your browser…
       </div>
     );
   }
-  if (state.v === undefined) {
+  if (v === undefined) {
     return (
-      <div className="badge badge-bad" role="status" data-testid="verify-badge" data-state="error">
+      <div className="badge badge-bad" role="status" aria-live="polite" data-testid="verify-badge" data-state="error">
         <strong>Could not verify</strong>
-        <Failure error={state.error} />
+        <span className="small">The bundle or the log key could not be downloaded:</span>
+        <Failure error={error} />
       </div>
     );
   }
-  const { report, records, ms, key } = state.v;
-  const failed = (name: string) => report.failures.filter((f) => (CHECKS.find(([n]) => n === name)![1] as RegExp).test(f.code));
+  const { report, records, ms, key } = v;
+  const failures = [...report.failures];
+  // The one thing a bundle alone cannot show is entries left out after its last one;
+  // the seal closes that gap. If the log says the session is sealed, the bundle must hold a valid seal.
+  const sessionReport = report.sessions.find((s) => s.id === id);
+  if (sealedInLog === true && sessionReport !== undefined && !sessionReport.sealed) {
+    failures.push({ code: 'SEAL_MISSING', message: 'the log lists this session as sealed, but the bundle holds no seal: entries may have been left out' });
+  }
+  const ok = report.ok && failures.length === 0;
+  const failed = new Set(failures.map((f) => checkOf(f.code)));
+  const open = sessionReport !== undefined && !sessionReport.sealed;
+  const unsealed = ended !== undefined ? `not sealed: ${ended}` : 'not sealed yet';
   return (
-    <div className={`badge ${report.ok ? 'badge-ok' : 'badge-bad'}`} role="status" aria-live="polite" data-testid="verify-badge" data-state={report.ok ? 'verified' : 'failed'}>
-      <strong>{report.ok ? '✔ Verified in your browser' : '✘ Verification failed in your browser'}</strong>
+    <div className={`badge ${ok ? 'badge-ok' : 'badge-bad'}`} role="status" aria-live="polite" data-testid="verify-badge" data-state={ok ? 'verified' : 'failed'}>
+      <strong>{ok ? '✔ Verified in your browser' : '✘ Verification failed in your browser'}</strong>
       <span className="small">
-        {records} entries · {report.verdict === 'complete' ? 'complete (sealed)' : report.verdict === 'intact' ? 'intact, not sealed yet' : 'failed'} · {ms.toFixed(0)} ms
+        {records} entries · {ok ? (open ? `intact, ${unsealed}` : 'complete (sealed)') : `failed: ${CHECKS.filter((c) => failed.has(c)).join(', ')}`} · {ms.toFixed(0)} ms
       </span>
-      <ul className="checks">
-        {CHECKS.map(([name]) => (
-          <li key={name} className={failed(name).length > 0 ? 'bad' : 'ok'}>
-            {failed(name).length > 0 ? '✘' : '✔'} {name}
-          </li>
-        ))}
+      <ul className="checks" aria-label="Checks">
+        {CHECKS.map((name) => {
+          const state = failed.has(name) ? 'failed' : name === 'seal' && open && ok ? 'open' : 'passed';
+          if (name === 'format' && state === 'passed') return null;
+          return (
+            <li key={name} className={state === 'failed' ? 'bad' : state === 'open' ? 'muted' : 'ok'} data-check={name} data-result={state} title={CHECK_TITLES[name]}>
+              {state === 'failed' ? '✘' : state === 'open' ? '…' : '✔'} {name}
+              {state === 'open' ? ` (${unsealed})` : ''}
+              <span className="sr-only">: {state}</span>
+            </li>
+          );
+        })}
       </ul>
-      {report.failures.length > 0 ? (
+      {failures.length > 0 ? (
         <ol className="failures" aria-label="What failed">
-          {report.failures.slice(0, 20).map((f, i) => (
+          {failures.slice(0, 20).map((f, i) => (
             <li key={i}>
-              <code>{f.code}</code>
+              <strong>{checkOf(f.code)}</strong> <code>{f.code}</code>
               {f.record !== undefined ? ` (record ${f.record})` : ''}: {f.message}
             </li>
           ))}
+          {failures.length > 20 ? <li>… and {failures.length - 20} more</li> : null}
         </ol>
       ) : null}
       <span className="small muted" title={key}>
@@ -225,27 +230,28 @@ function DelegationGraph({ chain, descendants }: { chain: DelegationLink[]; desc
 
 // ---- the causal tree -------------------------------------------------------------------
 
-function CausalTree({ tree, events }: { tree: CauseNode[]; events: EventView[] }): ReactNode {
+function CausalTree({ tree, events, fields }: { tree: CauseNode[]; events: EventView[]; fields: Fields }): ReactNode {
   const byId = new Map(events.map((e) => [e.event.id, e]));
   if (tree.length === 0) return <p className="muted">No entries.</p>;
+  // Nested lists: each step's children are the steps it caused (a decision under its call, a result under its approval).
   return (
-    <ul className="tree" role="tree" aria-label="Causal tree">
+    <ul className="tree" aria-label="Causal tree">
       {tree.map((n) => (
-        <TreeNode key={n.id} node={n} byId={byId} />
+        <TreeNode key={n.id} node={n} byId={byId} fields={fields} />
       ))}
     </ul>
   );
 }
 
-function TreeNode({ node, byId }: { node: CauseNode; byId: Map<string, EventView> }): ReactNode {
+function TreeNode({ node, byId, fields }: { node: CauseNode; byId: Map<string, EventView>; fields: Fields }): ReactNode {
   const v = byId.get(node.id);
   return (
-    <li role="treeitem" aria-expanded={node.children.length > 0 ? true : undefined}>
-      {v !== undefined ? <Step v={v} /> : <span className="mono">{node.type}</span>}
+    <li>
+      {v !== undefined ? <Step v={v} checked={fields.get(node.id)} /> : <span className="mono">{node.type}</span>}
       {node.children.length > 0 ? (
-        <ul role="group">
+        <ul aria-label={`caused by ${node.type}`}>
           {node.children.map((c) => (
-            <TreeNode key={c.id} node={c} byId={byId} />
+            <TreeNode key={c.id} node={c} byId={byId} fields={fields} />
           ))}
         </ul>
       ) : null}
@@ -253,15 +259,19 @@ function TreeNode({ node, byId }: { node: CauseNode; byId: Map<string, EventView
   );
 }
 
+/** Fields the view shows opened, among the ones Custody commits by default (when the browser has not checked the bundle). */
 function disclosedFields(data: Record<string, unknown> | undefined): string[] {
   if (data === undefined) return [];
   return ['prompt', 'arguments', 'result', 'output'].filter((k) => data[k] !== undefined && !(typeof data[k] === 'object' && data[k] !== null && '$commitment' in (data[k] as object))).map((k) => `/data/${k}`);
 }
 
-function Step({ v }: { v: EventView }): ReactNode {
+function Step({ v, checked }: { v: EventView; checked: { disclosed: string[]; redacted: string[] } | undefined }): ReactNode {
   const e = v.event;
   const [open, setOpen] = useState(false);
-  const disclosed = disclosedFields(e.data);
+  // Disclosed and redacted fields as this browser found them in the bundle, else as the server's view says.
+  const disclosed = checked?.disclosed ?? disclosedFields(e.data);
+  const redacted = checked?.redacted ?? v.redacted;
+  const how = checked !== undefined ? 'checked in your browser' : "as the server's view says";
   return (
     <div className={`step step-${e.type.split('.')[0]}`}>
       <div className="step-line">
@@ -299,15 +309,15 @@ function Step({ v }: { v: EventView }): ReactNode {
           seal: {e.seal.count} entries, head <span className="mono">{e.seal.head.slice(0, 16)}…</span>
         </div>
       ) : null}
-      {disclosed.length > 0 || v.redacted.length > 0 ? (
+      {disclosed.length > 0 || redacted.length > 0 ? (
         <div className="detail fields">
           {disclosed.map((f) => (
-            <span key={f} className="tag tag-ok" title="committed; its disclosure is held and opens the commitment">
+            <span key={f} className="tag tag-ok" title={`committed; its disclosure is held and opens the commitment (${how})`}>
               disclosed {f}
             </span>
           ))}
-          {v.redacted.map((f) => (
-            <span key={f} className="tag tag-bad" title="committed; its disclosure was dropped (redacted): the entry and its proofs stay valid">
+          {redacted.map((f) => (
+            <span key={f} className="tag tag-bad" title={`committed; its disclosure was dropped (redacted): the entry and its proofs stay valid (${how})`}>
               redacted {f}
             </span>
           ))}
