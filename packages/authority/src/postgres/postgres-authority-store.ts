@@ -56,6 +56,9 @@ export class PostgresAuthorityStore implements AuthorityStore {
     this.#s = `"${schema}"`;
     this.#pool = new pg.Pool({ connectionString: config.connectionString, max: config.max ?? 4 });
     this.#pool.on('error', () => undefined);
+    // A checked-out client whose connection ends (PostgreSQL restarted) emits 'error' too:
+    // without a listener that would crash the process; its query rejects instead.
+    this.#pool.on('connect', (client) => client.on('error', () => undefined));
   }
 
   async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {

@@ -244,6 +244,10 @@ export class PostgresStore implements LedgerStore {
     // An idle client's error (e.g. the server restarted) must not crash the process;
     // the next query reports STORE_UNAVAILABLE.
     this.#pool.on('error', () => undefined);
+    // Nor may a checked-out client's: pg emits 'error' on a client whose connection ends
+    // (PostgreSQL restarted or crashed mid-transaction) even while its query rejects, and
+    // the pool listens only to idle clients. The query's rejection is what callers see.
+    this.#pool.on('connect', (client) => client.on('error', () => undefined));
     this.reports = new PostgresReports(this.#q, <R extends pg.QueryResultRow>(sql: string, params: unknown[]) => this.#query<R>(sql, params));
     this.records = new PostgresRecords(this.#q, <R extends pg.QueryResultRow>(sql: string, params: unknown[]) => this.#query<R>(sql, params));
     this.streams = new PostgresStreams(this.#q, <R extends pg.QueryResultRow>(sql: string, params: unknown[]) => this.#query<R>(sql, params));

@@ -223,7 +223,7 @@ export class SqliteStore implements LedgerStore {
     try {
       migrateSqlite(this.#db);
       this.#db.pragma('analysis_limit = 1000');
-      this.#db.pragma('optimize = 0x10002');
+      optimize(this.#db, 'optimize = 0x10002');
     } catch (err) {
       const e = toStoreError(err);
       throw e.code === 'STORE_BUSY' || e.code === 'STORE_FULL' || e.code === 'STORE_MIGRATION_FAILED'
@@ -238,7 +238,7 @@ export class SqliteStore implements LedgerStore {
     await this.#checkpointer?.stop();
     try {
       if (this.#db.open) {
-        if (!this.#db.readonly) this.#db.pragma('optimize');
+        if (!this.#db.readonly) optimize(this.#db, 'optimize');
         this.#db.close();
       }
     } catch (err) {
@@ -834,6 +834,19 @@ function hashAt(run: { start: number; hashes: Uint8Array }, index: number): Uint
 // ---------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------
+
+/**
+ * Runs `PRAGMA optimize`, which may write fresh statistics (ANALYZE). It is only
+ * an optimisation: on a full disk (or a read-only file) it is skipped, so that the
+ * store still opens for reading and auditing, and closes cleanly.
+ */
+function optimize(db: Database.Database, pragma: string): void {
+  try {
+    db.pragma(pragma);
+  } catch (err) {
+    if (!(err instanceof Database.SqliteError && /^SQLITE_(FULL|IOERR|READONLY|BUSY|LOCKED)/.test(err.code))) throw err;
+  }
+}
 
 function isConstraint(err: unknown): boolean {
   return err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT');

@@ -50,6 +50,9 @@ export class PostgresApprovalStore implements ApprovalStore {
     this.#s = `"${schema}"`;
     this.#pool = new pg.Pool({ connectionString: config.connectionString, max: config.max ?? 4 });
     this.#pool.on('error', () => undefined);
+    // A checked-out client whose connection ends (PostgreSQL restarted) emits 'error' too:
+    // without a listener that would crash the process; its query rejects instead.
+    this.#pool.on('connect', (client) => client.on('error', () => undefined));
   }
 
   async migrate(): Promise<void> {
