@@ -29,8 +29,10 @@ export function SessionPage(): ReactNode {
   const approvals = useData(() => api<{ approvals: Approval[] }>(`/v1/approvals?session=${encodeURIComponent(id)}`).catch(() => ({ approvals: [] as Approval[] })), [id]);
 
   const events = timeline.data?.events ?? [];
-  // The bundle, verified here; verified again when the session gets new entries (e.g. after a revocation).
-  const verification = useData(() => verifySession(id), [id, events.length]);
+  // The bundle, verified here once the timeline is in (the badge compares the two), and again when
+  // the session gets new entries (e.g. after a revocation). Until then the badge says it is checking.
+  const entries = timeline.data === undefined ? undefined : events.length;
+  const verification = useData(async () => (entries === undefined ? undefined : verifySession(id)), [id, entries]);
   const first = events[0]?.event;
   const a = authority.data?.session;
   const objective = a?.objective ?? first?.session?.objective ?? timeline.data?.session.objective;
