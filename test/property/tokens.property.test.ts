@@ -123,12 +123,37 @@ describe('inbound tokens (TokenVerifier)', () => {
     await fc.assert(
       fc.asyncProperty(fc.nat(), fc.integer({ min: 1, max: 255 }), async (pos, x) => {
         const mutated = mutateByte(humanToken, pos, x);
-        // The last character of a base64url signature carries unused bits: a flip there
-        // can decode to the same signature. jose decodes strictly, so it must still fail.
+        // The last character of a base64url part can carry unused bits: a flip there
+        // decodes to the same bytes. jose decodes leniently, so decodeUnverified refuses
+        // any part that is not canonical base64url (one token, one fingerprint).
         await refusedWithAuthorityError(v.verify(mutated, 'subject_token'));
       }),
       { numRuns: RUNS },
     );
+  });
+});
+
+describe('non-canonical base64url (the same signature under another text)', () => {
+  /** `token` with the last character of its signature replaced by one that decodes to the same bytes. */
+  function sameBytesOtherText(token: string): string {
+    const [h, p, s] = token.split('.') as [string, string, string];
+    const bytes = Buffer.from(s, 'base64url');
+    const unusedBits = (s.length * 6) % 8;
+    expect(unusedBits).toBeGreaterThan(0);
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const last = alphabet.indexOf(s.at(-1)!);
+    const other = `${s.slice(0, -1)}${alphabet[last ^ 1]!}`;
+    expect(Buffer.from(other, 'base64url').equals(bytes)).toBe(true);
+    return `${h}.${p}.${other}`;
+  }
+
+  it('an inbound token whose signature decodes to the same bytes is refused as TOKEN_MALFORMED', async () => {
+    const v = new TokenVerifier([parseTrustConfig({ humans: [{ issuer: humans.issuer, audience: 'custody', jwks: humans.jwks }] }).humans[0]!], 'humans');
+    await expect(v.verify(sameBytesOtherText(humanToken), 'subject_token')).rejects.toMatchObject({ code: 'TOKEN_MALFORMED' });
+  });
+
+  it('a session credential whose signature decodes to the same bytes is refused', async () => {
+    await expect(authority.verifyCredential(sameBytesOtherText(credential))).rejects.toMatchObject({ code: 'TOKEN_MALFORMED' });
   });
 });
 

@@ -78,10 +78,21 @@ export function presentedToken(token: string): PresentedToken {
   return out;
 }
 
+/** Whether `part` (already known to be of the base64url alphabet) is the one unpadded base64url text of the bytes it decodes to. */
+function isCanonicalBase64url(part: string): boolean {
+  return Buffer.from(part, 'base64url').toString('base64url') === part;
+}
+
 /** The header and unverified claims of a compact JWS, or TOKEN_MALFORMED. */
 export function decodeUnverified(token: string, field: string): { header: ProtectedHeaderParameters; claims: JWTPayload } {
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/.test(token)) {
     throw new AuthorityError('TOKEN_MALFORMED', `${field} is not a compact JWT (three base64url parts, at most ${MAX_TOKEN_LENGTH} characters)`, { field });
+  }
+  if (!token.split('.').every(isCanonicalBase64url)) {
+    // A part whose last character sets unused bits decodes to the same bytes as the
+    // canonical text: the same signed token under another text, and so another
+    // fingerprint. Refused, so that one token has one fingerprint in the evidence.
+    throw new AuthorityError('TOKEN_MALFORMED', `${field} is not canonical base64url (a part has unused bits set or an impossible length)`, { field });
   }
   try {
     return { header: decodeProtectedHeader(token), claims: decodeJwt(token) };
