@@ -130,6 +130,24 @@ describe.each(backends)('the authority on $name', (backend) => {
     expect(await authority.introspect(res.access_token, 'other-tenant')).toEqual({ active: false });
   });
 
+  it.skipIf(backend.skip)('refuses a credential once it expires, though its signature was verified before', async () => {
+    const res = await open({ requested_lifetime: '60' });
+    await authority.verifyCredential(res.access_token);
+    await authority.verifyCredential(res.access_token);
+    const saved = now;
+    now += 61_000;
+    try {
+      await expect(authority.verifyCredential(res.access_token)).rejects.toMatchObject({ code: 'TOKEN_EXPIRED' });
+      await expect(authority.verifyCredential(res.access_token)).rejects.toMatchObject({ code: 'TOKEN_EXPIRED' });
+    } finally {
+      now = saved;
+    }
+    // Revoked after it was verified: refused at once.
+    await authority.verifyCredential(res.access_token);
+    await authority.revokeSession('default', res.session_id, { principal: { type: 'human', id: 'admin@example.com' }, reason: 'test' });
+    await expect(authority.verifyCredential(res.access_token)).rejects.toMatchObject({ code: 'TOKEN_INACTIVE' });
+  });
+
   it.skipIf(backend.skip)('caps an opening lifetime to the configured maximum', async () => {
     const res = await open({ requested_lifetime: '999999' });
     expect(res.expires_in).toBe(1800);

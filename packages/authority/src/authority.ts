@@ -129,6 +129,8 @@ export interface VerifiedCredential {
 const MAX_OBJECTIVE = 4096;
 const MAX_AUDIENCES = 16;
 const OUTBOX_LEASE_MS = 30_000;
+/** Most session credentials whose verified signature is remembered (oldest dropped first). */
+const SIGNATURE_CACHE_SIZE = 10_000;
 
 function bad(code: ConstructorParameters<typeof AuthorityError>[0], message: string, field?: string): AuthorityError {
   return new AuthorityError(code, message, field !== undefined ? { field } : undefined);
@@ -159,6 +161,13 @@ export class Authority {
   readonly #sweepMs: number;
   #issuer: string | undefined;
   #keys: { set: ReturnType<typeof createLocalJWKSet>; kids: Set<string>; at: number } | undefined;
+  /**
+   * Session credentials whose signature was verified, by their exact text, with the
+   * verified claims: a credential is presented on every tool call, and its signature
+   * cannot change. Only the signature check is skipped on a hit; `exp` and every live
+   * check (issued here, fingerprint, active credential and session) run each time.
+   */
+  readonly #signatureChecked = new Map<string, JWTPayload>();
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<unknown> | undefined;
   #closed = false;
@@ -551,12 +560,20 @@ export class Authority {
     const { header, claims } = decodeUnverified(token, field);
     checkAlgorithm(header.alg, ['EdDSA'], field);
     if (claims.iss !== this.issuer) throw bad('TOKEN_ISSUER_INVALID', `${field} was not issued by this Custody (${this.issuer})`, field);
-    let payload: JWTPayload;
-    try {
-      const keys = await this.#keySet(header.kid);
-      payload = (await jwtVerify(token, keys, { issuer: this.issuer, algorithms: ['EdDSA'], currentDate: this.#now(), requiredClaims: ['jti', 'sub', 'exp', 'iat'] })).payload;
-    } catch (err) {
-      throw joseFailure(err, field, 'this Custody');
+    let payload = this.#signatureChecked.get(token);
+    if (payload !== undefined && payload.exp! * 1000 <= this.#now().getTime()) {
+      this.#signatureChecked.delete(token);
+      throw bad('TOKEN_EXPIRED', `${field} has expired`, field);
+    }
+    if (payload === undefined) {
+      try {
+        const keys = await this.#keySet(header.kid);
+        payload = (await jwtVerify(token, keys, { issuer: this.issuer, algorithms: ['EdDSA'], currentDate: this.#now(), requiredClaims: ['jti', 'sub', 'exp', 'iat'] })).payload;
+      } catch (err) {
+        throw joseFailure(err, field, 'this Custody');
+      }
+      if (this.#signatureChecked.size >= SIGNATURE_CACHE_SIZE) this.#signatureChecked.delete(this.#signatureChecked.keys().next().value!);
+      this.#signatureChecked.set(token, payload);
     }
     const jti = payload.jti!;
     const credential = await this.store.getCredential(jti);
