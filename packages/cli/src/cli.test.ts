@@ -114,4 +114,56 @@ describe('custody demo', () => {
     expect(bad.code).toBe(1);
     expect(bad.stdout).toContain('ENTRY_TAMPERED');
   });
+
+  it('--json prints one summary: the bundles, their verification, the tampered copy\'s failures, the key file', () => {
+    const out = join(work, 'demo-json');
+    const r = custody(['demo', '--out', out, '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    const summary = JSON.parse(r.stdout) as {
+      keyFile: string;
+      bundles: { file: string; session: string; records: number; ok: boolean; verdict: string; failures: unknown[] }[];
+      tampered: { file: string; ok: boolean; failures: { record: number | null; code: string; message: string }[] };
+    };
+    expect(summary.keyFile).toBe(join(out, 'log.vkey'));
+    expect(summary.bundles.map((b) => [b.session, b.ok, b.verdict])).toEqual([
+      ['sess-refund-1234', true, 'complete'],
+      ['sess-refund-1234.payments', true, 'complete'],
+      ['sess-report-77', true, 'intact'],
+    ]);
+    for (const b of summary.bundles) {
+      expect(b.failures).toEqual([]);
+      expect(b.records).toBe((JSON.parse(readFileSync(b.file, 'utf8')) as { records: unknown[] }).records.length);
+    }
+    expect(summary.tampered.ok).toBe(false);
+    expect(summary.tampered.failures[0]).toMatchObject({ code: 'ENTRY_TAMPERED', record: expect.any(Number) });
+    const key = readFileSync(summary.keyFile, 'utf8').trim();
+    expect(custody(['verify', summary.tampered.file, '--key', key]).code).toBe(1);
+  });
+
+  it('--live --json prints one summary: each scenario with its outcome, and the sessions verified', () => {
+    const r = custody(['demo', '--live', '--out', join(work, 'demo-live'), '--json']);
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout) as {
+      ok: boolean;
+      keyFile: string;
+      gateway: string;
+      scenarios: { name: string; ok: boolean; detail: string; result: unknown }[];
+      sessions: { file: string; session: string; records: number; ok: boolean; failures: unknown[] }[];
+    };
+    expect(summary.ok).toBe(true);
+    expect(summary.gateway).toMatch(/\/mcp$/);
+    expect(summary.scenarios.map((s) => s.name)).toEqual(['tools-listed', 'allowed', 'denied', 'held', 'self-approval', 'approved', 'scope-widening', 'sub-agent-tools', 'sub-agent-denied', 'held-again', 'revoked', 'refused-after-revoke']);
+    expect(summary.scenarios.every((s) => s.ok)).toBe(true);
+    expect(summary.scenarios.find((s) => s.name === 'self-approval')?.result).toBe('APPROVAL_SELF');
+    expect(summary.scenarios.find((s) => s.name === 'scope-widening')?.result).toBe('SCOPE_WIDENED');
+    expect(summary.sessions).toHaveLength(2);
+    for (const s of summary.sessions) {
+      expect(s).toMatchObject({ ok: true, failures: [] });
+      expect(s.session).toMatch(/^ses-/);
+      expect(s.records).toBeGreaterThan(0);
+    }
+    const key = readFileSync(summary.keyFile, 'utf8').trim();
+    expect(custody(['verify', summary.sessions[0]!.file, '--key', key]).code).toBe(0);
+  });
 });

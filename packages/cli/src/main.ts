@@ -65,8 +65,12 @@ Verdicts:
     .description('Build a realistic demo session in memory, export its evidence bundles, and verify them\n(and a tampered copy) offline. Writes into --out.')
     .option('-o, --out <dir>', 'where to write the bundles and the demo key', '.custody/demo')
     .option('--live', 'run a live server, the MCP gateway and a scripted agent: allowed, denied, approved, delegated and revoked calls (docs/gateway.md)')
-    .addHelpText('after', '\nExamples:\n  $ custody demo --out /tmp/custody-demo\n  $ custody demo --live')
-    .action((opts: { out: string; live?: boolean }) => (opts.live ? later(runLiveDemo(opts, io)) : setExit(runDemo(opts, io))));
+    .option('--json', 'print JSON: { keyFile, bundles, tampered }; with --live { ok, scenarios, sessions, keyFile }')
+    .addHelpText(
+      'after',
+      "\nExamples:\n  $ custody demo --out /tmp/custody-demo\n  $ custody demo --json | jq '.tampered.failures'\n  $ custody demo --live\n  $ custody demo --live --json | jq '.scenarios[] | {name, ok}'",
+    )
+    .action((opts: { out: string; live?: boolean; json?: boolean }) => (opts.live ? later(runLiveDemo(opts, io)) : setExit(runDemo(opts, io))));
 
   program
     .command('up')
@@ -84,6 +88,7 @@ Verdicts:
     .option('--origin-host <name>', 'host part of each log origin <host>/<tenant> (fixed at first start)')
     .option('--log-key <file>', 'the log key file (default: $CUSTODY_LOG_KEY, else <data>/log.key); share it between nodes on one PostgreSQL')
     .option('-q, --quiet', 'print only the `listening on` line')
+    .option('--json', 'print one JSON line when listening: { event, url, store, data, adminKeyFile, … }, and { event: "stopped" } at exit; log JSON lines on stderr')
     .option('--trust <file>', 'trust configuration: the human and agent token issuers to trust (docs/authority.md)')
     .option('--dev-issuer', 'also trust the local development issuer of `custody dev-tokens` (DEVELOPMENT ONLY)')
     .option('--session-key <file>', 'session credential signing key (default: $CUSTODY_SESSION_KEY, else <data>/session.key); share it between nodes')
@@ -93,7 +98,7 @@ Verdicts:
     .option('--approval-webhook <url>', 'POST every new approval to this URL (notify approvers)')
     .option('--approval-webhook-secret <secret>', 'sign approval webhook requests (custody-signature header, HMAC-SHA-256); default $CUSTODY_APPROVAL_WEBHOOK_SECRET')
     .option('--import-mapping <[source=]file>', 'a declarative import mapping (JSON or YAML) for POST /v1/import/:source; repeatable (docs/api.md, "Generic import")', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
-    .addHelpText('after', '\nExamples:\n  $ custody up\n  $ custody up --data /var/lib/custody --port 8470\n  $ custody up --postgres postgres://custody@db/custody --log-key /etc/custody/log.key --session-key /etc/custody/session.key --trust /etc/custody/trust.json\n  $ custody up --dev-issuer   # then: custody dev-tokens --human alice@example.com --agent agent:refunds --json')
+    .addHelpText('after', '\nExamples:\n  $ custody up\n  $ custody up --data /var/lib/custody --port 8470\n  $ custody up --postgres postgres://custody@db/custody --log-key /etc/custody/log.key --session-key /etc/custody/session.key --trust /etc/custody/trust.json\n  $ custody up --dev-issuer   # then: custody dev-tokens --human alice@example.com --agent agent:refunds --json\n  $ custody up --port 0 --json 2>>custody.log | jq -r \'select(.event == "listening").url\'')
     .action((opts: Parameters<typeof runUp>[0]) => later(runUp(opts, io)));
 
   program
@@ -136,9 +141,10 @@ Verdicts:
     .option('--api-key <key>', 'API key with read access (default: $CUSTODY_API_KEY or <data>/admin.key)')
     .option('--profile <name>', 'a profile of the profile file (see docs/cli.md, "Connecting")')
     .option('-d, --data <dir>', 'data folder to find admin.key in')
+    .option('--json', 'with -o: print JSON: { session, out, records, bytes, sha256 }; with --format { format, out, events, bytes, sha256 }')
     .addHelpText(
       'after',
-      '\nExamples:\n  $ custody export --session s-1 -o s-1.bundle.json && custody verify s-1.bundle.json --key log.vkey\n  $ custody export --format ocsf --since 2026-11-01T00:00:00Z -o events.ocsf.ndjson',
+      "\nExamples:\n  $ custody export --session s-1 -o s-1.bundle.json && custody verify s-1.bundle.json --key log.vkey\n  $ custody export --format ocsf --since 2026-11-01T00:00:00Z -o events.ocsf.ndjson\n  $ custody export --session s-1 -o s-1.bundle.json --json | jq -r .sha256",
     )
     .action((opts: Parameters<typeof runExport>[0] & { format?: string }) =>
       later(opts.format !== undefined ? runRecordsExport({ ...opts, format: opts.format }, io) : runExport(opts, io)),

@@ -38,3 +38,34 @@ export class CliError extends Error {
     this.name = 'CliError';
   }
 }
+
+/** The level of a log line of a long-running command (`custody up`, `custody gateway`). */
+export type LogLevel = 'info' | 'warn' | 'error';
+
+/** Writes one log line to standard error. */
+export type Log = (level: LogLevel, message: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * The log of a long-running command, on standard error: `<prefix><message>` as text,
+ * or with --json one JSON object a line, `{ "time", "level", "message", ...fields }`.
+ */
+export function stderrLog(io: Output, json: boolean, prefix: string): Log {
+  return (level, message, fields) => io.err(json ? JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }) : `${prefix}${message}`);
+}
+
+/**
+ * With --json, a long-running command reports a failure as a last JSON log line
+ * (`level: "error"`, with the error's `code`) and the exit code `main` would give.
+ */
+export async function logFailures(log: Log, run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof CliError) {
+      log('error', err.message, { code: err.code });
+      return err.exitCode;
+    }
+    log('error', `unexpected error: ${err instanceof Error ? err.message : String(err)}`);
+    return 70;
+  }
+}

@@ -3,7 +3,8 @@
  * in-process through main(), against a real server on a port of this process
  * over a SQLite ledger; each result is checked with the offline verifier.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -137,5 +138,32 @@ describe('records commands', () => {
     const bundle = await run(['export', '--session', 's-1', ...as(reader)]);
     expect(verifyBundle(JSON.parse(bundle.stdout), { verifierKey: ledger.verifierKey('default') }).verdict).toBe('complete');
     expect((await run(['export', ...as(reader)])).stderr).toContain('SESSION_REQUIRED');
+  });
+
+  it('custody export --json writes the export to -o and prints a JSON summary; without -o it refuses', async () => {
+    const out = join(dir, 's-1.bundle.json');
+    const r = await run(['export', '--session', 's-1', '-o', out, '--json', ...as(reader)]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    const text = readFileSync(out);
+    expect(JSON.parse(r.stdout)).toEqual({ session: 's-1', out, records: 3, redacted: false, bytes: text.length, sha256: createHash('sha256').update(text).digest('hex') });
+    expect(verifyBundle(JSON.parse(text.toString('utf8')), { verifierKey: ledger.verifierKey('default') }).verdict).toBe('complete');
+
+    const events = join(dir, 'events.ocsf.ndjson');
+    const f = await run(['export', '--format', 'ocsf', '-o', events, '--json', ...as(reader)]);
+    expect(f.code).toBe(0);
+    expect(f.stderr).toBe('');
+    const written = readFileSync(events);
+    const summary = JSON.parse(f.stdout) as { format: string; out: string; events: number; skipped: number; bytes: number; sha256: string };
+    expect(summary).toMatchObject({ format: 'ocsf', events: written.toString('utf8').trimEnd().split('\n').length, bytes: written.length });
+    expect(summary.out).toBe(events);
+    expect(summary.sha256).toBe(createHash('sha256').update(written).digest('hex'));
+
+    for (const args of [['--session', 's-1'], ['--session', 's-1', '-o', '-'], ['--format', 'csv']]) {
+      const bad = await run(['export', ...args, '--json', ...as(reader)]);
+      expect(bad.code).toBe(2);
+      expect(bad.stdout).toBe('');
+      expect(bad.stderr).toMatch(/-o <file>.*\[OUT_REQUIRED\]$/);
+    }
   });
 });

@@ -6,7 +6,7 @@
  * exported and verified offline.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Authority, type AuthorityError, devIssuerTrust, emptyTrustConfig, loadDevIssuerKey, mintDevTokens, SqliteAuthorityStore, signingKeyFromSeed, TOKEN_EXCHANGE_GRANT } from '@custody/authority';
@@ -19,15 +19,36 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 
 import { type Output, paint } from '../output.js';
+import { bundleSummary, type DemoBundleSummary } from './demo.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../../../examples/', import.meta.url));
 
-/** Runs the live demo into `opts.out` (a fresh data folder inside it). */
-export async function runLiveDemo(opts: { out: string }, io: Output): Promise<number> {
+/** One step of the live demo's script, as `custody demo --live --json` reports it. */
+export interface LiveScenario {
+  /** A stable name: tools-listed, allowed, denied, held, self-approval, approved, scope-widening, sub-agent-tools, sub-agent-denied, held-again, revoked, refused-after-revoke. */
+  name: string;
+  /** The step went as it should (a call that must be denied was denied, …). */
+  ok: boolean;
+  /** The line the walkthrough prints. */
+  detail: string;
+  /** What came back: the tool names, the result text, the refusal or error code, the approval id. */
+  result: unknown;
+}
+
+/** Runs the live demo into `opts.out` (a fresh data folder inside it); with `json`, one JSON summary on stdout. */
+export async function runLiveDemo(opts: { out: string; json?: boolean }, io: Output): Promise<number> {
   const dir = join(opts.out, `live-${Date.now()}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const c = io.color;
-  const step = (mark: 'ok' | 'no' | '..', text: string) => io.out(`  ${mark === 'ok' ? paint(c, 'green', '✓') : mark === 'no' ? paint(c, 'red', '✗') : paint(c, 'yellow', '…')} ${text}`);
+  const json = opts.json === true;
+  const say = (line?: string) => {
+    if (!json) io.out(line);
+  };
+  const scenarios: LiveScenario[] = [];
+  const step = (name: string, mark: 'ok' | 'no' | '..', text: string, result: unknown = null) => {
+    scenarios.push({ name, ok: mark !== 'no', detail: text, result: result ?? null });
+    say(`  ${mark === 'ok' ? paint(c, 'green', '✓') : mark === 'no' ? paint(c, 'red', '✗') : paint(c, 'yellow', '…')} ${text}`);
+  };
   const path = join(dir, 'ledger.db');
   const ledger = await Ledger.open({ store: new SqliteStore({ path }), logSeed: crypto.getRandomValues(new Uint8Array(32)), originHost: 'custody.demo' });
   const devKey = loadDevIssuerKey(dir);
@@ -100,28 +121,32 @@ export async function runLiveDemo(opts: { out: string }, io: Output): Promise<nu
 
   let failures = 0;
   const sessions: string[] = [];
+  const evidence: DemoBundleSummary[] = [];
   try {
-    io.out(paint(c, 'bold', 'Custody demo, live: an agent behind the MCP gateway'));
-    io.out(`  server ${url}; gateway ${gatewayUrl}/mcp; policies examples/policies (${gateway.engine.version.slice(0, 19)}…)`);
-    io.out();
+    say(paint(c, 'bold', 'Custody demo, live: an agent behind the MCP gateway'));
+    say(`  server ${url}; gateway ${gatewayUrl}/mcp; policies examples/policies (${gateway.engine.version.slice(0, 19)}…)`);
+    say();
     const root = await exchange('', 'agent:refunds', 'files.read_file payments.transfer');
     sessions.push(root.session_id);
-    io.out(`alice@example.com asked agent:refunds to refund order 1234 (session ${root.session_id}, scope files.read_file payments.transfer)`);
+    say(`alice@example.com asked agent:refunds to refund order 1234 (session ${root.session_id}, scope files.read_file payments.transfer)`);
     const agent = await connect(root.access_token);
-    step('ok', `tools/list shows ${(await agent.listTools()).tools.map((t) => t.name).join(', ')}`);
+    const rootTools = (await agent.listTools()).tools.map((t) => t.name);
+    step('tools-listed', 'ok', `tools/list shows ${rootTools.join(', ')}`, rootTools);
     const read = await agent.callTool({ name: 'files.read_file', arguments: { path: 'report.txt' } });
-    step('ok', `allowed: files.read_file report.txt → ${JSON.stringify((read.content as { text: string }[])[0]?.text.trim())}`);
+    const readText = (read.content as { text: string }[])[0]?.text.trim();
+    step('allowed', 'ok', `allowed: files.read_file report.txt → ${JSON.stringify(readText)}`, readText);
     const denied = await refusal(agent.callTool({ name: 'files.read_file', arguments: { path: 'prod.env' } }));
-    step(denied !== undefined ? 'ok' : 'no', `denied: files.read_file prod.env → ${denied ?? 'NOT DENIED'}`);
+    step('denied', denied !== undefined ? 'ok' : 'no', `denied: files.read_file prod.env → ${denied ?? 'NOT DENIED'}`, denied);
     if (denied === undefined) failures++;
     const held = agent.callTool({ name: 'payments.transfer', arguments: { amount: 250_000, currency: 'EUR', to: 'DE89370400440532013000' } });
     const approvalId = await pending(root.session_id);
-    step('..', `held: payments.transfer 2,500.00 EUR needs a human (approval ${approvalId})`);
+    step('held', '..', `held: payments.transfer 2,500.00 EUR needs a human (approval ${approvalId})`, approvalId);
     const self = (await api(`/v1/approvals/${approvalId}`, root.access_token, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) })) as { error?: { code: string } };
-    step(self.error?.code === 'APPROVAL_SELF' ? 'ok' : 'no', `the agent tries to approve its own call → ${self.error?.code ?? 'ACCEPTED (wrong)'}`);
+    step('self-approval', self.error?.code === 'APPROVAL_SELF' ? 'ok' : 'no', `the agent tries to approve its own call → ${self.error?.code ?? 'ACCEPTED (wrong)'}`, self.error?.code);
     await api(`/v1/approvals/${approvalId}`, keys.bob, { method: 'POST', body: JSON.stringify({ decision: 'approve', reason: 'confirmed with the customer' }) });
     const moved = await held;
-    step('ok', `bob@example.com approved → ${(moved.content as { text: string }[])[0]?.text}`);
+    const movedText = (moved.content as { text: string }[])[0]?.text;
+    step('approved', 'ok', `bob@example.com approved → ${movedText}`, movedText);
 
     const t = await mintDevTokens(devKey, { human: 'alice@example.com', agent: 'agent:reports' });
     let widened = 'ALLOWED (wrong)';
@@ -130,44 +155,65 @@ export async function runLiveDemo(opts: { out: string }, io: Output): Promise<nu
     } catch (err) {
       widened = (err as AuthorityError).code;
     }
-    step(widened === 'SCOPE_WIDENED' ? 'ok' : 'no', `agent:refunds delegates to agent:reports asking for admin.* too → ${widened}`);
+    step('scope-widening', widened === 'SCOPE_WIDENED' ? 'ok' : 'no', `agent:refunds delegates to agent:reports asking for admin.* too → ${widened}`, widened);
     const child = await exchange(root.access_token, 'agent:reports', 'files.read_file', true);
     sessions.push(child.session_id);
     const sub = await connect(child.access_token);
-    step('ok', `sub-agent (session ${child.session_id}) sees only ${(await sub.listTools()).tools.map((x) => x.name).join(', ')}`);
+    const subTools = (await sub.listTools()).tools.map((x) => x.name);
+    step('sub-agent-tools', 'ok', `sub-agent (session ${child.session_id}) sees only ${subTools.join(', ')}`, subTools);
     const subDenied = await refusal(sub.callTool({ name: 'payments.transfer', arguments: { amount: 100, currency: 'EUR', to: 'DE02' } }));
-    step(subDenied !== undefined ? 'ok' : 'no', `sub-agent tries payments.transfer → ${subDenied ?? 'NOT DENIED'}`);
+    step('sub-agent-denied', subDenied !== undefined ? 'ok' : 'no', `sub-agent tries payments.transfer → ${subDenied ?? 'NOT DENIED'}`, subDenied);
     await sub.close();
 
     const inflight = refusal(agent.callTool({ name: 'payments.transfer', arguments: { amount: 900_000, currency: 'EUR', to: 'DE44500105175407324931' } }));
-    await pending(root.session_id);
-    step('..', 'agent:refunds starts another large transfer; it waits for approval…');
+    const secondApproval = await pending(root.session_id);
+    step('held-again', '..', 'agent:refunds starts another large transfer; it waits for approval…', secondApproval);
     await api(`/v1/sessions/${root.session_id}/revoke`, keys.admin, { method: 'POST', body: JSON.stringify({ reason: 'suspicious transfers' }) });
     const killed = await inflight;
-    step(killed?.startsWith('SESSION_INACTIVE') === true ? 'ok' : 'no', `an admin revokes the session → the held call ends: ${killed ?? 'NOT CANCELLED'}`);
+    step('revoked', killed?.startsWith('SESSION_INACTIVE') === true ? 'ok' : 'no', `an admin revokes the session → the held call ends: ${killed ?? 'NOT CANCELLED'}`, killed);
     const later = await refusal(agent.listTools());
-    step(later !== undefined ? 'ok' : 'no', `later requests are refused → ${later ?? 'NOT REFUSED'}`);
+    step('refused-after-revoke', later !== undefined ? 'ok' : 'no', `later requests are refused → ${later ?? 'NOT REFUSED'}`, later);
     if (later === undefined) failures++;
     await agent.close().catch(() => undefined);
 
     // The gateway records outcomes (tool.completed) once the agent has the result.
     await gateway.flushOutcomes();
-    io.out();
-    io.out(paint(c, 'bold', 'Evidence, exported and verified offline'));
+    say();
+    say(paint(c, 'bold', 'Evidence, exported and verified offline'));
     for (const s of sessions) {
       const bundle = await api(`/v1/sessions/${s}/bundle`, keys.read);
       const file = join(dir, `${s}.bundle.json`);
       writeFileSync(file, JSON.stringify(bundle, null, 2) + '\n');
       const report = verifyBundle(bundle, { verifierKey: ledger.verifierKey('default') });
       if (!report.ok) failures++;
+      evidence.push(bundleSummary(file, bundle as { session?: string; records: unknown[] }, report));
       const verdict = report.ok ? (report.verdict === 'complete' ? 'complete' : 'intact, not sealed') : 'FAILED';
-      io.out(`  ${paint(c, report.ok ? 'green' : 'red', verdict.padEnd(18))} ${relative(process.cwd(), file) || file} (${(bundle['records'] as unknown[]).length} entries)`);
+      say(`  ${paint(c, report.ok ? 'green' : 'red', verdict.padEnd(18))} ${relative(process.cwd(), file) || file} (${(bundle['records'] as unknown[]).length} entries)`);
     }
     writeFileSync(join(dir, 'log.vkey'), ledger.verifierKey('default') + '\n');
-    io.out();
-    io.out(paint(c, 'bold', 'Next:'));
-    io.out(`  npx custody verify ${relative(process.cwd(), join(dir, `${sessions[0]}.bundle.json`))} --key "$(cat ${relative(process.cwd(), join(dir, 'log.vkey'))})"`);
-    io.out('  run it yourself: docs/gateway.md and examples/gateway/gateway.json');
+    if (json) {
+      io.out(
+        JSON.stringify(
+          {
+            ok: failures === 0,
+            out: resolve(dir),
+            server: url,
+            gateway: `${gatewayUrl}/mcp`,
+            policyVersion: gateway.engine.version,
+            keyFile: resolve(join(dir, 'log.vkey')),
+            verifierKey: ledger.verifierKey('default'),
+            scenarios,
+            sessions: evidence,
+          },
+          null,
+          2,
+        ),
+      );
+    }
+    say();
+    say(paint(c, 'bold', 'Next:'));
+    say(`  npx custody verify ${relative(process.cwd(), join(dir, `${sessions[0]}.bundle.json`))} --key "$(cat ${relative(process.cwd(), join(dir, 'log.vkey'))})"`);
+    say('  run it yourself: docs/gateway.md and examples/gateway/gateway.json');
   } finally {
     await gateway.close();
     await app.close();

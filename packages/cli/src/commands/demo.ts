@@ -1,13 +1,37 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 
-import { generateSigner, verifyBundle } from '@custody/core';
+import { type BundleReport, generateSigner, verifyBundle } from '@custody/core';
 
 import { buildDemo } from '../demo-session.js';
 import { type Output, paint } from '../output.js';
 
 export interface DemoCommandOptions {
   out: string;
+  /** Print one JSON summary on stdout instead of the walkthrough. */
+  json?: boolean;
+}
+
+/** A bundle the demo wrote and verified, as `custody demo --json` (and `--live --json`) report it. */
+export interface DemoBundleSummary {
+  file: string;
+  session: string | null;
+  records: number;
+  ok: boolean;
+  verdict: BundleReport['verdict'];
+  failures: { record: number | null; code: string; message: string }[];
+}
+
+/** The summary of one written bundle and its verification report. */
+export function bundleSummary(file: string, bundle: { session?: string; records: readonly unknown[] }, report: BundleReport): DemoBundleSummary {
+  return {
+    file: resolve(file),
+    session: bundle.session ?? report.sessions[0]?.id ?? null,
+    records: bundle.records.length,
+    ok: report.ok,
+    verdict: report.verdict,
+    failures: report.failures.map((f) => ({ record: f.record ?? null, code: f.code, message: f.message })),
+  };
 }
 
 /**
@@ -47,6 +71,35 @@ export function runDemo(opts: DemoCommandOptions, io: Output): number {
     tampered: write('tampered.bundle.json', tampered),
   };
 
+  const rows = [
+    ['refund session', files.parent, bundle],
+    ['payments sub-session', files.child, child],
+    ['open session', files.open, open],
+    ['tampered copy', files.tampered, tampered],
+  ] as const;
+  const reports = rows.map(([, , value]) => verifyBundle(value, { verifierKey: signer.verifierText }));
+
+  if (opts.json) {
+    const [parentReport, childReport, openReport, tamperedReport] = reports as [BundleReport, BundleReport, BundleReport, BundleReport];
+    io.out(
+      JSON.stringify(
+        {
+          out: resolve(dir),
+          log: signer.name,
+          entries: demo.log.size,
+          keyFile: resolve(keyPath),
+          verifierKey: signer.verifierText,
+          signerKeyFile: resolve(signerPath),
+          bundles: [bundleSummary(files.parent, bundle, parentReport), bundleSummary(files.child, child, childReport), bundleSummary(files.open, open, openReport)],
+          tampered: bundleSummary(files.tampered, tampered, tamperedReport),
+        },
+        null,
+        2,
+      ),
+    );
+    return 0;
+  }
+
   const c = io.color;
   io.out(paint(c, 'bold', 'Custody demo: evidence for one agent task, verified offline'));
   io.out();
@@ -54,14 +107,8 @@ export function runDemo(opts: DemoCommandOptions, io: Output): number {
   io.out(`policy required approval; Bob approved; the refund ran; both sessions were sealed.`);
   io.out(`${demo.log.size} entries were appended to the log ${signer.name}, signed by a fresh Ed25519 key.`);
   io.out();
-  const rows = [
-    ['refund session', files.parent, bundle],
-    ['payments sub-session', files.child, child],
-    ['open session', files.open, open],
-    ['tampered copy', files.tampered, tampered],
-  ] as const;
-  for (const [label, path, value] of rows) {
-    const report = verifyBundle(value, { verifierKey: signer.verifierText });
+  for (const [i, [label, path]] of rows.entries()) {
+    const report = reports[i]!;
     const verdict = report.ok ? (report.verdict === 'complete' ? 'complete' : 'intact, not sealed') : 'FAILED';
     const mark = paint(c, report.ok ? 'green' : 'red', verdict.padEnd(18));
     io.out(`  ${label.padEnd(22)} ${mark} ${path}`);

@@ -3,13 +3,16 @@
  * first, one line each, from GET /v1/events pages. OCSF writes tool calls (API
  * Activity) and decisions and credentials (Authorize Session) and counts the rest.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 import type { Envelope } from '@custody/core';
 import { EXPORT_FORMATS, type ExportFormat, type ExportItem, csvHeader, formatExportLine } from '@custody/records';
 
 import { apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
 import { CliError, type Output } from '../output.js';
+import { requireOutFile } from './export.js';
 
 /** Options of `custody export --format`. */
 export interface RecordsExportOptions extends ConnectionOptions {
@@ -24,15 +27,26 @@ export interface RecordsExportOptions extends ConnectionOptions {
   since?: string;
   until?: string;
   omitData?: boolean;
+  /** Print a JSON summary on stdout; the events go to `out` (required). */
+  json?: boolean;
 }
 
 /** Writes the export; resolves to the exit code. */
 export async function runRecordsExport(opts: RecordsExportOptions, io: Output): Promise<number> {
   const format = opts.format as ExportFormat;
   if (!EXPORT_FORMATS.includes(format)) throw new CliError('FORMAT_INVALID', `--format must be one of ${EXPORT_FORMATS.join(', ')}`);
+  requireOutFile(opts);
   const conn = resolveConnection(opts);
   const fd = opts.out === undefined || opts.out === '-' ? undefined : openSync(opts.out, 'w');
-  const write = (line: string) => (fd === undefined ? io.out(line) : writeSync(fd, line + '\n'));
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const write = (line: string) => {
+    if (fd === undefined) return io.out(line);
+    const data = Buffer.from(line + '\n', 'utf8');
+    writeSync(fd, data);
+    hash.update(data);
+    bytes += data.length;
+  };
   let written = 0;
   let skipped = 0;
   try {
@@ -71,6 +85,10 @@ export async function runRecordsExport(opts: RecordsExportOptions, io: Output): 
     } while (cursor !== undefined);
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+  if (opts.json) {
+    io.out(JSON.stringify({ format, out: resolve(opts.out!), events: written, skipped, bytes, sha256: hash.digest('hex') }, null, 2));
+    return 0;
   }
   io.err(`exported ${written} event${written === 1 ? '' : 's'} as ${format}${skipped > 0 ? ` (${skipped} of types OCSF does not map here left out)` : ''}${fd !== undefined ? ` to ${opts.out}` : ''}`);
   return 0;

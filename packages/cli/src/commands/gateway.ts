@@ -5,19 +5,33 @@ import { Gateway, GatewayError, loadGatewayConfig } from '@custody/gateway';
 import { PolicyError } from '@custody/policy';
 import type { Command } from 'commander';
 
-import { CliError, type Output } from '../output.js';
+import { CliError, type Log, logFailures, type Output, stderrLog } from '../output.js';
 
 /** Options of `custody gateway`. */
 export interface GatewayCommandOptions {
   config: string;
   stdio?: boolean;
+  /** Listen on this port instead of the configuration's listen.port (0 picks a free one). */
+  port?: string;
+  /** Print one JSON `listening` line on stdout (and `stopped` at the end); log JSON lines on stderr. */
+  json?: boolean;
 }
 
 /** `custody gateway`: serves until SIGINT/SIGTERM (or, with --stdio, until stdin closes). */
 export async function runGateway(opts: GatewayCommandOptions, io: Output): Promise<number> {
+  const json = opts.json === true;
+  const log = stderrLog(io, json, 'custody gateway: ');
+  return json ? logFailures(log, () => serve(opts, io, log)) : serve(opts, io, log);
+}
+
+async function serve(opts: GatewayCommandOptions, io: Output, log: Log): Promise<number> {
+  const json = opts.json === true;
+  const port = opts.port === undefined ? undefined : /^\d{1,5}$/.test(opts.port) ? Number(opts.port) : Number.NaN;
+  if (port !== undefined && !(port >= 0 && port <= 65535)) throw new CliError('PORT_INVALID', `--port must be 0-65535, got ${opts.port}`);
   let gateway: Gateway;
   try {
-    gateway = await Gateway.start(loadGatewayConfig(opts.config), { log: (m) => io.err(`custody gateway: ${m}`) });
+    const config = loadGatewayConfig(opts.config);
+    gateway = await Gateway.start(port === undefined ? config : { ...config, listen: { ...config.listen, port } }, { log: (m) => log('warn', m) });
   } catch (err) {
     if (err instanceof GatewayError || err instanceof PolicyError) throw new CliError(err.code, err.message);
     throw err;
@@ -28,6 +42,7 @@ export async function runGateway(opts: GatewayCommandOptions, io: Output): Promi
       await gateway.close();
       throw new CliError('CREDENTIAL_MISSING', 'with --stdio, set CUSTODY_SESSION_CREDENTIAL to the agent\'s Custody session credential');
     }
+    // Standard output carries MCP here: with --json only the log lines change.
     const server = await gateway.serveStdio(credential);
     await new Promise<void>((resolve) => {
       server.onclose = () => resolve();
@@ -37,18 +52,24 @@ export async function runGateway(opts: GatewayCommandOptions, io: Output): Promi
   }
   const url = await gateway.listen();
   const tools = [...gateway.upstreams.values()].reduce((n, u) => n + u.tools.length, 0);
-  io.out(`Custody gateway: ${gateway.upstreams.size} upstream(s), ${tools} tool(s); policies ${gateway.engine.version}`);
-  io.out(`listening on ${url}/mcp`);
-  await new Promise<void>((resolve) => {
-    const stop = () => {
+  if (json) {
+    io.out(JSON.stringify({ event: 'listening', url: `${url}/mcp`, upstreams: [...gateway.upstreams.keys()], tools, policyVersion: gateway.engine.version, ledger: gateway.config.ledger.url, pid: process.pid }));
+  } else {
+    io.out(`Custody gateway: ${gateway.upstreams.size} upstream(s), ${tools} tool(s); policies ${gateway.engine.version}`);
+    io.out(`listening on ${url}/mcp`);
+  }
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const stop = (sig: NodeJS.Signals) => {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
-      resolve();
+      resolve(sig);
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  if (json) log('info', 'shutting down', { signal });
   await gateway.close();
+  if (json) io.out(JSON.stringify({ event: 'stopped', url: `${url}/mcp`, signal }));
   return 0;
 }
 
@@ -65,6 +86,11 @@ export function registerGatewayCommand(program: Command, io: Output, later: (p: 
     )
     .requiredOption('-c, --config <file>', 'the gateway configuration (JSON)')
     .option('--stdio', 'serve one local agent over stdin/stdout; its credential is $CUSTODY_SESSION_CREDENTIAL')
-    .addHelpText('after', '\nExamples:\n  $ custody gateway --config examples/gateway/gateway.json\n  $ CUSTODY_SESSION_CREDENTIAL=$TOKEN custody gateway --config gateway.json --stdio')
+    .option('-p, --port <n>', "port to listen on instead of the configuration's listen.port (0 picks a free one)")
+    .option('--json', 'print one JSON line when listening: { event, url, upstreams, tools, policyVersion }; log JSON lines on stderr')
+    .addHelpText(
+      'after',
+      "\nExamples:\n  $ custody gateway --config examples/gateway/gateway.json\n  $ CUSTODY_SESSION_CREDENTIAL=$TOKEN custody gateway --config gateway.json --stdio\n  $ custody gateway --config gateway.json --port 0 --json 2>>gateway.log | jq -r 'select(.event == \"listening\").url'",
+    )
     .action((opts: GatewayCommandOptions) => later(runGateway(opts, io)));
 }

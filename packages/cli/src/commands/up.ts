@@ -21,7 +21,7 @@ import { formatIssue, loadPolicySet, PolicyEngine, PolicyError } from '@custody/
 import { type ApprovalStore, Approvals, createApiKey, createServer, ImportMappingError, loadMappingFile, PostgresApprovalStore, SqliteApprovalStore } from '@custody/server';
 
 import { DEFAULT_PORT, dataDir, loadLogSeed, openStore, writeSecret } from '../local-config.js';
-import { CliError, type Output, paint } from '../output.js';
+import { CliError, type Log, logFailures, type Output, paint, stderrLog } from '../output.js';
 
 export interface UpOptions {
   data?: string;
@@ -31,6 +31,8 @@ export interface UpOptions {
   originHost?: string;
   logKey?: string;
   quiet?: boolean;
+  /** Print one JSON `listening` line on stdout (and `stopped` at the end); log JSON lines on stderr. */
+  json?: boolean;
   /** Trust configuration file (docs/authority.md). */
   trust?: string;
   /** Trust the local development issuer (DEVELOPMENT ONLY). */
@@ -55,6 +57,16 @@ export interface UpOptions {
  * creates the first admin key on first start, and serves the API until stopped.
  */
 export async function runUp(opts: UpOptions, io: Output): Promise<number> {
+  const json = opts.json === true;
+  const log = stderrLog(io, json, 'custody: ');
+  return json ? logFailures(log, () => serve(opts, io, log)) : serve(opts, io, log);
+}
+
+/** A thrown error's message after a log message, as `custody up` has always printed it. */
+const withCause = (message: string, err: unknown) => `${message}${err instanceof Error ? `: ${err.message}` : ''}`;
+
+async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
+  const json = opts.json === true;
   const dir = dataDir(opts.data);
   const port = opts.port === undefined ? Number(process.env['CUSTODY_PORT'] ?? DEFAULT_PORT) : Number(opts.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError('PORT_INVALID', `--port must be 0-65535, got ${opts.port}`);
@@ -101,12 +113,12 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
     trust,
     signingKey: session.key,
     ...(issuer !== undefined ? { issuer } : {}),
-    log: (message, err) => io.err(`custody: ${message}${err instanceof Error ? `: ${err.message}` : ''}`),
+    log: (message, err) => log(err === undefined ? 'warn' : 'error', withCause(message, err)),
   });
 
   // Approvals (their own table beside the ledger's) and, with --policies, server-side decisions.
   const policy = opts.policies === undefined ? undefined : startup(() => new PolicyEngine(loadPolicySet(opts.policies!)));
-  for (const w of policy?.policySet.warnings ?? []) io.err(`custody: policy warning: ${formatIssue(w)}`);
+  for (const w of policy?.policySet.warnings ?? []) log('warn', `policy warning: ${formatIssue(w)}`);
   const ttl = opts.approvalTtl === undefined ? 300 : Number(opts.approvalTtl);
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86_400) throw new CliError('FLAG_INVALID', '--approval-ttl must be 1-86400 seconds');
   const approvalStore: ApprovalStore =
@@ -120,7 +132,7 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
       store: approvalStore,
       ttlSeconds: ttl,
       ...(opts.approvalWebhook !== undefined ? { webhook: { url: opts.approvalWebhook, ...(webhookSecret !== undefined ? { secret: webhookSecret } : {}) } } : {}),
-      log: (message, err) => io.err(`custody: ${message}${err instanceof Error ? `: ${err.message}` : ''}`),
+      log: (message, err) => log(err === undefined ? 'warn' : 'error', withCause(message, err)),
     },
     ledger,
   );
@@ -132,9 +144,36 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
   const url = address.replace('[::1]', 'localhost');
   authority.setIssuer(url);
   // Log streams (docs/records.md, "Streaming"): one delivery loop per stream this node holds the lease of.
-  const streams = new StreamRunner(ledger, { log: (message) => io.err(`custody: ${message}`) });
+  const streams = new StreamRunner(ledger, { log: (message) => log('warn', message) });
   streams.start();
-  if (!opts.quiet) {
+  if (json) {
+    // One line a script can parse; what the banner says goes to stderr as log lines.
+    if (created) log('warn', `new log key written to ${source} (mode 0600): back it up; it signs every checkpoint`);
+    if (newKey) log('info', `first admin API key written to ${keyPath} (mode 0600)`);
+    if (session.created) log('info', `new session credential key written to ${session.source} (mode 0600); kid ${session.key.kid}`);
+    if (opts.devIssuer) log('warn', `DEVELOPMENT ONLY: trusting the local dev issuer (custody dev-tokens --data ${dir}); never use --dev-issuer in production`);
+    io.out(
+      JSON.stringify({
+        event: 'listening',
+        url,
+        store: store.kind,
+        data: dir,
+        origins: ledger.origin('<tenant>'),
+        logKeySource: source,
+        adminKeyFile: existsSync(keyPath) ? keyPath : null,
+        created: { logKey: created, adminKey: newKey, sessionKey: session.created },
+        console: consoleDir !== undefined ? `${url}/` : null,
+        openapi: `${url}/v1/openapi.json`,
+        issuer: authority.issuer,
+        trusts: { humans: trust.humans.length, agents: trust.agents.length },
+        approvalTtlSeconds: ttl,
+        policyVersion: policy?.version ?? null,
+        importSources: importMappings.map((m) => m.source),
+        devIssuer: opts.devIssuer === true,
+        pid: process.pid,
+      }),
+    );
+  } else if (!opts.quiet) {
     io.out(`Custody ${paint(c, 'bold', 'up')}: ${store.kind === 'sqlite' ? `SQLite in ${rel(dir)}` : 'PostgreSQL'}; logs ${ledger.origin('<tenant>')}`);
     if (created) io.out(`  new log key written to ${rel(source)} (mode 0600): back it up; it signs every checkpoint`);
     if (newKey) io.out(`  first admin API key written to ${rel(keyPath)} (mode 0600)`);
@@ -155,24 +194,25 @@ export async function runUp(opts: UpOptions, io: Output): Promise<number> {
     io.out(`  API reference: ${url}/v1/openapi.json   Stop with Ctrl-C.`);
     io.out();
   }
-  // The line scripts wait for; always printed.
-  io.out(`listening on ${url}`);
+  // The line scripts wait for; always printed (with --json, the `listening` object above).
+  if (!json) io.out(`listening on ${url}`);
 
-  await new Promise<void>((resolveStop) => {
-    const stop = () => {
+  const signal = await new Promise<NodeJS.Signals>((resolveStop) => {
+    const stop = (sig: NodeJS.Signals) => {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
-      resolveStop();
+      resolveStop(sig);
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
-  io.err('custody: shutting down: finishing queued appends');
+  log('info', 'shutting down: finishing queued appends', json ? { signal } : undefined);
   await app.close();
   await streams.stop();
   await approvals.close();
   await authority.close();
   await ledger.close();
+  if (json) io.out(JSON.stringify({ event: 'stopped', url, signal }));
   return 0;
 }
 
