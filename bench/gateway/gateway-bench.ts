@@ -2,9 +2,13 @@
  * bench/gateway: the latency the MCP gateway adds to one `tools/call`, durable
  * recording included, measured against the same call made straight to the same
  * upstream (stdio) in the same run; and Cedar decisions per second with the
- * example policy set. Writes its section of docs/benchmarks.md.
+ * example policy set. Two topologies: everything in this process (server, gateway
+ * and agent share one thread: the worst case), and the deployed one, where the
+ * Custody server is its own process (`custody up`) and the gateway runs here.
+ * Writes its section of docs/benchmarks.md.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,6 +72,45 @@ const session = await authority.exchange({
   objective: 'benchmark',
 });
 
+// The deployed topology: `custody up` in its own process, the gateway here.
+const bin = join(root, 'packages/cli/dist/bin.js');
+const serverDir = mkdtempSync(join(tmpdir(), 'custody-gw-bench-server-'));
+const server = spawn(process.execPath, [bin, 'up', '--data', serverDir, '--port', '0', '--dev-issuer'], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+const serverUrl = await new Promise<string>((resolve, reject) => {
+  let out = '';
+  const timer = setTimeout(() => reject(new Error(`custody up did not start:\n${out}`)), 30_000);
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    const m = /listening on (http:\/\/\S+)/.exec(out);
+    if (m) {
+      clearTimeout(timer);
+      resolve(m[1]!.replace(/\/$/, ''));
+    }
+  };
+  server.stdout.on('data', onData);
+  server.stderr.on('data', onData);
+  server.once('exit', (code) => reject(new Error(`custody up exited (${code}):\n${out}`)));
+});
+const dev = JSON.parse(spawnSync(process.execPath, [bin, 'dev-tokens', '--data', serverDir, '--human', 'alice@example.com', '--agent', 'agent:bench', '--json'], { encoding: 'utf8' }).stdout) as { subject_token: string; actor_token: string };
+const exchanged = await fetch(`${serverUrl}/oauth/token`, {
+  method: 'POST',
+  body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: dev.subject_token, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', actor_token: dev.actor_token, actor_token_type: 'urn:ietf:params:oauth:token-type:jwt', scope: 'files.read_file', objective: 'benchmark' }),
+});
+if (!exchanged.ok) throw new Error(`token exchange failed: ${await exchanged.text()}`);
+const remoteCredential = ((await exchanged.json()) as { access_token: string }).access_token;
+const remoteGateway = await Gateway.start(
+  parseGatewayConfig({
+    ledger: { url: serverUrl, apiKey: readFileSync(join(serverDir, 'admin.key'), 'utf8').trim() },
+    listen: { host: '127.0.0.1', port: 0 },
+    policies: join(root, 'examples/policies'),
+    upstreams: { files: { command: process.execPath, args: [upstream, 'files'] } },
+  }),
+);
+const [remoteAgentSide, remoteGatewaySide] = InMemoryTransport.createLinkedPair();
+await remoteGateway.connect(remoteGatewaySide, remoteCredential);
+const remote = new Client({ name: 'bench-agent-remote', version: '1' });
+await remote.connect(remoteAgentSide);
+
 const direct = new Client({ name: 'bench-direct', version: '1' });
 await direct.connect(new StdioClientTransport({ command: process.execPath, args: [upstream, 'files'] }));
 const [agentSide, gatewaySide] = InMemoryTransport.createLinkedPair();
@@ -81,7 +124,7 @@ await strict.connect(strictAgentSide);
 const overHttp = new Client({ name: 'bench-agent-http', version: '1' });
 await overHttp.connect(new StreamableHTTPClientTransport(new URL(`${gatewayUrl}/mcp`), { requestInit: { headers: { authorization: `Bearer ${session.access_token}` } } }));
 
-const paths = { direct: [] as number[], gateway: [] as number[], strict: [] as number[], http: [] as number[] };
+const paths = { direct: [] as number[], gateway: [] as number[], strict: [] as number[], http: [] as number[], remote: [] as number[] };
 const call = { name: 'read_file', arguments: { path: 'report.txt' } };
 const time = async (fn: () => Promise<unknown>) => {
   const t = performance.now();
@@ -93,6 +136,7 @@ for (let i = 0; i < 50; i++) {
   await inProcess.callTool({ ...call, name: 'files.read_file' });
   await strict.callTool({ ...call, name: 'files.read_file' });
   await overHttp.callTool({ ...call, name: 'files.read_file' });
+  await remote.callTool({ ...call, name: 'files.read_file' });
 }
 // Interleaved, so that the machine's noise falls on every path alike.
 for (let i = 0; i < CALLS; i++) {
@@ -100,6 +144,7 @@ for (let i = 0; i < CALLS; i++) {
   paths.gateway.push(await time(() => inProcess.callTool({ ...call, name: 'files.read_file' })));
   paths.strict.push(await time(() => strict.callTool({ ...call, name: 'files.read_file' })));
   paths.http.push(await time(() => overHttp.callTool({ ...call, name: 'files.read_file' })));
+  paths.remote.push(await time(() => remote.callTool({ ...call, name: 'files.read_file' })));
 }
 
 // Cedar decisions per second with the example set (the gateway's own engine).
@@ -115,6 +160,11 @@ const d0 = performance.now();
 for (let i = 0; i < decisions; i++) gateway.engine.decide(request);
 const perSecond = decisions / ((performance.now() - d0) / 1000);
 
+await remote.close();
+await remoteGateway.close();
+server.kill('SIGTERM');
+await new Promise((r) => server.once('exit', r));
+rmSync(serverDir, { recursive: true, force: true });
 await direct.close();
 await inProcess.close();
 await overHttp.close();
@@ -142,13 +192,15 @@ ${row('direct to the upstream (stdio)', paths.direct)}
 ${row('agent → gateway (in-process transport) → upstream (stdio)', paths.gateway)}
 ${row('the same, recordOutcomes: before-result', paths.strict)}
 ${row('agent → gateway (Streamable HTTP) → upstream (stdio)', paths.http)}
+${row('deployed: server in its own process (`custody up`); agent → gateway (in-process transport) → upstream (stdio)', paths.remote)}
 
-Added by the gateway (in-process agent transport, i.e. the same stdio hop to the upstream): **p50 ${fmt(added(paths.gateway, 50), 2)} ms, p99 ${fmt(added(paths.gateway, 99), 2)} ms** (targets: ≤ 2 ms, ≤ 5 ms).
+Added by the gateway, deployed (the Custody server in its own process, as \`custody up\` and \`custody gateway\` run): **p50 ${fmt(added(paths.remote, 50), 2)} ms, p99 ${fmt(added(paths.remote, 99), 2)} ms** (targets: ≤ 2 ms, ≤ 5 ms).
+Everything in one process (server, gateway and agent on one thread; in-process agent transport, the same stdio hop to the upstream): **p50 ${fmt(added(paths.gateway, 50), 2)} ms, p99 ${fmt(added(paths.gateway, 99), 2)} ms**.
 With \`recordOutcomes: before-result\`: p50 ${fmt(added(paths.strict, 50), 2)} ms, p99 ${fmt(added(paths.strict, 99), 2)} ms added.
 Over Streamable HTTP on the agent side: p50 ${fmt(added(paths.http, 50), 2)} ms, p99 ${fmt(added(paths.http, 99), 2)} ms added.
 
 Cedar decisions with the example policy set (\`examples/policies\`, approval path: two evaluations): ${fmt(perSecond)} per second on one core.
-Peak RSS of the benchmark process (server, gateway and agents in one process; the upstreams are child processes): ${fmt(peakRssMiB())} MiB.
+Peak RSS of the benchmark process (server, gateways and agents in one process; the upstreams and the deployed server are child processes): ${fmt(peakRssMiB())} MiB.
 `;
 process.stdout.write(body);
 writeSection('gateway', body);

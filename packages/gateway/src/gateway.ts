@@ -479,6 +479,7 @@ export class Gateway {
     await Promise.all([...this.upstreams.values()].map((u) => u.client.close().catch(() => undefined)));
     const left = await this.#outcomes.close(this.config.ledger.timeoutMs);
     if (left > 0) this.#log(`${left} outcome event(s) (tool.completed / tool.failed) could not be recorded before shutdown`);
+    await this.#custody.close().catch(() => undefined);
   }
 
   /**
