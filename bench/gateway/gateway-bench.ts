@@ -199,7 +199,7 @@ Everything in one process (server, gateway and agent on one thread; in-process a
 With \`recordOutcomes: before-result\`: p50 ${fmt(added(paths.strict, 50), 2)} ms, p99 ${fmt(added(paths.strict, 99), 2)} ms added.
 Over Streamable HTTP on the agent side: p50 ${fmt(added(paths.http, 50), 2)} ms, p99 ${fmt(added(paths.http, 99), 2)} ms added.
 
-Cedar decisions with the example policy set (\`examples/policies\`, approval path: two evaluations): ${fmt(perSecond)} per second on one core.
+Cedar decisions with the example policy set (\`examples/policies\`, the approval path: one evaluation): ${fmt(perSecond)} per second on one core.
 Peak RSS of the benchmark process (server, gateways and agents in one process; the upstreams and the deployed server are child processes): ${fmt(peakRssMiB())} MiB.
 `;
 process.stdout.write(body);

@@ -3,11 +3,14 @@
  * `allow`, `deny` or `approval_required`, shaped exactly like the envelope's
  * `decision` part. See docs/policies.md, "Decisions" and "Approvals".
  */
+import { isDeepStrictEqual } from 'node:util';
+
 import { type DecisionPart, PRINCIPAL_TYPES, type PrincipalType } from '@custody/core';
 
 import { type CedarJson, fitToType } from './arguments.js';
-import { cedar, type EntityJson } from './cedar.js';
+import { cedar, type CedarType } from './cedar.js';
 import { PolicyError } from './errors.js';
+import { asPermitText, mergeNeeds, type Needs, needsNothing, type PolicyFacts, policyFacts, project, scopeMatches } from './policy-facts.js';
 import type { CompiledPolicySet, LoadedPolicy } from './policy-set.js';
 import { ACTION_RESOURCE_TYPE, POLICY_ACTIONS, type PolicyAction, PRINCIPAL_ENTITY_TYPE } from './schema.js';
 
@@ -113,11 +116,47 @@ export function checkRequest(r: unknown): PolicyRequest {
 const datetime = (iso: string): CedarJson => ({ __extn: { fn: 'datetime', arg: iso } });
 const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 
+/** `toISOString()` with a four-digit year: always a valid Cedar datetime (its ±YYYYYY years are not). */
+const CEDAR_DATETIME = /^\d{4}-/;
 /**
- * Decides requests against one compiled policy set. The policy set is preparsed
- * into cedar-wasm once, here (the schema was applied at load); each {@link PolicyEngine.decide} is one
- * `statefulIsAuthorized` call (two on the approval path), with the request in
- * `context` and a single resource entity.
+ * At most this many slices of a policy set are preparsed per engine (cedar-wasm keeps
+ * each for the life of the process); requests that would need more use the whole set.
+ */
+const MAX_SLICES = 256;
+
+/** A preparsed subset of the policy set: the policies whose scope matches some request. */
+interface Slice {
+  /** Its cedar-wasm id. */
+  id: string;
+  /** What its policies read of `context`. */
+  context: Needs;
+  /** True when its policies may need the resource entity. */
+  entity: boolean;
+}
+
+/** True when a value of type `t` can make cedar-wasm refuse the context (an extension value, or an `__`-escape key). */
+function mayFailToParse(t: CedarType): boolean {
+  const n = t as { type: string; element?: CedarType; attributes?: Record<string, CedarType> };
+  if (n.type === 'String' || n.type === 'Long' || n.type === 'Boolean' || n.type === 'Bool') return false;
+  if (n.type === 'Set') return n.element === undefined || mayFailToParse(n.element);
+  if (n.type === 'Record') return Object.entries(n.attributes ?? {}).some(([k, a]) => k.startsWith('__') || mayFailToParse(a));
+  return true; // decimal, datetime, ipaddr, duration, or a type not known here
+}
+
+/**
+ * Decides requests against one compiled policy set, with one `statefulIsAuthorized`
+ * call per decision at most (the schema was applied at load). The request travels in
+ * `context`, with the resource's entity (its parent is its server) when a policy needs it.
+ *
+ * Facts about each policy, worked out here once (policy-facts.ts), keep each call
+ * small: Cedar is handed only the policies whose scope can match the request (a
+ * preparsed slice per distinct set of them), and only the parts of `context` those
+ * policies read; a policy without conditions is decided by its scope alone, without
+ * Cedar. Every policy is preparsed as a `permit`, so that Cedar's `reason` lists every
+ * satisfied policy, forbids included; the engine then combines them as Cedar would
+ * (a satisfied forbid denies; otherwise a satisfied permit allows), and tells an
+ * approval forbid from a hard one without a second evaluation. Decisions list their
+ * policies in policy-set order.
  * @example
  * const engine = new PolicyEngine(loadPolicySet('examples/policies'));
  * const decision = engine.decide({
@@ -135,26 +174,51 @@ export class PolicyEngine {
   /** The compiled set (policies, warnings, files). */
   readonly policySet: CompiledPolicySet;
   private readonly byId: ReadonlyMap<string, LoadedPolicy>;
-  private readonly fullId: string;
-  /** The set without approval forbids; undefined when there are none. */
-  private readonly baseId: string | undefined;
+  /** Policy id → its position in the set (the order decisions list policies in). */
+  private readonly position: ReadonlyMap<string, number>;
+  private readonly facts: readonly PolicyFacts[];
+  /** Each policy's text with its effect turned to `permit`. */
+  private readonly asPermit: readonly string[];
+  /** The same with its scope opened to `(principal, action, resource)`, where its scope is matched exactly here. */
+  private readonly asOpenPermit: readonly (string | undefined)[];
+  private readonly slices = new Map<string, Slice>();
+  /** The whole set (as permits, scopes kept), preparsed at construction: the fallback. */
+  private readonly whole: Slice;
+  private readonly argumentsMayFail: boolean;
+  private lastExpiresAt: [string, string] = ['', ''];
 
   constructor(set: CompiledPolicySet) {
     this.policySet = set;
     this.version = set.version;
     this.byId = new Map(set.policies.map((p) => [p.id, p]));
-    // cedar-wasm caches preparsed sets by id for the life of the process; ids derive
-    // from the version, so equal sets share one cache slot. The schema was checked at
-    // load (compilePolicySet); requests are well-typed by construction (see call()).
-    this.fullId = `${set.version}:all`;
-    const preparse = (id: string, policies: readonly LoadedPolicy[]) => {
-      const r = cedar.preparsePolicySet(id, { staticPolicies: Object.fromEntries(policies.map((p) => [p.id, p.text])) });
-      if (r.type === 'failure') throw new PolicyError('POLICY_INVALID', `cannot preparse the policy set: ${r.errors.map((e) => e.message).join('; ')}`);
+    this.position = new Map(set.policies.map((p, i) => [p.id, i]));
+    const json = (id: string, text: string) => {
+      const j = cedar.policyToJson(text);
+      if (j.type === 'failure') throw new PolicyError('POLICY_INVALID', `cannot read policy ${id}: ${j.errors.map((e) => e.message).join('; ')}`);
+      return j.json;
     };
-    preparse(this.fullId, set.policies);
-    const hasApproval = set.policies.some((p) => p.approval);
-    this.baseId = hasApproval ? `${set.version}:base` : undefined;
-    if (this.baseId !== undefined) preparse(this.baseId, set.policies.filter((p) => !p.approval));
+    const est = set.policies.map((p) => json(p.id, p.text));
+    this.facts = est.map(policyFacts);
+    // Each rewritten policy must be the same policy but for its effect (and scope).
+    this.asPermit = set.policies.map((p, i) => {
+      const text = asPermitText(p.text);
+      if (text === p.text) return text;
+      if (text === undefined || !isDeepStrictEqual(json(p.id, text), { ...est[i]!, effect: 'permit' })) {
+        throw new PolicyError('POLICY_INVALID', `cannot prepare policy ${p.id} for evaluation: its text does not start with its annotations and effect`);
+      }
+      return text;
+    });
+    const all = { op: 'All' };
+    this.asOpenPermit = set.policies.map((p, i) => {
+      if (!this.facts[i]!.exactScope) return undefined;
+      const text = asPermitText(p.text, true);
+      const open = { ...est[i]!, effect: 'permit', principal: all, action: all, resource: all };
+      return text !== undefined && isDeepStrictEqual(json(p.id, text), open) ? text : undefined;
+    });
+    this.argumentsMayFail = mayFailToParse(set.argumentsType);
+    const whole = this.preparse(`${this.version}:permits:all`, set.policies.map((_, i) => i), false);
+    if (whole === undefined) throw new PolicyError('POLICY_INVALID', 'cannot preparse the policy set');
+    this.whole = whole;
   }
 
   /**
@@ -164,12 +228,76 @@ export class PolicyEngine {
   decide(request: PolicyRequest): PolicyDecision {
     const started = performance.now();
     const now = request.now === undefined ? new Date().toISOString() : isoTime(request.now, 'now');
-    const result = this.evaluate(request, now);
-    return { ...result, policyVersion: this.version, evaluatedAt: now, durationMs: round3(performance.now() - started) };
+    const { effect, policies, reasons } = this.evaluate(request, now);
+    return { effect, policies, reasons, policyVersion: this.version, evaluatedAt: now, durationMs: round3(performance.now() - started) };
   }
 
   private reasonOf(id: string, fallback: string): string {
     return this.byId.get(id)?.reason ?? fallback;
+  }
+
+  /** The slice key: a hex bit mask (four policies a digit) of the policies `member` selects. */
+  private keyOf(member: (i: number) => boolean): string {
+    let key = '';
+    let digit = 0;
+    const n = this.facts.length;
+    for (let i = 0; i < n; i++) {
+      if (member(i)) digit |= 1 << (i & 3);
+      if ((i & 3) === 3 || i === n - 1) {
+        key += digit.toString(16);
+        digit = 0;
+      }
+    }
+    return key;
+  }
+
+  /**
+   * The preparsed slice for `key` (the policies whose scope matches the request), preparsing
+   * it on first use; undefined if cedar-wasm refuses it. Every request with this key
+   * matches the scope of every member whose scope is matched exactly here, so those
+   * members go to Cedar with their scope opened, and need no resource entity for it.
+   */
+  private slice(key: string): Slice | undefined {
+    const known = this.slices.get(key);
+    if (known !== undefined) return known;
+    if (this.slices.size >= MAX_SLICES) return this.whole;
+    const members: number[] = [];
+    for (let i = 0; i < this.facts.length; i++) if ((parseInt(key[i >> 2]!, 16) >> (i & 3)) & 1) members.push(i);
+    const s = this.preparse(`${this.version}:slice:${key}`, members, true);
+    if (s !== undefined) this.slices.set(key, s);
+    return s;
+  }
+
+  /**
+   * Preparses `members` as permits under `id` (scopes opened where allowed, with `open`).
+   * cedar-wasm caches preparsed sets by id for the life of the process; ids derive from
+   * the version and the members, so equal slices share one cache slot.
+   */
+  private preparse(id: string, members: readonly number[], open: boolean): Slice | undefined {
+    const policies = this.policySet.policies;
+    const context = needsNothing();
+    let entity = false;
+    const texts: Record<string, string> = {};
+    for (const i of members) {
+      const f = this.facts[i]!;
+      const opened = open ? this.asOpenPermit[i] : undefined;
+      texts[policies[i]!.id] = opened ?? this.asPermit[i]!;
+      mergeNeeds(context, f.context);
+      entity ||= f.entity || (opened === undefined && f.scopeEntity);
+    }
+    const r = cedar.preparsePolicySet(id, { staticPolicies: texts });
+    return r.type === 'failure' ? undefined : { id, context, entity };
+  }
+
+  /** `isoTime` of a session's expiry, remembering the last one (a session's calls share it). */
+  private expiresAt(v: string): string {
+    if (this.lastExpiresAt[0] !== v) this.lastExpiresAt = [v, isoTime(v, 'session.expiresAt')];
+    return this.lastExpiresAt[1];
+  }
+
+  /** `ids` in policy-set order, once each (Cedar reports them as an unordered set). */
+  private inOrder(ids: readonly string[]): string[] {
+    return [...new Set(ids)].sort((a, b) => (this.position.get(a) ?? -1) - (this.position.get(b) ?? -1));
   }
 
   private evaluate(request: PolicyRequest, now: string): Pick<DecisionPart, 'effect' | 'policies' | 'reasons'> {
@@ -179,42 +307,77 @@ export class PolicyEngine {
     const resourceType = ACTION_RESOURCE_TYPE[request.action];
     const id = targetId(request.target);
     const approvalStatus = request.approval?.status ?? 'none';
-    const context: Record<string, CedarJson> = {
-      arguments: args.value,
-      session: {
+    const expiresAt = this.expiresAt(request.session.expiresAt);
+    const principal = { type: PRINCIPAL_ENTITY_TYPE[request.principal.type], id: request.principal.id };
+    const action = { type: 'Action', id: request.action };
+    const resource = { type: resourceType, id };
+    const server = { type: 'Server', id: request.target.server };
+    const what = `${request.action} on ${resourceType}::${JSON.stringify(id)}`;
+
+    // Which policies can apply: those whose scope matches. A policy without conditions
+    // is decided by its scope alone, here; the others go to Cedar, as one slice.
+    const scope = { principal, action, resource, server };
+    const facts = this.facts;
+    const byScope: string[] = [];
+    let toCedar = false;
+    const key = this.keyOf((i) => {
+      const f = facts[i]!;
+      if (!scopeMatches(f, scope)) return false;
+      if (f.scopeOnly) {
+        byScope.push(this.policySet.policies[i]!.id);
+        return false;
+      }
+      toCedar = true;
+      return true;
+    });
+    // A request cedar-wasm might refuse to parse (a principal or resource type it has no
+    // entity for, a time or argument it cannot read) goes to Cedar whole, so that it
+    // fails closed with Cedar's own reason; only the others take the shortcuts.
+    const plain =
+      typeof principal.type === 'string' &&
+      typeof resourceType === 'string' &&
+      typeof principal.id === 'string' &&
+      Number.isSafeInteger(request.session.depth) &&
+      CEDAR_DATETIME.test(now) &&
+      CEDAR_DATETIME.test(expiresAt) &&
+      !(this.argumentsMayFail && Object.keys(args.value).length > 0);
+    let answer: { reason: string[]; errors: { policyId: string; error: { message: string } }[] } = { reason: [], errors: [] };
+    if (toCedar || !plain) {
+      const session: Record<string, CedarJson> = {
         id: request.session.id,
-        scope: [...request.session.scope],
+        scope: request.session.scope as string[],
         inScope: scopeCovers(request.session.scope, request.target),
-        expiresAt: datetime(isoTime(request.session.expiresAt, 'session.expiresAt')),
+        expiresAt: datetime(expiresAt),
         depth: request.session.depth,
         initiator: request.session.initiator,
-        ...(request.session.objective !== undefined ? { objective: request.session.objective } : {}),
-      },
-      approval: { status: approvalStatus, granted: approvalStatus === 'granted' },
-      target: { name: id, server: request.target.server },
-      now: datetime(now),
-    };
-    const principalType = PRINCIPAL_ENTITY_TYPE[request.principal.type];
-    const entities: EntityJson[] = [{ uid: { type: resourceType, id }, attrs: {}, parents: [{ type: 'Server', id: request.target.server }] }];
-    const call = (policySetId: string) =>
-      cedar.statefulIsAuthorized({
-        principal: { type: principalType, id: request.principal.id },
-        action: { type: 'Action', id: request.action },
-        resource: { type: resourceType, id },
-        context,
-        entities,
-        preparsedPolicySetId: policySetId,
+      };
+      if (request.session.objective !== undefined) session['objective'] = request.session.objective;
+      const context: Record<string, CedarJson> = {
+        arguments: args.value,
+        session,
+        approval: { status: approvalStatus, granted: approvalStatus === 'granted' },
+        target: { name: id, server: request.target.server },
+        now: datetime(now),
+      };
+      const slice = this.slice(key) ?? this.whole;
+      const r = cedar.statefulIsAuthorized({
+        principal,
+        action,
+        resource,
+        context: (plain ? project(context, slice.context) : context) as Record<string, CedarJson>,
+        entities: slice.entity || !plain ? [{ uid: resource, attrs: {}, parents: [server] }] : [],
+        preparsedPolicySetId: slice.id,
         // The context is built here and its arguments fitted to the schema, so it is
         // well-typed by construction; validating it again per call halves throughput
         // (docs/benchmarks.md). A type error that slipped through fails closed below.
         validateRequest: false,
       });
-    const what = `${request.action} on ${resourceType}::${JSON.stringify(id)}`;
-
-    const answer = call(this.fullId);
-    if (answer.type === 'failure') return deny([], [`cannot evaluate ${what}: ${answer.errors.map((e) => e.message).join('; ')}; denied (fail closed)`]);
-    const { decision, diagnostics } = answer.response;
-    const errored = diagnostics.errors.map((e) => ({ id: e.policyId, message: e.error.message, policy: this.byId.get(e.policyId) }));
+      if (r.type === 'failure') return deny([], [`cannot evaluate ${what}: ${r.errors.map((e) => e.message).join('; ')}; denied (fail closed)`]);
+      answer = r.response.diagnostics;
+    }
+    const errored = answer.errors
+      .map((e) => ({ id: e.policyId, message: e.error.message, policy: this.byId.get(e.policyId) }))
+      .sort((a, b) => (this.position.get(a.id) ?? -1) - (this.position.get(b.id) ?? -1));
     // A forbid that errors would silently not apply: fail closed instead.
     const brokenForbids = errored.filter((e) => e.policy?.effect === 'forbid');
     if (brokenForbids.length > 0) {
@@ -224,26 +387,26 @@ export class PolicyEngine {
       );
     }
     const erroredNotes = errored.map((e) => `policy ${e.id} could not be evaluated: ${e.message}`);
-    if (decision === 'allow') {
-      return { effect: 'allow', policies: diagnostics.reason, reasons: diagnostics.reason.map((p) => this.reasonOf(p, `permitted by ${p}`)) };
+    // Cedar evaluated every policy as a permit, so `reason` is every satisfied policy;
+    // combine them as Cedar would: a satisfied forbid denies, else a satisfied permit allows.
+    const satisfied = this.inOrder([...answer.reason, ...byScope]);
+    const permits = satisfied.filter((p) => this.byId.get(p)?.effect === 'permit');
+    const forbids = satisfied.filter((p) => this.byId.get(p)?.effect === 'forbid');
+    if (forbids.length === 0) {
+      if (permits.length === 0) return deny([], [`no policy permits ${what}`, ...erroredNotes]);
+      return { effect: 'allow', policies: permits, reasons: permits.map((p) => this.reasonOf(p, `permitted by ${p}`)) };
     }
-    const satisfied = diagnostics.reason;
-    if (satisfied.length === 0) return deny([], [`no policy permits ${what}`, ...erroredNotes]);
-    const hard = satisfied.filter((p) => this.byId.get(p)?.approval !== true);
+    const hard = forbids.filter((p) => this.byId.get(p)?.approval !== true);
     if (hard.length > 0) return deny(hard, hard.map((p) => this.reasonOf(p, `forbidden by ${p}`)));
-
     // Only approval forbids stand in the way: would the call be permitted without them?
-    const base = call(this.baseId!);
-    if (base.type === 'failure') return deny(satisfied, [`cannot evaluate ${what}: ${base.errors.map((e) => e.message).join('; ')}; denied (fail closed)`]);
-    if (base.response.decision !== 'allow') return deny([], [`no policy permits ${what}`, ...erroredNotes]);
-    const permits = base.response.diagnostics.reason;
+    if (permits.length === 0) return deny([], [`no policy permits ${what}`, ...erroredNotes]);
     if (approvalStatus === 'granted') {
       return {
         effect: 'allow',
-        policies: [...permits, ...satisfied],
-        reasons: [...permits.map((p) => this.reasonOf(p, `permitted by ${p}`)), ...satisfied.map((p) => `approved by a human as ${p} requires`)],
+        policies: [...permits, ...forbids],
+        reasons: [...permits.map((p) => this.reasonOf(p, `permitted by ${p}`)), ...forbids.map((p) => `approved by a human as ${p} requires`)],
       };
     }
-    return { effect: 'approval_required', policies: satisfied, reasons: satisfied.map((p) => this.reasonOf(p, `a human must approve this call (${p})`)) };
+    return { effect: 'approval_required', policies: forbids, reasons: forbids.map((p) => this.reasonOf(p, `a human must approve this call (${p})`)) };
   }
 }
