@@ -27,6 +27,14 @@ export function canonicalJson(value: unknown): string {
   return out;
 }
 
+type WellFormed = (this: string) => boolean;
+const nativeWellFormed = (String.prototype as { isWellFormed?: WellFormed }).isWellFormed;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** True when `s` holds no lone surrogate (String.prototype.isWellFormed where the engine has it). */
+export const isWellFormed: (s: string) => boolean =
+  nativeWellFormed !== undefined ? (s) => nativeWellFormed.call(s) : (s) => !LONE_SURROGATE.test(s);
+
 /** UTF-8 bytes of the RFC 8785 canonical serialisation of `value`. */
 export function canonicalBytes(value: unknown): Uint8Array {
   return utf8(canonicalJson(value));

@@ -70,7 +70,7 @@ export function createDisclosure(
   value: unknown,
   random: RandomBytes = defaultRandom,
 ): { disclosure: string; digest: string } {
-  parsePointer(path);
+  cachedPointer(path);
   const salt = toBase64url(random(MIN_SALT_BYTES));
   const disclosure = toBase64url(utf8(canonicalJson([salt, path, value])));
   return { disclosure, digest: disclosureDigest(disclosure) };
@@ -109,6 +109,20 @@ export function parseDisclosure(disclosure: string): Disclosure {
     throw new FormatError('DISCLOSURE_MALFORMED', 'disclosure path is not a JSON Pointer', { cause });
   }
   return { salt, path, value };
+}
+
+/** Parsed pointers of the sensitive paths, which are the same few for every event. */
+const POINTER_CACHE = new Map<string, readonly string[]>();
+const POINTER_CACHE_MAX = 256;
+
+/** parsePointer through a small cache, for the hot path (the result is shared: do not change it). */
+function cachedPointer(pointer: string): readonly string[] {
+  let tokens = POINTER_CACHE.get(pointer);
+  if (tokens === undefined) {
+    tokens = parsePointer(pointer);
+    if (POINTER_CACHE.size < POINTER_CACHE_MAX) POINTER_CACHE.set(pointer, tokens);
+  }
+  return tokens;
 }
 
 /** Splits an RFC 6901 JSON Pointer into unescaped reference tokens. */
@@ -189,10 +203,21 @@ export function commitFields<T extends object>(
   random: RandomBytes = defaultRandom,
 ): { committed: T; disclosures: string[] } {
   const committed = { ...env } as T & Record<string, unknown>;
-  const copied = new Set<unknown>([committed]);
+  return { committed, disclosures: commitOwnedFields(committed, paths, random) };
+}
+
+/**
+ * commitFields on an object the caller owns (a fresh copy): replaces the values
+ * at `paths` in `root` itself, copying only the containers below it on a
+ * committed path, and returns the disclosures.
+ * @internal
+ */
+export function commitOwnedFields(root: Record<string, unknown>, paths: readonly string[] = DEFAULT_SENSITIVE_PATHS, random: RandomBytes = defaultRandom): string[] {
+  const committed = root;
+  let copied: Set<unknown> | undefined;
   const disclosures: string[] = [];
   for (const path of paths) {
-    const tokens = parsePointer(path);
+    const tokens = cachedPointer(path);
     if (tokens.length === 0) continue;
     const value = getAt(committed, tokens);
     if (value === undefined || isCommitment(value)) continue;
@@ -203,6 +228,7 @@ export function commitFields<T extends object>(
       const key = tokens[i]!;
       const child = (node as Record<string, unknown>)[key];
       let copy = child;
+      copied ??= new Set<unknown>([committed]);
       if (!copied.has(child)) {
         copy = Array.isArray(child) ? [...(child as unknown[])] : { ...(child as Record<string, unknown>) };
         copied.add(copy);
@@ -216,7 +242,7 @@ export function commitFields<T extends object>(
     else node[last] = { [COMMITMENT_KEY]: digest };
     disclosures.push(disclosure);
   }
-  return { committed, disclosures };
+  return disclosures;
 }
 
 /** The result of checking disclosures against one entry. */

@@ -52,6 +52,28 @@ describe('prepareEvent and placeEvent', () => {
     expect(() => placeEvent(p, { recordedAt: base.time, seq: 0, prev: D })).toThrowError(expect.objectContaining({ field: 'session.seq' }));
   });
 
+  it('leaves the draft as it was (it may be frozen) and hands back the stand-ins, not the slots', () => {
+    const deepFreeze = <T>(v: T): T => {
+      if (v !== null && typeof v === 'object') {
+        for (const x of Object.values(v)) deepFreeze(x);
+        Object.freeze(v);
+      }
+      return v;
+    };
+    const draft = deepFreeze(structuredClone({ ...base, data: { ...base.data, prompt: 'refund it', nested: { list: [1, { a: 'b' }] } } }));
+    const before = JSON.stringify(draft);
+    const p = prepareEvent(draft, { tenant: 'acme', random: seeded(2) });
+    expect(JSON.stringify(draft)).toBe(before);
+    expect(p.envelope).toMatchObject({ recordedAt: '2000-01-01T00:00:00.000Z', session: { seq: 1, prev: null } });
+    expect(JSON.stringify(p.envelope)).not.toContain('custody-slot');
+    expect(p.slots.map((x) => x.name)).toEqual(['recordedAt', 'prev', 'seq']);
+    // Placing the same prepared event twice (as a retry after a head conflict does) gives the same bytes.
+    const place = () => placeEvent(p, { recordedAt: '2026-11-22T09:00:00.123Z', seq: 2, prev: D }).entry;
+    expect(place()).toEqual(place());
+    const closed = prepareEvent(deepFreeze({ ...draft, type: 'session.closed', tool: undefined, seal: { count: 9, head: D } }) as EventDraft, { tenant: 'acme' });
+    expect(closed.envelope.seal).toEqual({ count: 1, head: 'A'.repeat(43) });
+  });
+
   it('cannot be fooled by event content that looks like a slot', () => {
     const p = prepareEvent({ ...base, data: { note: '\u0000custody-slot:x:seq' } }, { tenant: 'acme' });
     const s = placeEvent(p, { recordedAt: base.time, seq: 1, prev: null });

@@ -3,8 +3,8 @@
  * canonical JSON of the sealed envelope, and their digests.
  */
 import { fromBase64, toBase64url, utf8 } from './bytes.js';
-import { canonicalBytes, canonicalJson, parseCanonical } from './canonical-json.js';
-import { commitFields, DEFAULT_SENSITIVE_PATHS, type RandomBytes } from './commitment.js';
+import { canonicalBytes, canonicalJson, isWellFormed, parseCanonical } from './canonical-json.js';
+import { commitOwnedFields, DEFAULT_SENSITIVE_PATHS, type RandomBytes } from './commitment.js';
 import { ENVELOPE_VERSION, type Envelope, validateEnvelope } from './envelope.js';
 import { FormatError } from './errors.js';
 import { leafHash } from './merkle.js';
@@ -100,6 +100,20 @@ function jsonFault(node: unknown, path: string): string | undefined {
   return undefined;
 }
 
+/** True when jsonFault would find something; the same predicate, without building paths or entry arrays. */
+function hasJsonFault(node: unknown): boolean {
+  if (typeof node === 'string') return !isWellFormed(node);
+  if (typeof node === 'number') return !Number.isFinite(node);
+  if (node === null || typeof node !== 'object') return false;
+  if (Array.isArray(node)) {
+    for (let i = 0; i < node.length; i++) if (hasJsonFault(node[i])) return true;
+    return false;
+  }
+  const obj = node as Record<string, unknown>;
+  for (const k of Object.keys(obj)) if (!isWellFormed(k) || hasJsonFault(obj[k])) return true;
+  return false;
+}
+
 /*
  * Sealing in two steps. `prepareEvent` does everything that does not depend on
  * where the event lands (commitments, validation, canonicalisation), so it can run
@@ -125,6 +139,22 @@ const SLOT_TEXT: Record<SlotName, string> = {
   sealCount: slotText('sealCount'),
   sealHead: slotText('sealHead'),
 };
+
+/** The JSON of each slot string, as it stands in a template. */
+const SLOT_TOKEN: Record<SlotName, string> = {
+  recordedAt: JSON.stringify(SLOT_TEXT.recordedAt),
+  seq: JSON.stringify(SLOT_TEXT.seq),
+  prev: JSON.stringify(SLOT_TEXT.prev),
+  sealCount: JSON.stringify(SLOT_TEXT.sealCount),
+  sealHead: JSON.stringify(SLOT_TEXT.sealHead),
+};
+
+/** The slots of each kind of event, and the seal object of slots. */
+const RECORDED_AT_SLOT: readonly SlotName[] = ['recordedAt'];
+const SESSION_SLOTS: readonly SlotName[] = ['recordedAt', 'seq', 'prev'];
+const SEAL_SLOTS: readonly SlotName[] = ['recordedAt', 'sealCount', 'sealHead'];
+const SESSION_SEAL_SLOTS: readonly SlotName[] = ['recordedAt', 'seq', 'prev', 'sealCount', 'sealHead'];
+const SLOT_SEAL = { count: SLOT_TEXT.sealCount, head: SLOT_TEXT.sealHead };
 
 /** Valid stand-ins for the placed values, so that validation sees a complete envelope. */
 const STAND_IN = { recordedAt: '2000-01-01T00:00:00.000Z', seq: 1, prev: null, seal: { count: 1, head: 'A'.repeat(43) } } as const;
@@ -164,34 +194,65 @@ export function prepareEvent(draft: EventDraft, params: Pick<SealParams, 'tenant
   const hasSession = draft.session !== undefined;
   const base = envelopeOf(draft, { tenant: params.tenant, recordedAt: STAND_IN.recordedAt, seq: STAND_IN.seq, prev: STAND_IN.prev });
   if (closes) base['seal'] = STAND_IN.seal;
-  const fault = jsonFault(base, '');
+  const fault = hasJsonFault(base) ? jsonFault(base, '') : undefined;
   if (fault !== undefined) {
     throw new FormatError('JSON_INVALID', `${fault}: holds a value RFC 8785 JSON cannot hold (a lone surrogate or a non-finite number)`, { field: fault });
   }
-  const { committed, disclosures } = commitFields(base, params.sensitivePaths ?? DEFAULT_SENSITIVE_PATHS, params.random);
-  const envelope = validateEnvelope(committed);
+  // `base` and the session object in it are this function's own copies, so they are committed in place.
+  const disclosures = commitOwnedFields(base, params.sensitivePaths ?? DEFAULT_SENSITIVE_PATHS, params.random);
+  const envelope = validateEnvelope(base);
 
-  const slotted: Record<string, unknown> = { ...committed, recordedAt: SLOT_TEXT.recordedAt };
-  const names: SlotName[] = ['recordedAt'];
-  if (hasSession) {
-    slotted['session'] = { ...(committed['session'] as object), seq: SLOT_TEXT.seq, prev: SLOT_TEXT.prev };
-    names.push('seq', 'prev');
+  // Canonicalise with the slot strings standing where the placed values go, then put the stand-ins back.
+  const session = hasSession ? (base['session'] as Record<string, unknown>) : undefined;
+  const names = closes ? (hasSession ? SESSION_SEAL_SLOTS : SEAL_SLOTS) : hasSession ? SESSION_SLOTS : RECORDED_AT_SLOT;
+  let template: string;
+  base['recordedAt'] = SLOT_TEXT.recordedAt;
+  if (session !== undefined) {
+    session['seq'] = SLOT_TEXT.seq;
+    session['prev'] = SLOT_TEXT.prev;
   }
-  if (closes) {
-    slotted['seal'] = { count: SLOT_TEXT.sealCount, head: SLOT_TEXT.sealHead };
-    names.push('sealCount', 'sealHead');
+  if (closes) base['seal'] = SLOT_SEAL;
+  try {
+    template = canonicalJson(base);
+  } finally {
+    base['recordedAt'] = STAND_IN.recordedAt;
+    if (session !== undefined) {
+      session['seq'] = STAND_IN.seq;
+      session['prev'] = STAND_IN.prev;
+    }
+    if (closes) base['seal'] = STAND_IN.seal;
   }
-  const template = canonicalJson(slotted);
-  const slots = names
+  return { id: draft.id, envelope, template, slots: findSlots(template, names), disclosures };
+}
+
+/** The JSON text every slot token starts with. */
+const SLOT_PREFIX = JSON.stringify(slotText('recordedAt')).slice(0, -'recordedAt"'.length);
+
+/**
+ * Where each of `names` stands in `template`, in order. One pass over the template
+ * for the common prefix of the tokens; when that does not find each token exactly
+ * once, the token-by-token search below decides (and refuses).
+ */
+function findSlots(template: string, names: readonly SlotName[]): PreparedEvent['slots'] {
+  const found: { at: number; length: number; name: SlotName }[] = [];
+  for (let at = template.indexOf(SLOT_PREFIX); at >= 0; at = template.indexOf(SLOT_PREFIX, at + 1)) {
+    const name = names.find((n) => template.startsWith(SLOT_TOKEN[n], at));
+    if (name === undefined || found.length === names.length || found.some((f) => f.name === name)) return searchSlots(template, names);
+    found.push({ at, length: SLOT_TOKEN[name].length, name });
+  }
+  return found.length === names.length ? found : searchSlots(template, names);
+}
+
+function searchSlots(template: string, names: readonly SlotName[]): PreparedEvent['slots'] {
+  return names
     .map((name) => {
-      const token = JSON.stringify(SLOT_TEXT[name]);
+      const token = SLOT_TOKEN[name];
       const at = template.indexOf(token);
       // The nonce is secret and fresh per process, so event content cannot hold a slot; check anyway.
       if (at < 0 || template.indexOf(token, at + 1) >= 0) throw new FormatError('ENVELOPE_INVALID', 'the event holds a reserved placeholder string');
       return { at, length: token.length, name };
     })
     .sort((a, b) => a.at - b.at);
-  return { id: draft.id, envelope, template, slots, disclosures };
 }
 
 const DIGEST_TEXT = /^[A-Za-z0-9_-]{43}$/;

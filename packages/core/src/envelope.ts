@@ -4,6 +4,7 @@
  */
 import * as z from 'zod';
 
+import { fastEnvelopeCheck } from './envelope-fast.js';
 import { FormatError } from './errors.js';
 
 /** The envelope version this module writes and reads. */
@@ -264,6 +265,17 @@ export interface FieldIssue {
  * @returns the issues found, each naming its field; empty when valid.
  */
 export function envelopeIssues(value: unknown): FieldIssue[] {
+  // The hand-compiled check says "valid" only where the schema below would; otherwise the schema decides and words the issues.
+  if (isValidEnvelope(value)) return [];
+  return schemaIssues(value);
+}
+
+/**
+ * The issues the zod schema and the commitment check find, without the fast check
+ * in front (what envelopeIssues returned before it had one).
+ * @internal
+ */
+export function schemaIssues(value: unknown): FieldIssue[] {
   const result = envelope.safeParse(value);
   if (result.success) return commitmentIssues(value as Envelope);
   return result.error.issues.map((i) => ({ field: fieldName(i.path), message: i.message }));
@@ -311,4 +323,16 @@ function commitmentIssues(env: Envelope): FieldIssue[] {
   };
   if (env.data !== undefined) walk(env.data, 'data');
   return issues;
+}
+
+/** The fast check of envelope-fast.ts, over this module's own predicates. */
+const isValidEnvelope = fastEnvelopeCheck({ isEventType, isSessionlessType, isRealTime, commitmentKey: COMMITMENT_KEY });
+
+/**
+ * True when the hand-compiled check alone accepts `value` (the schema is then
+ * certain to). Exported for the tests that hold the two to the same verdict.
+ * @internal
+ */
+export function fastEnvelopeAccepts(value: unknown): boolean {
+  return isValidEnvelope(value);
 }
