@@ -3,6 +3,17 @@
  * byte offsets into line and column.
  * @internal
  */
+import { setFlagsFromString } from 'node:v8';
+
+// V8 11.3 (Node 20) aborts the process ("Fatal error … unreachable code" in
+// Deoptimizer::DoComputeBuiltinContinuation) when an optimised function into which
+// TurboFan inlined a JS-to-Wasm call is lazily deoptimised while the Wasm call is on
+// its stack. PolicyEngine.evaluate calls cedar-wasm on every decision and met exactly
+// that after ~600 gateway calls in bench/gateway, every time; with the inlining off it
+// ran clean. Set before anything calling cedar-wasm is optimised (this module is the
+// one import of cedar-wasm).
+setFlagsFromString('--no-turbo-inline-js-wasm-calls');
+
 export * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 export type {
   AuthorizationAnswer,
