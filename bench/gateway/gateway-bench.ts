@@ -138,13 +138,23 @@ for (let i = 0; i < 50; i++) {
   await overHttp.callTool({ ...call, name: 'files.read_file' });
   await remote.callTool({ ...call, name: 'files.read_file' });
 }
-// Interleaved, so that the machine's noise falls on every path alike.
+// Interleaved, so that the machine's noise falls on every path alike. Before each timed
+// call, every gateway's background work (tool.completed of the previous call) is drained,
+// so that no call, the direct one included, pays for another's outcome recording.
+const settle = async () => {
+  await Promise.all([gateway, strictGateway, remoteGateway].map((g) => g.flushOutcomes()));
+  await new Promise((r) => setImmediate(r));
+};
+const timed = async (xs: number[], fn: () => Promise<unknown>) => {
+  await settle();
+  xs.push(await time(fn));
+};
 for (let i = 0; i < CALLS; i++) {
-  paths.direct.push(await time(() => direct.callTool(call)));
-  paths.gateway.push(await time(() => inProcess.callTool({ ...call, name: 'files.read_file' })));
-  paths.strict.push(await time(() => strict.callTool({ ...call, name: 'files.read_file' })));
-  paths.http.push(await time(() => overHttp.callTool({ ...call, name: 'files.read_file' })));
-  paths.remote.push(await time(() => remote.callTool({ ...call, name: 'files.read_file' })));
+  await timed(paths.direct, () => direct.callTool(call));
+  await timed(paths.gateway, () => inProcess.callTool({ ...call, name: 'files.read_file' }));
+  await timed(paths.strict, () => strict.callTool({ ...call, name: 'files.read_file' }));
+  await timed(paths.http, () => overHttp.callTool({ ...call, name: 'files.read_file' }));
+  await timed(paths.remote, () => remote.callTool({ ...call, name: 'files.read_file' }));
 }
 
 // Cedar decisions per second with the example set (the gateway's own engine).
@@ -181,7 +191,7 @@ const row = (label: string, xs: number[]) => `| ${label} | ${fmt(percentile(xs, 
 const added = (xs: number[], p: number) => percentile(xs, p) - percentile(paths.direct, p);
 const body = `## MCP gateway: added latency per tools/call (\`bench/gateway\`)
 
-${machine()}; ${fmt(CALLS)} calls per path, interleaved, after 50 warm-up calls; SQLite ledger (WAL, synchronous FULL).
+${machine()}; ${fmt(CALLS)} calls per path, interleaved, after 50 warm-up calls, each call timed alone (the gateways' background outcome recording drained before it); SQLite ledger (WAL, synchronous FULL).
 Each call through the gateway: Cedar decision, \`POST /v1/decisions\` (credential verified live; \`tool.requested\` + \`policy.decided\` durably committed)
 before the upstream call; then \`tool.completed\`, recorded in the background once the agent has the result (default \`ledger.recordOutcomes: after-result\`),
 or durably before it (\`before-result\`). Upstream: \`examples/gateway/upstream-server.mjs files\` over stdio.

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,6 +17,7 @@ import { buildBatches, bulkDrafts, measureIngest, postgresTestEnv } from '@custo
 import { fmt, machine, peakRssMiB, percentile, writeSection } from '../lib.js';
 
 const quick = process.env['BENCH_QUICK'] === '1';
+const loadBefore = loadavg().map((l) => l.toFixed(2)).join(', ');
 const N = quick ? 20_000 : 100_000;
 const BATCH = 500;
 const seed = new Uint8Array(32).fill(9);
@@ -140,6 +141,8 @@ if (pgEnv.skip === false) {
 const server = await startServer();
 const http500 = await httpClosedLoop(server.url, server.key, events(N, 11), 500, 4);
 const half = await httpOpenLoop(server.url, server.key, events(N, 13), 500, http500.rate / 2, quick ? 3 : 8);
+// Single events: one second at the same rate first (JIT, connection pool, SQLite page cache), not counted.
+await httpOpenLoop(server.url, server.key, events(1_000, 19), 1, 1000, 1);
 const single = await httpOpenLoop(server.url, server.key, events(quick ? 3_000 : 10_000, 17), 1, 1000, quick ? 3 : 8);
 const serverPeak = server.peakMiB();
 server.stop();
@@ -170,7 +173,8 @@ const body = `## Ingest: the ledger against plain inserts (\`bench/ingest\`)
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}${quick ? ' — QUICK run (BENCH_QUICK=1), smaller sizes' : ''}.
 Settings: ${fmt(N)} events of ${fmt(avgEntry)} bytes on average (entry bytes), from the fixture generator of \`@custody/ledger/testing\` (1,000 people, realistic sessions, identities, trace context, committed arguments); batches of ${BATCH}; SQLite in WAL mode with \`synchronous=FULL\` for baseline and ledger alike; PostgreSQL 15 on loopback with default durability.
 The baseline inserts the very entry rows the store writes into the store's own \`entries\` table DDL, with the same indexes, and nothing else: no sealing, hashing, tree nodes, principals index, sessions, heads or checkpoints (median of ${quick ? 1 : 3} alternating runs). The whole-ledger rows use fresh events from the same generator.
-HTTP runs against \`custody up\` on SQLite in a separate process, with the clients in this process: both share the machine's 2 cores.
+HTTP runs against \`custody up\` on SQLite in a separate process, with the clients in this process: both share the machine's 2 cores. The single-event run follows one uncounted second at the same rate.
+Load average before this run: ${loadBefore}.
 Peak RSS: this process ${fmt(peakRssMiB())} MiB; the server ${fmt(serverPeak)} MiB.
 
 | what | throughput | vs baseline | latency p50 / p99 | target |
