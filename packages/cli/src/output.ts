@@ -69,3 +69,19 @@ export async function logFailures(log: Log, run: () => Promise<number>): Promise
     return 70;
   }
 }
+
+/**
+ * The first SIGINT or SIGTERM, listened for from now on: call it before announcing that a
+ * server listens, so that a signal sent as soon as the announcement is read stops it cleanly.
+ */
+export function stopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (sig: NodeJS.Signals) => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve(sig);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

@@ -5,7 +5,7 @@ import { Gateway, GatewayError, loadGatewayConfig } from '@custody/gateway';
 import { PolicyError } from '@custody/policy';
 import type { Command } from 'commander';
 
-import { CliError, type Log, logFailures, type Output, stderrLog } from '../output.js';
+import { CliError, type Log, logFailures, type Output, stderrLog, stopSignal } from '../output.js';
 
 /** Options of `custody gateway`. */
 export interface GatewayCommandOptions {
@@ -52,21 +52,15 @@ async function serve(opts: GatewayCommandOptions, io: Output, log: Log): Promise
   }
   const url = await gateway.listen();
   const tools = [...gateway.upstreams.values()].reduce((n, u) => n + u.tools.length, 0);
+  // Signals are handled from before the announcement on.
+  const stopped = stopSignal();
   if (json) {
     io.out(JSON.stringify({ event: 'listening', url: `${url}/mcp`, upstreams: [...gateway.upstreams.keys()], tools, policyVersion: gateway.engine.version, ledger: gateway.config.ledger.url, pid: process.pid }));
   } else {
     io.out(`Custody gateway: ${gateway.upstreams.size} upstream(s), ${tools} tool(s); policies ${gateway.engine.version}`);
     io.out(`listening on ${url}/mcp`);
   }
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const stop = (sig: NodeJS.Signals) => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve(sig);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  const signal = await stopped;
   if (json) log('info', 'shutting down', { signal });
   await gateway.close();
   if (json) io.out(JSON.stringify({ event: 'stopped', url: `${url}/mcp`, signal }));

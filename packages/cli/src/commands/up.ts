@@ -21,7 +21,7 @@ import { formatIssue, loadPolicySet, PolicyEngine, PolicyError } from '@custody/
 import { type ApprovalStore, Approvals, createApiKey, createServer, ImportMappingError, loadMappingFile, PostgresApprovalStore, SqliteApprovalStore } from '@custody/server';
 
 import { DEFAULT_PORT, dataDir, loadLogSeed, openStore, writeSecret } from '../local-config.js';
-import { CliError, type Log, logFailures, type Output, paint, stderrLog } from '../output.js';
+import { CliError, type Log, logFailures, type Output, paint, stderrLog, stopSignal } from '../output.js';
 
 export interface UpOptions {
   data?: string;
@@ -146,6 +146,8 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
   // Log streams (docs/records.md, "Streaming"): one delivery loop per stream this node holds the lease of.
   const streams = new StreamRunner(ledger, { log: (message) => log('warn', message) });
   streams.start();
+  // Signals are handled from before the announcement on.
+  const stopped = stopSignal();
   if (json) {
     // One line a script can parse; what the banner says goes to stderr as log lines.
     if (created) log('warn', `new log key written to ${source} (mode 0600): back it up; it signs every checkpoint`);
@@ -197,15 +199,7 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
   // The line scripts wait for; always printed (with --json, the `listening` object above).
   if (!json) io.out(`listening on ${url}`);
 
-  const signal = await new Promise<NodeJS.Signals>((resolveStop) => {
-    const stop = (sig: NodeJS.Signals) => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolveStop(sig);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  const signal = await stopped;
   log('info', 'shutting down: finishing queued appends', json ? { signal } : undefined);
   await app.close();
   await streams.stop();
