@@ -76,6 +76,8 @@ const session = await authority.exchange({
 const bin = join(root, 'packages/cli/dist/bin.js');
 const serverDir = mkdtempSync(join(tmpdir(), 'custody-gw-bench-server-'));
 const server = spawn(process.execPath, [bin, 'up', '--data', serverDir, '--port', '0', '--dev-issuer'], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+// Never leave the server behind, whatever ends this process.
+process.once('exit', () => server.kill('SIGKILL'));
 const serverUrl = await new Promise<string>((resolve, reject) => {
   let out = '';
   const timer = setTimeout(() => reject(new Error(`custody up did not start:\n${out}`)), 30_000);
