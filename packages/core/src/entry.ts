@@ -78,40 +78,41 @@ function envelopeOf(draft: EventDraft, params: Pick<SealParams, 'tenant' | 'reco
   return base;
 }
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/** Finds a value RFC 8785 cannot serialise in parsed JSON: a lone surrogate or a non-finite number. */
-function jsonFault(node: unknown, path: string): string | undefined {
-  if (typeof node === 'string') return LONE_SURROGATE.test(node) ? path : undefined;
-  if (typeof node === 'number') return Number.isFinite(node) ? undefined : path;
+/**
+ * Where in parsed JSON a value RFC 8785 cannot serialise stands (a lone surrogate, in a
+ * value or a key, or a non-finite number): the steps from the root, or undefined. The
+ * walk allocates nothing until it finds one, since every event is checked.
+ */
+function faultSteps(node: unknown): (number | string | { key: string })[] | undefined {
+  if (typeof node === 'string') return isWellFormed(node) ? undefined : [];
+  if (typeof node === 'number') return Number.isFinite(node) ? undefined : [];
   if (node === null || typeof node !== 'object') return undefined;
   if (Array.isArray(node)) {
     for (let i = 0; i < node.length; i++) {
-      const f = jsonFault(node[i], `${path}[${i}]`);
-      if (f !== undefined) return f;
+      const f = faultSteps(node[i]);
+      if (f !== undefined) return (f.push(i), f);
     }
     return undefined;
   }
-  for (const [k, v] of Object.entries(node)) {
-    if (LONE_SURROGATE.test(k)) return `${path}.${k}`;
-    const f = jsonFault(v, path === '' ? k : `${path}.${k}`);
-    if (f !== undefined) return f;
+  const obj = node as Record<string, unknown>;
+  for (const k of Object.keys(obj)) {
+    if (!isWellFormed(k)) return [{ key: k }];
+    const f = faultSteps(obj[k]);
+    if (f !== undefined) return (f.push(k), f);
   }
   return undefined;
 }
 
-/** True when jsonFault would find something; the same predicate, without building paths or entry arrays. */
-function hasJsonFault(node: unknown): boolean {
-  if (typeof node === 'string') return !isWellFormed(node);
-  if (typeof node === 'number') return !Number.isFinite(node);
-  if (node === null || typeof node !== 'object') return false;
-  if (Array.isArray(node)) {
-    for (let i = 0; i < node.length; i++) if (hasJsonFault(node[i])) return true;
-    return false;
+/** The field of the first value RFC 8785 cannot serialise in parsed JSON (`a.b[2]`; a bad key `a.<key>`), or undefined. */
+function jsonFault(node: unknown): string | undefined {
+  const steps = faultSteps(node);
+  if (steps === undefined) return undefined;
+  let path = '';
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const s = steps[i]!;
+    path = typeof s === 'number' ? `${path}[${s}]` : typeof s === 'string' ? (path === '' ? s : `${path}.${s}`) : `${path}.${s.key}`;
   }
-  const obj = node as Record<string, unknown>;
-  for (const k of Object.keys(obj)) if (!isWellFormed(k) || hasJsonFault(obj[k])) return true;
-  return false;
+  return path;
 }
 
 /*
@@ -194,7 +195,7 @@ export function prepareEvent(draft: EventDraft, params: Pick<SealParams, 'tenant
   const hasSession = draft.session !== undefined;
   const base = envelopeOf(draft, { tenant: params.tenant, recordedAt: STAND_IN.recordedAt, seq: STAND_IN.seq, prev: STAND_IN.prev });
   if (closes) base['seal'] = STAND_IN.seal;
-  const fault = hasJsonFault(base) ? jsonFault(base, '') : undefined;
+  const fault = jsonFault(base);
   if (fault !== undefined) {
     throw new FormatError('JSON_INVALID', `${fault}: holds a value RFC 8785 JSON cannot hold (a lone surrogate or a non-finite number)`, { field: fault });
   }
