@@ -504,7 +504,6 @@ export class PostgresStore implements LedgerStore {
       const last = Math.floor((size - 1) / BUCKET);
       const ids = [...new Set(roles.map((r) => r.id))];
       let b = after === undefined ? (desc ? last : 0) : Math.min(last, Math.floor(after / BUCKET));
-      // Narrowed walks usually find few matches per bucket: start with wider rounds.
       let walked = 0; // buckets walked, and the candidates they held (the density for the next round's scan)
       let seen = 0;
       for (let window = 1; b >= 0 && b <= last && rows.length <= limit; window = Math.min(window * 4, 256)) {
@@ -512,8 +511,8 @@ export class PostgresStore implements LedgerStore {
         for (; buckets.length < window && b >= 0 && b <= last; b += desc ? -1 : 1) buckets.push(b);
         // With a density from earlier rounds, the narrowing scan of these buckets runs
         // alongside the postings read (its cap from that density) instead of after it.
-        const span = [Math.min(buckets[0]!, buckets[buckets.length - 1]!) * BUCKET, (Math.max(buckets[0]!, buckets[buckets.length - 1]!) + 1) * BUCKET - 1] as const;
-        const scanned = narrow.length > 0 && walked > 0 ? this.#narrowScan(tenant, narrow[0]!, span[0], span[1], Math.max(1024, Math.ceil((NARROW_SCAN_FACTOR * seen * buckets.length) / walked))) : undefined;
+        const [first, final] = [Math.min(buckets[0]!, buckets[buckets.length - 1]!), Math.max(buckets[0]!, buckets[buckets.length - 1]!)];
+        const scanned = narrow.length > 0 && walked > 0 ? this.#narrowScan(tenant, narrow[0]!, first * BUCKET, (final + 1) * BUCKET - 1, Math.max(1024, Math.ceil((NARROW_SCAN_FACTOR * seen * buckets.length) / walked))) : undefined;
         scanned?.catch(() => undefined);
         const found = (await this.#query<PostingDbRow>(this.#sql.postings, [tenant, buckets, ids])).rows;
         const byKey = new Map<string, PostingDbRow[]>();
@@ -540,7 +539,8 @@ export class PostgresStore implements LedgerStore {
           list = list.concat(inBucket);
         }
         // Equality filters narrow the candidates through their (tenant, value, idx)
-        // index, a probe per candidate, so non-matching entries are never read.
+        // index (a range scan or a probe per candidate, #narrow), so non-matching
+        // entries are never read.
         walked += buckets.length;
         seen += list.length;
         if (narrow.length > 0 && list.length > 0) list = await this.#narrow(tenant, list, narrow, narrowSql, scanned);
