@@ -494,9 +494,13 @@ export class PostgresStore implements LedgerStore {
     if (filter.type !== undefined && !filter.type.endsWith('.*')) narrow.push(['type', filter.type]);
     // LATERAL … LIMIT 1 keeps a probe per candidate on the (tenant, value, idx) index
     // (index-only); as EXISTS the planner probed the primary key and read every row.
-    const narrowSql =
+    // `probe(k)` checks the filters from the k-th on (after a scan settled the first).
+    const probe = (from: number): string =>
       `SELECT c.idx FROM unnest($2::bigint[]) AS c(idx)` +
-      narrow.map(([col], i) => ` CROSS JOIN LATERAL (SELECT 1 FROM ${q}.entries t WHERE t.tenant = $1 AND t.${col} = $${i + 3} AND t.idx = c.idx LIMIT 1) AS n${i}`).join('');
+      narrow
+        .slice(from)
+        .map(([col], i) => ` CROSS JOIN LATERAL (SELECT 1 FROM ${q}.entries t WHERE t.tenant = $1 AND t.${col} = $${i + 3} AND t.idx = c.idx LIMIT 1) AS n${i}`)
+        .join('');
     const head = (await this.#query<{ size: Int8 }>(this.#sql.headSize, [tenant])).rows[0];
     const size = head === undefined ? 0 : Number(head.size);
     const rows: EntryDbRow[] = [];
@@ -543,7 +547,7 @@ export class PostgresStore implements LedgerStore {
         // entries are never read.
         walked += buckets.length;
         seen += list.length;
-        if (narrow.length > 0 && list.length > 0) list = await this.#narrow(tenant, list, narrow, narrowSql, scanned);
+        if (narrow.length > 0 && list.length > 0) list = await this.#narrow(tenant, list, narrow, probe, scanned);
         else await scanned;
         // Without entry filters every candidate matches: fetch just what the page needs.
         // With them, check growing chunks of candidates (fewer round trips when matches are rare).
@@ -580,16 +584,18 @@ export class PostgresStore implements LedgerStore {
    * candidates are probed one by one instead, so neither path reads more than a few
    * times the candidates. `scanned` is that scan when the caller started it already.
    */
-  async #narrow(tenant: string, list: number[], narrow: [string, string][], probeSql: string, scanned?: Promise<number[] | undefined>): Promise<number[]> {
+  async #narrow(tenant: string, list: number[], narrow: [string, string][], probe: (from: number) => string, scanned?: Promise<number[] | undefined>): Promise<number[]> {
     const lo = Math.min(list[0]!, list[list.length - 1]!);
     const hi = Math.max(list[0]!, list[list.length - 1]!);
     const hits = await (scanned ?? this.#narrowScan(tenant, narrow[0]!, lo, hi, NARROW_SCAN_FACTOR * list.length));
+    let from = 0;
     if (hits !== undefined) {
       const keep = new Set(hits);
       list = list.filter((i) => keep.has(i));
       if (narrow.length === 1 || list.length === 0) return list;
+      from = 1;
     }
-    const { rows: kept } = await this.#query<{ idx: Int8 }>(probeSql, [tenant, list, ...narrow.map(([, v]) => v)]);
+    const { rows: kept } = await this.#query<{ idx: Int8 }>(probe(from), [tenant, list, ...narrow.slice(from).map(([, v]) => v)]);
     const keep = new Set(kept.map((k) => Number(k.idx)));
     return list.filter((i) => keep.has(i));
   }
