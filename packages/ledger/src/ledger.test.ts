@@ -170,6 +170,33 @@ describe.each(backends)('ledger on $name', (b) => {
     await ledger.close();
   });
 
+  it.skipIf(b.skip)('refuses new appends with STORE_BUSY once the oldest waiting event has waited past maxQueueWaitMs, and commits all it accepted', async () => {
+    const real = await b.make();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    // The real store, with commits held at a gate: the log falls behind.
+    const store = new Proxy(real, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'append') return async (...args: Parameters<LedgerStore['append']>) => (await gate, target.append(...args));
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const ledger = await Ledger.open({ store, logSeed: seed, originHost: 'custody.test', maxQueueWaitMs: 50 });
+    const first = ok(ledger, 'acme', [ev('q1', 'session.opened')]);
+    await new Promise((r) => setTimeout(r, 10));
+    const second = ok(ledger, 'acme', [ev('q1', 'prompt.received')]);
+    await new Promise((r) => setTimeout(r, 80));
+    await expect(ledger.append('acme', [ev('q1', 'prompt.received')])).rejects.toMatchObject({ code: 'STORE_BUSY', message: expect.stringContaining('oldest waiting event has waited') });
+    release();
+    expect((await first)[0]!.index).toBe(0);
+    expect((await second)[0]!.index).toBe(1);
+    // Caught up: appends are taken again.
+    expect((await ok(ledger, 'acme', [ev('q1', 'prompt.received')]))[0]).toMatchObject({ index: 2, seq: 3 });
+    expect((await real.head('acme'))!.size).toBe(3);
+    await ledger.close();
+  });
+
   it.skipIf(b.skip)('keeps tenants apart', async () => {
     const ledger = await Ledger.open({ store: await b.make(), logSeed: seed, originHost: 'custody.test' });
     await ok(ledger, 'a', [ev('s1', 'session.opened')]);

@@ -63,6 +63,10 @@ export interface LedgerOptions {
   originHost?: string;
   maxBatch?: number;
   maxWaitMs?: number;
+  /** See SequencerOptions.maxPending. */
+  maxPending?: number;
+  /** See SequencerOptions.maxQueueWaitMs. */
+  maxQueueWaitMs?: number;
   sensitivePaths?: readonly string[];
   now?: () => Date;
   /** Random source for commitment salts (tests pass a seeded one). */
@@ -108,6 +112,8 @@ export class Ledger {
       signerFor: (t) => this.signerFor(t),
       ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
       ...(opts.maxWaitMs !== undefined ? { maxWaitMs: opts.maxWaitMs } : {}),
+      ...(opts.maxPending !== undefined ? { maxPending: opts.maxPending } : {}),
+      ...(opts.maxQueueWaitMs !== undefined ? { maxQueueWaitMs: opts.maxQueueWaitMs } : {}),
       ...(opts.sensitivePaths !== undefined ? { sensitivePaths: opts.sensitivePaths } : {}),
       ...(opts.now !== undefined ? { now: opts.now } : {}),
       ...(opts.random !== undefined ? { random: opts.random } : {}),

@@ -44,6 +44,13 @@ export interface SequencerOptions {
   maxWaitMs?: number;
   /** Most events waiting per tenant before appends are refused with STORE_BUSY. Default 50,000. */
   maxPending?: number;
+  /**
+   * Longest a tenant's oldest waiting event may have waited, in ms, before new
+   * appends are refused with STORE_BUSY (503 with Retry-After over HTTP). Past
+   * capacity the queue would otherwise grow until callers time out with nothing
+   * said; this bounds the wait and tells them to come back. Default 2,000.
+   */
+  maxQueueWaitMs?: number;
   sensitivePaths?: readonly string[];
   now?: () => Date;
   /** Random source for commitment salts (tests pass a seeded one). */
@@ -52,6 +59,8 @@ export interface SequencerOptions {
 
 interface Pending {
   prepared: PreparedEvent;
+  /** When it was queued (performance.now()). */
+  since: number;
   resolve: (r: AppendResult) => void;
   reject: (e: unknown) => void;
 }
@@ -75,7 +84,7 @@ export class Sequencer {
   #closed = false;
 
   constructor(opts: SequencerOptions) {
-    this.#opts = { maxBatch: 500, maxWaitMs: 0, maxPending: 50_000, now: () => new Date(), ...opts };
+    this.#opts = { maxBatch: 500, maxWaitMs: 0, maxPending: 50_000, maxQueueWaitMs: 2_000, now: () => new Date(), ...opts };
   }
 
   /**
@@ -118,12 +127,18 @@ export class Sequencer {
     if (t.queue.length + events.length > this.#opts.maxPending) {
       return Promise.reject(new StoreError('STORE_BUSY', `more than ${this.#opts.maxPending} events are waiting to be committed`));
     }
+    const now = performance.now();
+    const oldest = t.queue[0];
+    if (oldest !== undefined && now - oldest.since > this.#opts.maxQueueWaitMs) {
+      const waited = Math.round(now - oldest.since);
+      return Promise.reject(new StoreError('STORE_BUSY', `the log is behind: its oldest waiting event has waited ${waited} ms for a commit (more than ${this.#opts.maxQueueWaitMs} ms)`));
+    }
     const promises = events.map((prepared) => {
       if (prepared instanceof LedgerError) return Promise.reject(prepared);
       if (prepared.envelope.tenant !== tenant) {
         return Promise.reject(new LedgerError('EVENT_INVALID', `the event was prepared for tenant ${prepared.envelope.tenant}, not ${tenant}`, { field: 'tenant' }));
       }
-      return new Promise<AppendResult>((resolve, reject) => t.queue.push({ prepared, resolve, reject }));
+      return new Promise<AppendResult>((resolve, reject) => t.queue.push({ prepared, since: now, resolve, reject }));
     });
     this.#schedule(tenant, t);
     return Promise.allSettled(promises);
