@@ -34,7 +34,7 @@ const DESCRIPTIONS: Record<number, string> = {
   413: 'BODY_TOO_LARGE or BATCH_TOO_LARGE.',
   415: 'MEDIA_TYPE_UNSUPPORTED.',
   500: 'INTERNAL: a fault of the server (logged); should never happen.',
-  503: 'STORE_BUSY, STORE_UNAVAILABLE, STORE_HEAD_CONFLICT or SERVER_CLOSING: nothing was acknowledged; retry after Retry-After seconds.',
+  503: 'STORE_BUSY, STORE_UNAVAILABLE, STORE_HEAD_CONFLICT, SERVER_BUSY or SERVER_CLOSING: nothing was acknowledged; retry after Retry-After seconds.',
   507: 'STORE_FULL: the ledger cannot write; nothing was acknowledged.',
 };
 

@@ -66,12 +66,13 @@ interface HarnessOptions {
   store?: LedgerStore;
   bodyLimit?: number;
   maxBatch?: number;
+  maxInflightWrites?: number;
   ledgerMaxBatch?: number;
 }
 
 async function harness(opts: HarnessOptions = {}): Promise<Harness> {
   const ledger = await Ledger.open({ store: opts.store ?? sqlite(), logSeed: SEED, originHost: 'custody.test', ...(opts.ledgerMaxBatch ? { maxBatch: opts.ledgerMaxBatch } : {}) });
-  const app = await createServer({ ledger, ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}), ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}) });
+  const app = await createServer({ ledger, ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}), ...(opts.maxBatch ? { maxBatch: opts.maxBatch } : {}), ...(opts.maxInflightWrites ? { maxInflightWrites: opts.maxInflightWrites } : {}) });
   closers.push(() => ledger.close(), () => app.close());
   const keys: Record<string, string> = {};
   const make = async (tenant: string, role: ApiKeyRole) => {
@@ -815,6 +816,30 @@ describe('store errors', () => {
       [2, true],
       [3, false],
     ]);
+  });
+
+  it('refuses writes past maxInflightWrites with 503 SERVER_BUSY before reading them, and takes them again once one ends', async () => {
+    const inner = sqlite();
+    const fake = failing(inner);
+    const h = await harness({ store: fake.store, maxInflightWrites: 2 });
+    const size = await logSize(h, h.keys['acme:read']!);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    fake.arm({ append: (async (batch: never, size: never) => (await gate, inner.append(batch, size))) as Override });
+    const held = [h.call('POST', '/v1/events', { key: h.keys['acme:ingest'], body: open(sid()) }), h.call('POST', '/v1/events', { key: h.keys['acme:ingest'], body: open(sid()) })];
+    await new Promise((r) => setTimeout(r, 20));
+    const refused = await h.call('POST', '/v1/events', { key: h.keys['acme:ingest'], body: open(sid()) });
+    expect(refused.statusCode).toBe(503);
+    expect(refused.json().error.code).toBe('SERVER_BUSY');
+    expect(refused.headers['retry-after']).toBe('1');
+    // Reads are not writes: they are still answered.
+    expect((await h.call('GET', '/v1/events', { key: h.keys['acme:read'] })).statusCode).toBe(200);
+    // A refused request is not counted, and an answered one frees its place.
+    release();
+    expect((await Promise.all(held)).map((r) => r.statusCode)).toEqual([201, 201]);
+    fake.arm({});
+    for (let i = 0; i < 3; i++) expect((await h.call('POST', '/v1/events', { key: h.keys['acme:ingest'], body: open(sid()) })).statusCode).toBe(201);
+    expect(await logSize(h, h.keys['acme:read']!)).toBe(size + 5);
   });
 
   it('maps a store error while authenticating or reading, and on the health check', async () => {

@@ -39,6 +39,12 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** Most events in one POST /v1/events (413 BATCH_TOO_LARGE above it). Default 1,000. */
   maxBatch?: number;
+  /**
+   * Most write requests (POST /v1/events, /v1/traces, /v1/import/:source) in progress at
+   * once; above it a write is refused at once with 503 SERVER_BUSY and `Retry-After`,
+   * before its body is read, instead of queueing until the client times out. Default 256.
+   */
+  maxInflightWrites?: number;
   /** Fastify's logger (pino, JSON lines). Default off. */
   logger?: boolean;
   /** Approvals (GET/POST /v1/approvals); with an authority, also POST /v1/decisions. The caller closes it. Default none. */
@@ -61,6 +67,10 @@ export interface RouteInfo {
 export const DEFAULT_BODY_LIMIT = 5 * 1024 * 1024;
 /** Default most events per request. */
 export const DEFAULT_MAX_BATCH = 1_000;
+/** Default most write requests in progress at once. */
+export const DEFAULT_MAX_INFLIGHT_WRITES = 256;
+/** The routes that end in a ledger append: the ones counted against maxInflightWrites. */
+const WRITE_ROUTES = new Set(['POST /v1/events', 'POST /v1/traces', 'POST /v1/import/:source']);
 
 /** Longest path parameter (Fastify's default is 100; principal ids may be longer). */
 const MAX_PARAM_LENGTH = 4096;
@@ -87,6 +97,8 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   const maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
   if (!Number.isSafeInteger(bodyLimit) || bodyLimit < 1) throw new RangeError('bodyLimit must be a positive integer');
   if (!Number.isSafeInteger(maxBatch) || maxBatch < 1) throw new RangeError('maxBatch must be a positive integer');
+  const maxInflightWrites = opts.maxInflightWrites ?? DEFAULT_MAX_INFLIGHT_WRITES;
+  if (!Number.isSafeInteger(maxInflightWrites) || maxInflightWrites < 1) throw new RangeError('maxInflightWrites must be a positive integer');
 
   const sendError = (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const r = errorResponse(err, bodyLimit);
@@ -181,8 +193,19 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     closing = true;
     done();
   });
-  app.addHook('onRequest', async () => {
+  // Writes in progress. Past the limit, the server is at capacity: more would only
+  // queue (their latency growing until clients time out with nothing said), so a
+  // write is refused before its body is read. The response's 'close' fires once,
+  // however the request ends (answered, failed or abandoned), so the count never leaks.
+  let writes = 0;
+  app.addHook('onRequest', async (request, reply) => {
     if (closing) throw new ApiError('SERVER_CLOSING', 503, 'the server is shutting down: retry on another node or in a moment', { headers: { 'retry-after': '1', connection: 'close' } });
+    if (!WRITE_ROUTES.has(`${request.method} ${request.routeOptions.url ?? ''}`)) return;
+    if (writes >= maxInflightWrites) {
+      throw new ApiError('SERVER_BUSY', 503, `the server is handling ${writes} writes at once, its limit: nothing of this request was recorded; retry after Retry-After`, { headers: { 'retry-after': '1' } });
+    }
+    writes++;
+    reply.raw.once('close', () => writes--);
   });
 
   const ctx: RouteContext = { app, ledger: opts.ledger, maxBatch, bodyLimit };
