@@ -3,12 +3,13 @@
  * recording included, measured against the same call made straight to the same
  * upstream (stdio) in the same run; and Cedar decisions per second with the
  * example policy set. Two topologies: everything in this process (server, gateway
- * and agent share one thread: the worst case), and the deployed one, where the
- * Custody server is its own process (`custody up`) and the gateway runs here.
+ * and agent share one thread: the worst case); the Custody server in its own process
+ * (`custody up`) with the gateway here; and fully deployed, where `custody gateway
+ * --stdio` is a process of its own too and the agent talks to it over stdio.
  * Writes its section of docs/benchmarks.md.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,7 +127,24 @@ await strict.connect(strictAgentSide);
 const overHttp = new Client({ name: 'bench-agent-http', version: '1' });
 await overHttp.connect(new StreamableHTTPClientTransport(new URL(`${gatewayUrl}/mcp`), { requestInit: { headers: { authorization: `Bearer ${session.access_token}` } } }));
 
-const paths = { direct: [] as number[], gateway: [] as number[], strict: [] as number[], http: [] as number[], remote: [] as number[] };
+// Fully deployed, as a local agent runs it: `custody gateway --stdio` in its own process
+// (its own upstream child), the agent here over stdio: the direct call's own transport.
+const processConfig = join(serverDir, 'gateway.json');
+writeFileSync(
+  processConfig,
+  JSON.stringify({
+    ledger: { url: serverUrl, apiKey: readFileSync(join(serverDir, 'admin.key'), 'utf8').trim() },
+    listen: { host: '127.0.0.1', port: 0 },
+    policies: join(root, 'examples/policies'),
+    upstreams: { files: { command: process.execPath, args: [upstream, 'files'] } },
+  }),
+);
+const separate = new Client({ name: 'bench-agent-stdio', version: '1' });
+await separate.connect(
+  new StdioClientTransport({ command: process.execPath, args: [bin, 'gateway', '--config', processConfig, '--stdio'], env: { ...process.env, CUSTODY_SESSION_CREDENTIAL: remoteCredential } as Record<string, string>, stderr: 'ignore' }),
+);
+
+const paths = { direct: [] as number[], gateway: [] as number[], strict: [] as number[], http: [] as number[], remote: [] as number[], separate: [] as number[] };
 const call = { name: 'read_file', arguments: { path: 'report.txt' } };
 const time = async (fn: () => Promise<unknown>) => {
   const t = performance.now();
@@ -139,6 +157,7 @@ for (let i = 0; i < 50; i++) {
   await strict.callTool({ ...call, name: 'files.read_file' });
   await overHttp.callTool({ ...call, name: 'files.read_file' });
   await remote.callTool({ ...call, name: 'files.read_file' });
+  await separate.callTool({ ...call, name: 'files.read_file' });
 }
 // Interleaved, so that the machine's noise falls on every path alike. Before each timed
 // call, every gateway's background work (tool.completed of the previous call) is drained,
@@ -157,6 +176,10 @@ for (let i = 0; i < CALLS; i++) {
   await timed(paths.strict, () => strict.callTool({ ...call, name: 'files.read_file' }));
   await timed(paths.http, () => overHttp.callTool({ ...call, name: 'files.read_file' }));
   await timed(paths.remote, () => remote.callTool({ ...call, name: 'files.read_file' }));
+  await timed(paths.separate, () => separate.callTool({ ...call, name: 'files.read_file' }));
+  // That gateway's outcome recording runs in its own process, out of reach of settle():
+  // give it time to finish before the next timed call.
+  await new Promise((r) => setTimeout(r, 5));
 }
 
 // Cedar decisions per second with the example set (the gateway's own engine).
@@ -172,6 +195,7 @@ const d0 = performance.now();
 for (let i = 0; i < decisions; i++) gateway.engine.decide(request);
 const perSecond = decisions / ((performance.now() - d0) / 1000);
 
+await separate.close();
 await remote.close();
 await remoteGateway.close();
 server.kill('SIGTERM');
@@ -205,14 +229,16 @@ ${row('agent → gateway (in-process transport) → upstream (stdio)', paths.gat
 ${row('the same, recordOutcomes: before-result', paths.strict)}
 ${row('agent → gateway (Streamable HTTP) → upstream (stdio)', paths.http)}
 ${row('deployed: server in its own process (`custody up`); agent → gateway (in-process transport) → upstream (stdio)', paths.remote)}
+${row('fully deployed: `custody up` and `custody gateway --stdio` each in its own process; agent → gateway (stdio) → upstream (stdio)', paths.separate)}
 
-Added by the gateway, deployed (the Custody server in its own process, as \`custody up\` and \`custody gateway\` run): **p50 ${fmt(added(paths.remote, 50), 2)} ms, p99 ${fmt(added(paths.remote, 99), 2)} ms** (targets: ≤ 2 ms, ≤ 5 ms).
+Added by the gateway, fully deployed (\`custody up\` and \`custody gateway --stdio\` each in its own process, the agent on stdio: the direct call's own transport, plus the gateway's hop): **p50 ${fmt(added(paths.separate, 50), 2)} ms, p99 ${fmt(added(paths.separate, 99), 2)} ms** (targets: ≤ 2 ms, ≤ 5 ms).
+The Custody server in its own process, the gateway in this one (in-process agent transport; this process also hosts the other paths' server and gateways): p50 ${fmt(added(paths.remote, 50), 2)} ms, p99 ${fmt(added(paths.remote, 99), 2)} ms added.
 Everything in one process (server, gateway and agent on one thread; in-process agent transport, the same stdio hop to the upstream): **p50 ${fmt(added(paths.gateway, 50), 2)} ms, p99 ${fmt(added(paths.gateway, 99), 2)} ms**.
 With \`recordOutcomes: before-result\`: p50 ${fmt(added(paths.strict, 50), 2)} ms, p99 ${fmt(added(paths.strict, 99), 2)} ms added.
 Over Streamable HTTP on the agent side: p50 ${fmt(added(paths.http, 50), 2)} ms, p99 ${fmt(added(paths.http, 99), 2)} ms added.
 
 Cedar decisions with the example policy set (\`examples/policies\`, the approval path: one evaluation): ${fmt(perSecond)} per second on one core.
-Peak RSS of the benchmark process (server, gateways and agents in one process; the upstreams and the deployed server are child processes): ${fmt(peakRssMiB())} MiB.
+Peak RSS of the benchmark process (server, gateways and agents in one process; the upstreams, the deployed server and the stdio gateway are child processes): ${fmt(peakRssMiB())} MiB.
 `;
 process.stdout.write(body);
 writeSection('gateway', body);
