@@ -4,7 +4,7 @@
  * `listening` line on stdout, log JSON lines on stderr, and `stopped` at SIGTERM.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -129,6 +129,21 @@ describe('--json', () => {
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(JSON.parse(r.stderr)).toMatchObject({ level: 'error', code: 'PORT_INVALID' });
+  });
+
+  it('custody up refuses a bad --max-inflight-writes before opening anything, naming the flag', async () => {
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [bin, 'up', '--json', '--max-inflight-writes', '0', '--data', join(work, 'bad-inflight')], { env: cleanEnv() });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(JSON.parse(r.stderr)).toMatchObject({ level: 'error', code: 'FLAG_INVALID', message: expect.stringContaining('--max-inflight-writes') });
+    expect(existsSync(join(work, 'bad-inflight'))).toBe(false);
   });
 
   it('custody gateway --json --port 0 prints one listening object and a stopped object at SIGTERM', async () => {

@@ -98,6 +98,7 @@ Verdicts:
     .option('--approval-webhook <url>', 'POST every new approval to this URL (notify approvers)')
     .option('--approval-webhook-secret <secret>', 'sign approval webhook requests (custody-signature header, HMAC-SHA-256); default $CUSTODY_APPROVAL_WEBHOOK_SECRET')
     .option('--import-mapping <[source=]file>', 'a declarative import mapping (JSON or YAML) for POST /v1/import/:source; repeatable (docs/api.md, "Generic import")', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('--max-inflight-writes <n>', 'most write requests (POST /v1/events, /v1/traces, /v1/import) in progress at once; more get 503 SERVER_BUSY with Retry-After (default 256)')
     .addHelpText('after', '\nExamples:\n  $ custody up\n  $ custody up --data /var/lib/custody --port 8470\n  $ custody up --postgres postgres://custody@db/custody --log-key /etc/custody/log.key --session-key /etc/custody/session.key --trust /etc/custody/trust.json\n  $ custody up --dev-issuer   # then: custody dev-tokens --human alice@example.com --agent agent:refunds --json\n  $ custody up --port 0 --json 2>>custody.log | jq -r \'select(.event == "listening").url\'')
     .action((opts: Parameters<typeof runUp>[0]) => later(runUp(opts, io)));
 

@@ -50,6 +50,8 @@ export interface UpOptions {
   approvalWebhookSecret?: string;
   /** Import mappings of POST /v1/import/:source: `FILE` or `SOURCE=FILE`, repeatable. */
   importMapping?: string[];
+  /** Most write requests in progress at once (503 SERVER_BUSY above it). */
+  maxInflightWrites?: string;
 }
 
 /**
@@ -71,6 +73,10 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
   const port = opts.port === undefined ? Number(process.env['CUSTODY_PORT'] ?? DEFAULT_PORT) : Number(opts.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError('PORT_INVALID', `--port must be 0-65535, got ${opts.port}`);
   const host = opts.host ?? process.env['CUSTODY_HOST'] ?? '127.0.0.1';
+  const maxInflightWrites = opts.maxInflightWrites === undefined ? undefined : Number(opts.maxInflightWrites);
+  if (maxInflightWrites !== undefined && (!Number.isInteger(maxInflightWrites) || maxInflightWrites < 1 || maxInflightWrites > 100_000)) {
+    throw new CliError('FLAG_INVALID', `--max-inflight-writes must be a whole number from 1 to 100000, got ${opts.maxInflightWrites}`);
+  }
   const { seed, source, created } = loadLogSeed(dir, opts.logKey);
   const store = await openStore(dir, opts.postgres);
   const ledger = await Ledger.open({ store, logSeed: seed, ...(opts.originHost ? { originHost: opts.originHost } : {}) });
@@ -139,7 +145,7 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
 
   const importMappings = (opts.importMapping ?? []).map((spec) => startup(() => loadMappingFile(spec)));
   const consoleDir = builtConsole();
-  const app = await createServer({ ledger, authority, approvals, ...(policy !== undefined ? { policy } : {}), importMappings, ...(consoleDir !== undefined ? { consoleDir } : {}), logger: false });
+  const app = await createServer({ ledger, authority, approvals, ...(policy !== undefined ? { policy } : {}), importMappings, ...(consoleDir !== undefined ? { consoleDir } : {}), ...(maxInflightWrites !== undefined ? { maxInflightWrites } : {}), logger: false });
   const address = await app.listen({ port, host });
   const url = address.replace('[::1]', 'localhost');
   authority.setIssuer(url);
