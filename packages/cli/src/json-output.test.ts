@@ -15,6 +15,18 @@ import { describe, expect, it } from 'vitest';
 import { buildProgram } from './main.js';
 
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+
+/** Runs `custody ARGS` to its exit, collecting what it printed. */
+function runToExit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { env: cleanEnv() });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
 const examples = fileURLToPath(new URL('../../../examples/', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'custody-json-'));
 
@@ -118,28 +130,14 @@ describe('--json', () => {
   });
 
   it('custody up --json reports a bad flag as a JSON error line, exit 2', async () => {
-    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [bin, 'up', '--json', '--port', '70000', '--data', join(work, 'bad')], { env: cleanEnv() });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const r = await runToExit(['up', '--json', '--port', '70000', '--data', join(work, 'bad')]);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(JSON.parse(r.stderr)).toMatchObject({ level: 'error', code: 'PORT_INVALID' });
   });
 
   it('custody up refuses a bad --max-inflight-writes before opening anything, naming the flag', async () => {
-    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [bin, 'up', '--json', '--max-inflight-writes', '0', '--data', join(work, 'bad-inflight')], { env: cleanEnv() });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const r = await runToExit(['up', '--json', '--max-inflight-writes', '0', '--data', join(work, 'bad-inflight')]);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(JSON.parse(r.stderr)).toMatchObject({ level: 'error', code: 'FLAG_INVALID', message: expect.stringContaining('--max-inflight-writes') });
