@@ -140,7 +140,7 @@ describe('--json', () => {
     const r = await runToExit(['up', '--json', '--max-inflight-writes', '0', '--data', join(work, 'bad-inflight')]);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
-    expect(JSON.parse(r.stderr)).toMatchObject({ level: 'error', code: 'FLAG_INVALID', message: expect.stringContaining('--max-inflight-writes') });
+    expect(JSON.parse(r.stderr)).toMatchObject({ level: 'error', code: 'MAX_INFLIGHT_WRITES_INVALID', message: expect.stringContaining('--max-inflight-writes must be an integer from 1 to 100000') });
     expect(existsSync(join(work, 'bad-inflight'))).toBe(false);
   });
 

@@ -78,7 +78,7 @@ export function parseIntFlag(value: string | undefined, flag: string, min: numbe
   if (value === undefined) return undefined;
   const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new CliError(`${flag.replace(/^--/, '').toUpperCase()}_INVALID`, `${flag} must be an integer from ${min} to ${max}; got ${JSON.stringify(value)}`);
+    throw new CliError(`${flag.replace(/^--/, '').replace(/-/g, '_').toUpperCase()}_INVALID`, `${flag} must be an integer from ${min} to ${max}; got ${JSON.stringify(value)}`);
   }
   return n;
 }

@@ -22,6 +22,7 @@ import { type ApprovalStore, Approvals, createApiKey, createServer, ImportMappin
 
 import { DEFAULT_PORT, dataDir, loadLogSeed, openStore, writeSecret } from '../local-config.js';
 import { CliError, type Log, logFailures, type Output, paint, stderrLog, stopSignal } from '../output.js';
+import { parseIntFlag } from '../render.js';
 
 export interface UpOptions {
   data?: string;
@@ -73,10 +74,7 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
   const port = opts.port === undefined ? Number(process.env['CUSTODY_PORT'] ?? DEFAULT_PORT) : Number(opts.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError('PORT_INVALID', `--port must be 0-65535, got ${opts.port}`);
   const host = opts.host ?? process.env['CUSTODY_HOST'] ?? '127.0.0.1';
-  const maxInflightWrites = opts.maxInflightWrites === undefined ? undefined : Number(opts.maxInflightWrites);
-  if (maxInflightWrites !== undefined && (!Number.isInteger(maxInflightWrites) || maxInflightWrites < 1 || maxInflightWrites > 100_000)) {
-    throw new CliError('FLAG_INVALID', `--max-inflight-writes must be a whole number from 1 to 100000, got ${opts.maxInflightWrites}`);
-  }
+  const maxInflightWrites = parseIntFlag(opts.maxInflightWrites, '--max-inflight-writes', 1, 100_000);
   const { seed, source, created } = loadLogSeed(dir, opts.logKey);
   const store = await openStore(dir, opts.postgres);
   const ledger = await Ledger.open({ store, logSeed: seed, ...(opts.originHost ? { originHost: opts.originHost } : {}) });
