@@ -5,7 +5,7 @@
  * real Custody server (Fastify, SQLite ledger, authority, approvals). Each call's
  * trail is exported as a bundle and verified offline.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -102,9 +102,9 @@ async function openSession(scope: string, human = 'alice@example.com', agent = '
   return { token: r.access_token, session: r.session_id };
 }
 
-async function agentClient(token: string): Promise<Client> {
+async function agentClient(token: string, at = gatewayUrl): Promise<Client> {
   const client = new Client({ name: 'test-agent', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${gatewayUrl}/mcp`), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${at}/mcp`), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
   return client;
 }
 
@@ -120,9 +120,9 @@ async function pendingFor(session: string): Promise<{ id: string; context: Recor
   throw new Error('no pending approval');
 }
 
-async function trail(session: string): Promise<string[]> {
+async function trail(session: string, through = gateway): Promise<string[]> {
   // Outcomes (tool.completed / tool.failed) are recorded once the agent has the result.
-  expect(await gateway.flushOutcomes()).toBe(0);
+  expect(await through.flushOutcomes()).toBe(0);
   const bundle = (await (await api(`/v1/sessions/${session}/bundle`, keys['read']!)).json()) as { records: { entry: string }[] };
   const report = verifyBundle(bundle, { verifierKey: ledger.verifierKey('default') });
   expect(report.ok, JSON.stringify(report)).toBe(true);
@@ -138,6 +138,92 @@ async function mcpCode(p: Promise<unknown>): Promise<unknown> {
   }
   return 'no error';
 }
+
+// The same checks in front of an MCP server Custody did not write: the MCP project's own
+// reference filesystem server (@modelcontextprotocol/server-filesystem, from npm), with
+// a policy set of its own.
+describe('the MCP gateway in front of the reference filesystem server', () => {
+  it('lists in-scope tools only, allows, denies and holds a write for approval, and leaves a verifiable trail', async () => {
+    const data = mkdtempSync(join(dir, 'fs-data-'));
+    writeFileSync(join(data, 'notes.txt'), 'hello from the reference server\n');
+    writeFileSync(join(data, 'prod.env'), 'DB_PASSWORD=hunter2\n');
+    const policies = mkdtempSync(join(dir, 'fs-policies-'));
+    for (const f of ['00-baseline.cedar', 'arguments.cedarschema']) copyFileSync(join(root, 'examples/policies', f), join(policies, f));
+    writeFileSync(
+      join(policies, '10-fs.cedar'),
+      [
+        '@id("fs-read")',
+        '@reason("agents may read text files")',
+        'permit (principal is Agent, action == Action::"tools/call", resource == Tool::"fs.read_text_file");',
+        '',
+        '@id("fs-no-secrets")',
+        '@reason("secrets (.env) are never read")',
+        'forbid (principal, action == Action::"tools/call", resource == Tool::"fs.read_text_file")',
+        'when { context.arguments has path && context.arguments.path like "*.env" };',
+        '',
+        '@id("fs-write")',
+        '@reason("agents may write files")',
+        'permit (principal is Agent, action == Action::"tools/call", resource == Tool::"fs.write_file");',
+        '',
+        '@id("fs-write-needs-approval")',
+        '@approval("required")',
+        '@reason("writing a file needs a human\'s approval")',
+        'forbid (principal, action == Action::"tools/call", resource == Tool::"fs.write_file");',
+        '',
+      ].join('\n'),
+    );
+    const reference = join(root, 'node_modules/@modelcontextprotocol/server-filesystem/dist/index.js');
+    const fsGateway = await Gateway.start(
+      parseGatewayConfig({
+        ledger: { url, apiKey: keys['gateway'] },
+        listen: { host: '127.0.0.1', port: 0 },
+        policies,
+        upstreams: { fs: { command: process.execPath, args: [reference, data] } },
+        approvals: { timeoutSeconds: 30 },
+      }),
+    );
+    try {
+      const { token, session } = await openSession('fs.read_text_file fs.write_file');
+      const client = await agentClient(token, await fsGateway.listen());
+      // The reference server offers a dozen tools; the session sees the two in its scope.
+      expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual(['fs.read_text_file', 'fs.write_file']);
+
+      const read = await client.callTool({ name: 'fs.read_text_file', arguments: { path: join(data, 'notes.txt') } });
+      expect(JSON.stringify(read.content)).toContain('hello from the reference server');
+      expect(await mcpCode(client.callTool({ name: 'fs.read_text_file', arguments: { path: join(data, 'prod.env') } }))).toBe('POLICY_DENIED');
+      // A tool the upstream has but the session's scope does not name.
+      expect(await mcpCode(client.callTool({ name: 'fs.list_directory', arguments: { path: data } }))).toBe('POLICY_DENIED');
+
+      const held = client.callTool({ name: 'fs.write_file', arguments: { path: join(data, 'out.txt'), content: 'approved write' } });
+      const pending = await pendingFor(session);
+      expect(pending.context).toMatchObject({ policies: ['fs-write-needs-approval'], arguments: { content: 'approved write' } });
+      expect(existsSync(join(data, 'out.txt'))).toBe(false);
+      const granted = await api(`/v1/approvals/${pending.id}`, keys['bob']!, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) });
+      expect(granted.status).toBe(200);
+      await held;
+      expect(readFileSync(join(data, 'out.txt'), 'utf8')).toBe('approved write');
+      await client.close();
+
+      const types = await trail(session, fsGateway);
+      // Four calls, the approved one decided twice (held, then granted).
+      expect(types.filter((t) => t === 'tool.requested')).toHaveLength(5);
+      expect(types.filter((t) => t === 'policy.decided')).toHaveLength(5);
+      expect(types.filter((t) => t === 'tool.completed')).toHaveLength(2);
+      for (const t of ['approval.requested', 'approval.granted']) expect(types).toContain(t);
+      const decided = (await (await api(`/v1/events?session=${session}&type=policy.decided&order=asc`, keys['read']!)).json()) as { events: { event: { tool: { name: string }; decision: { effect: string; policies: string[] } } }[] };
+      expect(decided.events.map((e) => [e.event.tool.name, e.event.decision.effect])).toEqual([
+        ['fs.read_text_file', 'allow'],
+        ['fs.read_text_file', 'deny'],
+        ['fs.list_directory', 'deny'],
+        ['fs.write_file', 'approval_required'],
+        ['fs.write_file', 'allow'],
+      ]);
+      expect(decided.events[1]!.event.decision.policies).toEqual(['fs-no-secrets']);
+    } finally {
+      await fsGateway.close();
+    }
+  });
+});
 
 describe('the MCP gateway', () => {
   it('publishes Protected Resource Metadata and answers 401 with WWW-Authenticate', async () => {
