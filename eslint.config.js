@@ -22,9 +22,9 @@ export default tseslint.config(
     languageOptions: { globals: { ...globals.browser } },
   },
   {
-    // Library code: no console, and core does no I/O (node:crypto only behind #sha256 and #ed25519-sign).
+    // Library code: no console, and core does no I/O (node:crypto and Buffer only behind #sha256, #ed25519-sign and #codec).
     files: ['packages/core/src/**/*.ts'],
-    ignores: ['**/*.test.ts', 'packages/core/src/sha256-node.ts', 'packages/core/src/ed25519-sign-node.ts'],
+    ignores: ['**/*.test.ts', 'packages/core/src/sha256-node.ts', 'packages/core/src/ed25519-sign-node.ts', 'packages/core/src/codec-node.ts'],
     rules: {
       'no-console': 'error',
       'no-restricted-imports': ['error', { patterns: [{ group: ['node:*', 'fs', 'path', 'http', 'https', 'net', 'crypto'], message: '@custody/core does no I/O and must run in the browser.' }] }],

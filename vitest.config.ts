@@ -24,6 +24,7 @@ export default defineConfig({
       { find: /^@custody\/gateway$/, replacement: here('./packages/gateway/src/index.ts') },
       { find: /^#sha256$/, replacement: here('./packages/core/src/sha256-node.ts') },
       { find: /^#ed25519-sign$/, replacement: here('./packages/core/src/ed25519-sign-node.ts') },
+      { find: /^#codec$/, replacement: here('./packages/core/src/codec-node.ts') },
     ],
   },
   test: {

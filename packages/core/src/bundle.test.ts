@@ -6,6 +6,8 @@ import { fromBase64, toBase64 } from './bytes.js';
 import type { EventDraft } from './entry.js';
 import { MemoryLog } from './memory-log.js';
 import { generateSigner } from './note.js';
+import * as browserCodec from './codec-browser.js';
+import * as nodeCodec from './codec-node.js';
 import { sha256 as browserSha256 } from './sha256-browser.js';
 import { sha256 as nodeSha256 } from './sha256-node.js';
 
@@ -110,6 +112,18 @@ describe('sha256 backends', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (data) => {
         expect(toBase64(nodeSha256(data))).toBe(toBase64(browserSha256(data)));
+      }),
+    );
+  });
+});
+
+describe('codec backends', () => {
+  it('Buffer and @scure/base give the same base64 and base64url, of views too', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (data) => {
+        const view = data.subarray(data.length >> 2);
+        expect(nodeCodec.base64Encode(view)).toBe(browserCodec.base64Encode(view));
+        expect(nodeCodec.base64urlEncode(view)).toBe(browserCodec.base64urlEncode(view));
       }),
     );
   });

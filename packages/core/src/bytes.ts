@@ -5,6 +5,8 @@
  */
 import { base64, base64urlnopad, hex as hexCodec } from '@scure/base';
 
+import { base64Encode, base64urlEncode } from '#codec';
+
 import { FormatError } from './errors.js';
 
 const encoder = new TextEncoder();
@@ -26,7 +28,7 @@ export function fromUtf8(bytes: Uint8Array, what = 'text'): string {
 
 /** Standard base64 (RFC 4648 §4) with padding, as C2SP formats use. */
 export function toBase64(bytes: Uint8Array): string {
-  return base64.encode(bytes);
+  return base64Encode(bytes);
 }
 
 /** Decodes standard padded base64; rejects anything else. */
@@ -40,7 +42,7 @@ export function fromBase64(text: string, what = 'value'): Uint8Array {
 
 /** Unpadded base64url (RFC 4648 §5), as SD-JWT and Custody's envelope digests use. */
 export function toBase64url(bytes: Uint8Array): string {
-  return base64urlnopad.encode(bytes);
+  return base64urlEncode(bytes);
 }
 
 /** Decodes unpadded base64url; rejects padding and non-alphabet characters. */
