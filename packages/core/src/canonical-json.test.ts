@@ -2,7 +2,7 @@ import canonicalize from 'canonicalize';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { canonicalJson } from './canonical-json.js';
+import { canonicalJson, isWellFormed } from './canonical-json.js';
 import { FormatError } from './errors.js';
 
 /** JSON values as JSON.parse makes them, with keys and strings across all of UTF-16 (lone surrogates included). */
@@ -20,7 +20,7 @@ const jsonValue = fc.letrec((tie) => ({
   ),
 })).value;
 
-const hasLoneSurrogate = (s: string) => !s.isWellFormed();
+const hasLoneSurrogate = (s: string) => !isWellFormed(s);
 const anyLoneSurrogate = (v: unknown): boolean =>
   typeof v === 'string'
     ? hasLoneSurrogate(v)
