@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,22 +76,42 @@ const takeShed = (): number => {
   return n;
 };
 
+/**
+ * The load generator's HTTP client: node:http on a keep-alive pool. (fetch costs
+ * several times more CPU per request; at 1,000 requests/s it took 60% of a core,
+ * on the same 2 cores as the server, and its own event loop delays showed up as
+ * server latency.)
+ */
+const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+
+function post(url: string, key: string, body: string): Promise<{ status: number; retryAfter: string | undefined }> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        res.resume();
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] }));
+        res.once('error', reject);
+      },
+    );
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
 /** Sends one batch, as a client should: a 503 is retried after its Retry-After, and its wait counts in the latency. */
 async function postBatch(url: string, key: string, events: unknown[]): Promise<number> {
   const s = performance.now();
+  const body = JSON.stringify(events);
   for (;;) {
-    const res = await fetch(`${url}/v1/events`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: JSON.stringify(events),
-    });
-    await res.arrayBuffer();
+    const res = await post(`${url}/v1/events`, key, body);
     if (res.status === 503) {
       shed++;
-      await new Promise((r) => setTimeout(r, Number(res.headers.get('retry-after') ?? '1') * 1000));
+      await new Promise((r) => setTimeout(r, Number(res.retryAfter ?? '1') * 1000));
       continue;
     }
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    if (res.status >= 300) throw new Error(`HTTP ${res.status}`);
     return performance.now() - s;
   }
 }
@@ -162,6 +183,7 @@ await httpOpenLoop(server.url, server.key, events(1_000, 19), 1, 1000, 1);
 const single = await httpOpenLoop(server.url, server.key, events(quick ? 3_000 : 10_000, 17), 1, 1000, quick ? 3 : 8);
 const serverPeak = server.peakMiB();
 server.stop();
+agent.destroy();
 
 /** p50 / p99, and how many requests the server refused with 503 (each retried after Retry-After; the wait is in the latency). */
 const latency = (r: { p50: number; p99: number; shed: number }) => `${fmt(r.p50, 1)} / ${fmt(r.p99, 1)} ms${r.shed > 0 ? ` (${fmt(r.shed)} refused with 503, retried)` : ''}`;
@@ -191,7 +213,7 @@ const body = `## Ingest: the ledger against plain inserts (\`bench/ingest\`)
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}${quick ? ' — QUICK run (BENCH_QUICK=1), smaller sizes' : ''}.
 Settings: ${fmt(N)} events of ${fmt(avgEntry)} bytes on average (entry bytes), from the fixture generator of \`@custody/ledger/testing\` (1,000 people, realistic sessions, identities, trace context, committed arguments); batches of ${BATCH}; SQLite in WAL mode with \`synchronous=FULL\` for baseline and ledger alike; PostgreSQL 15 on loopback with default durability.
 The baseline inserts the very entry rows the store writes into the store's own \`entries\` table DDL, with the same indexes, and nothing else: no sealing, hashing, tree nodes, principals index, sessions, heads or checkpoints (median of ${quick ? 1 : 3} alternating runs). The whole-ledger rows use fresh events from the same generator.
-HTTP runs against \`custody up\` on SQLite in a separate process, with the clients in this process: both share the machine's 2 cores. The single-event run follows one uncounted second at the same rate.
+HTTP runs against \`custody up\` on SQLite in a separate process, with the clients in this process (node:http on a keep-alive pool; fetch cost several times the CPU per request): both share the machine's 2 cores. The single-event run follows one uncounted second at the same rate.
 Load average before this run: ${loadBefore}.
 Peak RSS: this process ${fmt(peakRssMiB())} MiB; the server ${fmt(serverPeak)} MiB.
 
