@@ -10,7 +10,8 @@
  * lone surrogate as `\udXXX` instead of refusing it. So its output is used unless it
  * holds `\ud`, the start of every such escape; then `canonicalize` decides, refusing
  * the value or (for text that merely holds those characters) giving the same bytes.
- * The RFC 8785 vectors in test-vectors/v1/canonical-json check both paths.
+ * The RFC 8785 vectors in test-vectors/v1/canonical-json check the output and the
+ * refusal; canonical-json.test.ts checks both paths against `canonicalize` itself.
  */
 import canonicalize from 'canonicalize';
 import { configure } from 'safe-stable-stringify';
