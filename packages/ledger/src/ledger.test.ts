@@ -105,6 +105,23 @@ describe.each(backends)('ledger on $name', (b) => {
     await ledger.close();
   });
 
+  it.skipIf(b.skip)('lets the event loop turn while a caller appends again as soon as each append settles', async () => {
+    const ledger = await Ledger.open({ store: await b.make(), logSeed: seed, originHost: 'custody.test' });
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    try {
+      // Each append refills the queue before the commit loop looks again: without a
+      // turn of the event loop between batches, no timer (nor any I/O) would run here.
+      // (A direct await: a wrapper's extra promise hops would hide the problem.)
+      for (let i = 0; i < 150; i++) await ledger.append('acme', [ev(`loop${i % 3}`, 'tool.requested')]);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(ticks).toBeGreaterThan(0);
+    expect((await ledger.store.head('acme'))?.size).toBe(150);
+    await ledger.close();
+  });
+
   it.skipIf(b.skip)('group-commits concurrent appends into contiguous indexes, one checkpoint per batch', async () => {
     const ledger = await Ledger.open({ store: await b.make(), logSeed: seed, originHost: 'custody.test' });
     const calls = Array.from({ length: 200 }, (_, i) => ok(ledger, 'acme', [ev(`c${i % 7}`, 'tool.requested')]));

@@ -191,6 +191,11 @@ export class Sequencer {
       while (t.queue.length > 0) {
         const batch = t.queue.splice(0, this.#opts.maxBatch);
         await this.#commit(tenant, t, batch);
+        // Back to the event loop before the next batch. A caller that appends again as
+        // soon as its promise settles refills the queue within the same microtask run,
+        // and without this the loop would never turn: no timer, no I/O, no message of
+        // the WAL checkpointer would run while such a caller keeps writing.
+        if (t.queue.length > 0) await new Promise((r) => setImmediate(r));
       }
     } finally {
       t.flushing = false;

@@ -8,6 +8,15 @@
  * instead of a few. This runs PASSIVE checkpoints (which never block a writer)
  * from a worker thread instead, and the store turns automatic checkpoints off.
  * If the worker stops for any reason, the store turns them back on.
+ *
+ * Copying is not enough on its own. The WAL only starts over from its first frame
+ * when a writer begins a transaction and finds every frame already copied, and
+ * under steady writes the worker's pass never ends at such a moment: commits land
+ * while it copies. The WAL would then grow without bound (1.4 GiB after 10,000
+ * small commits, and commits get slower as the file grows). So after each pass
+ * the worker reports back, and the store finishes on its own connection between
+ * two commits: a second PASSIVE pass that copies only the frames written during
+ * the worker's (about a millisecond), after which the next commit restarts the WAL.
  * @internal
  */
 import { createRequire } from 'node:module';
@@ -24,7 +33,9 @@ const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('busy_timeout = 100');
 const checkpoint = () => {
   try {
-    db.pragma('wal_checkpoint(PASSIVE)');
+    const [r] = db.pragma('wal_checkpoint(PASSIVE)');
+    // Frames were copied: the store finishes the pass so that the WAL can start over.
+    if (r && r.busy === 0 && r.log > 0) parentPort.postMessage({ log: r.log, checkpointed: r.checkpointed });
   } catch (err) {
     // SQLITE_BUSY: another checkpoint is running; the next tick tries again.
     if (!err || err.code !== 'SQLITE_BUSY') throw err;
@@ -47,15 +58,19 @@ export interface Checkpointer {
 
 /**
  * Starts checkpointing the WAL of the database at `path` from a worker thread.
- * `onExit` runs if the worker stops other than through `stop()` (the store then
- * re-enables automatic checkpoints).
+ * `onPass` runs on this thread after each pass that found frames in the WAL (the
+ * store finishes the checkpoint there); `onExit` runs if the worker stops other
+ * than through `stop()` (the store then re-enables automatic checkpoints).
  */
-export function startCheckpointer(path: string, onExit: (err?: unknown) => void, intervalMs = CHECKPOINT_INTERVAL_MS): Checkpointer {
+export function startCheckpointer(path: string, onPass: () => void, onExit: (err?: unknown) => void, intervalMs = CHECKPOINT_INTERVAL_MS): Checkpointer {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
   const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, driver, intervalMs } });
   worker.unref();
   let stopping = false;
   let failure: unknown;
+  worker.on('message', (m: unknown) => {
+    if (!stopping && typeof m === 'object' && m !== null) onPass();
+  });
   worker.on('error', (err) => {
     failure = err;
   });

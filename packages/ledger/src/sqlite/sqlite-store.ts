@@ -205,7 +205,7 @@ export class SqliteStore implements LedgerStore {
       const file = db.name;
       if ((cfg.checkpoints ?? 'background') === 'background' && !db.readonly && !db.memory && file !== '' && !file.startsWith('file:')) {
         db.pragma('wal_autocheckpoint = 0');
-        this.#checkpointer = startCheckpointer(file, () => {
+        this.#checkpointer = startCheckpointer(file, () => this.#finishCheckpoint(), () => {
           // The worker is gone: let SQLite checkpoint inline again rather than grow the WAL forever.
           this.#checkpointer = undefined;
           if (!this.#closed && db.open) db.pragma('wal_autocheckpoint = 8192');
@@ -217,6 +217,22 @@ export class SqliteStore implements LedgerStore {
     this.reports = new SqliteReports(this.#db, (fn) => this.#run(fn));
     this.records = new SqliteRecords(this.#db, (fn) => this.#run(fn));
     this.streams = new SqliteStreams(this.#db, (fn) => this.#run(fn));
+  }
+
+  /**
+   * The end of a background checkpoint, on this connection between two commits: copies
+   * the frames written during the worker's pass, so that the next commit can start the
+   * WAL over (sqlite-checkpointer.ts says why the worker cannot do this alone).
+   */
+  #finishCheckpoint(): void {
+    const db = this.#db;
+    if (this.#closed || !db.open || db.inTransaction) return;
+    try {
+      db.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // Busy (another checkpoint, or a statement of this connection still iterating):
+      // nothing is lost, the WAL starts over after a later pass.
+    }
   }
 
   async migrate(): Promise<void> {
