@@ -13,10 +13,12 @@
  * when a writer begins a transaction and finds every frame already copied, and
  * under steady writes the worker's pass never ends at such a moment: commits land
  * while it copies. The WAL would then grow without bound (1.4 GiB after 10,000
- * small commits, and commits get slower as the file grows). So after each pass
- * the worker reports back, and the store finishes on its own connection between
- * two commits: a second PASSIVE pass that copies only the frames written during
- * the worker's (about a millisecond), after which the next commit restarts the WAL.
+ * small commits, and commits get slower as the file grows). So the worker repeats
+ * its pass until one finds no new frame (between big batches, two or three passes),
+ * and when small commits keep landing it reports back instead: the store finishes on
+ * its own connection between two commits, with a pass that copies only the frames
+ * written during the worker's (about a millisecond). The next commit then restarts
+ * the WAL.
  * @internal
  */
 import { createRequire } from 'node:module';
@@ -24,6 +26,8 @@ import { Worker } from 'node:worker_threads';
 
 /** How often the worker checkpoints, in ms. */
 export const CHECKPOINT_INTERVAL_MS = 250;
+/** Most passes in one catch-up before the store is asked to finish. */
+const MAX_PASSES = 4;
 
 // A plain script (eval), so that it runs the same from TypeScript sources and from dist.
 const WORKER_SOURCE = `
@@ -33,9 +37,18 @@ const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('busy_timeout = 100');
 const checkpoint = () => {
   try {
-    const [r] = db.pragma('wal_checkpoint(PASSIVE)');
-    // Frames were copied: the store finishes the pass so that the WAL can start over.
-    if (r && r.busy === 0 && r.log > 0) parentPort.postMessage({ log: r.log, checkpointed: r.checkpointed });
+    // Catch up: each pass copies what the commits wrote during the one before. A pass
+    // that finds no new frame leaves every frame copied, and the next commit starts
+    // the WAL over by itself. Between big batches that takes two or three passes.
+    let before = -1;
+    for (let pass = 0; pass < workerData.maxPasses; pass++) {
+      const [r] = db.pragma('wal_checkpoint(PASSIVE)');
+      if (!r || r.busy !== 0 || r.log <= 0) return;
+      if (r.log === before && r.checkpointed === r.log) return;
+      before = r.log;
+    }
+    // Small commits kept landing: the store finishes on its own thread, between two commits.
+    parentPort.postMessage({ log: before });
   } catch (err) {
     // SQLITE_BUSY: another checkpoint is running; the next tick tries again.
     if (!err || err.code !== 'SQLITE_BUSY') throw err;
@@ -64,7 +77,7 @@ export interface Checkpointer {
  */
 export function startCheckpointer(path: string, onPass: () => void, onExit: (err?: unknown) => void, intervalMs = CHECKPOINT_INTERVAL_MS): Checkpointer {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, driver, intervalMs } });
+  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, driver, intervalMs, maxPasses: MAX_PASSES } });
   worker.unref();
   let stopping = false;
   let failure: unknown;
