@@ -37,8 +37,8 @@ const ledger = await Ledger.open({ store: new SqliteStore({ path }), logSeed: ne
 const idp = await createTestIssuer('https://idp.bench', 'custody');
 const agents = await createTestIssuer('https://agents.bench', 'custody');
 const trust = parseTrustConfig({ humans: [{ issuer: idp.issuer, audience: 'custody', jwks: idp.jwks }], agents: [{ issuer: agents.issuer, audience: 'custody', jwks: agents.jwks }] });
-const authority = await Authority.open({ store: new SqliteAuthorityStore({ path }), ledger, trust, signingKey: signingKeyFromSeed(new Uint8Array(32).fill(2)), sweepIntervalMs: 0 });
-const approvalStore = new SqliteApprovalStore({ path });
+const authority = await Authority.open({ store: new SqliteAuthorityStore({ path, checkpoints: 'off' }), ledger, trust, signingKey: signingKeyFromSeed(new Uint8Array(32).fill(2)), sweepIntervalMs: 0 });
+const approvalStore = new SqliteApprovalStore({ path, checkpoints: 'off' });
 await approvalStore.migrate();
 const approvals = new Approvals({ store: approvalStore, sweepIntervalMs: 0 }, ledger);
 const app = await createServer({ ledger, authority, approvals });

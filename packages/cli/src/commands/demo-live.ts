@@ -56,8 +56,8 @@ export async function runLiveDemo(opts: { out: string; json?: boolean }, io: Out
   const dev = devIssuerTrust(devKey);
   trust.humans.push(dev.humans);
   trust.agents.push(dev.agents);
-  const authority = await Authority.open({ store: new SqliteAuthorityStore({ path }), ledger, trust, signingKey: signingKeyFromSeed(crypto.getRandomValues(new Uint8Array(32))) });
-  const approvalStore = new SqliteApprovalStore({ path });
+  const authority = await Authority.open({ store: new SqliteAuthorityStore({ path, checkpoints: 'off' }), ledger, trust, signingKey: signingKeyFromSeed(crypto.getRandomValues(new Uint8Array(32))) });
+  const approvalStore = new SqliteApprovalStore({ path, checkpoints: 'off' });
   await approvalStore.migrate();
   const approvals = new Approvals({ store: approvalStore, ttlSeconds: 120 }, ledger);
   const app = await createServer({ ledger, authority, approvals });

@@ -106,10 +106,12 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
         : { ...loadSigningKey(join(dir, 'session.key'), { create: true }), source: join(dir, 'session.key') };
   const pgUrl = opts.postgres ?? process.env['CUSTODY_POSTGRES_URL'];
   const schema = process.env['CUSTODY_POSTGRES_SCHEMA'];
+  // Beside a SQLite ledger in ledger.db, the ledger's connection checkpoints the file for all.
+  const sideCheckpoints = store.kind === 'sqlite' ? ({ checkpoints: 'off' } as const) : {};
   const authorityStore: AuthorityStore =
     store.kind === 'postgres' && pgUrl !== undefined && pgUrl !== ''
       ? new PostgresAuthorityStore({ connectionString: pgUrl, ...(schema ? { schema } : {}) })
-      : new SqliteAuthorityStore({ path: join(dir, 'ledger.db') });
+      : new SqliteAuthorityStore({ path: join(dir, 'ledger.db'), ...sideCheckpoints });
   const issuer = opts.issuer ?? trust.issuer;
   const authority = await Authority.open({
     store: authorityStore,
@@ -126,7 +128,7 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
   const ttl = opts.approvalTtl === undefined ? 300 : Number(opts.approvalTtl);
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86_400) throw new CliError('FLAG_INVALID', '--approval-ttl must be 1-86400 seconds');
   const approvalStore: ApprovalStore =
-    store.kind === 'postgres' && pgUrl !== undefined && pgUrl !== '' ? new PostgresApprovalStore({ connectionString: pgUrl, ...(schema ? { schema } : {}) }) : new SqliteApprovalStore({ path: join(dir, 'ledger.db') });
+    store.kind === 'postgres' && pgUrl !== undefined && pgUrl !== '' ? new PostgresApprovalStore({ connectionString: pgUrl, ...(schema ? { schema } : {}) }) : new SqliteApprovalStore({ path: join(dir, 'ledger.db'), ...sideCheckpoints });
   await approvalStore.migrate();
   const webhookSecret = (opts.approvalWebhookSecret ?? process.env['CUSTODY_APPROVAL_WEBHOOK_SECRET']) || undefined;
   if (opts.approvalWebhook !== undefined && !/^https?:\/\/\S+$/.test(opts.approvalWebhook)) throw new CliError('FLAG_INVALID', '--approval-webhook must be an http(s) URL');
