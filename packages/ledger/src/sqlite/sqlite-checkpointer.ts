@@ -71,9 +71,10 @@ export interface Checkpointer {
 
 /**
  * Starts checkpointing the WAL of the database at `path` from a worker thread.
- * `onPass` runs on this thread after each pass that found frames in the WAL (the
- * store finishes the checkpoint there); `onExit` runs if the worker stops other
- * than through `stop()` (the store then re-enables automatic checkpoints).
+ * `onPass` runs on this thread when the worker's passes could not leave every frame
+ * copied because commits kept landing (the store finishes the checkpoint there);
+ * `onExit` runs if the worker stops other than through `stop()` (the store then
+ * re-enables automatic checkpoints).
  */
 export function startCheckpointer(path: string, onPass: () => void, onExit: (err?: unknown) => void, intervalMs = CHECKPOINT_INTERVAL_MS): Checkpointer {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
