@@ -71,7 +71,9 @@ export type SqliteStoreConfig = (
   /**
    * Who checkpoints the WAL into the database file. `background` (the default for a
    * database file): a worker thread with its own connection, so no commit waits for
-   * a checkpoint. `automatic`: SQLite, inside the commit that crosses ~32 MiB of WAL.
+   * a checkpoint (when small commits keep landing, this connection finishes the
+   * worker's pass between two of them, about a millisecond, so that the WAL starts
+   * over). `automatic`: SQLite, inside the commit that crosses ~32 MiB of WAL.
    */
   checkpoints?: 'background' | 'automatic';
 };
