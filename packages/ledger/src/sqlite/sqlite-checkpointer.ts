@@ -15,10 +15,10 @@
  * while it copies. The WAL would then grow without bound (1.4 GiB after 10,000
  * small commits, and commits get slower as the file grows). So the worker repeats
  * its pass until one finds no new frame (between big batches, two or three passes),
- * and when small commits keep landing it reports back instead: the store finishes on
- * its own connection between two commits, with a pass that copies only the frames
- * written during the worker's (about a millisecond). The next commit then restarts
- * the WAL.
+ * and when small commits keep landing it reports back instead, once a pass found
+ * little that was new: the store finishes on its own connection between two
+ * commits, with a pass that copies only the frames written since (about a
+ * millisecond). The next commit then restarts the WAL.
  * @internal
  */
 import { createRequire } from 'node:module';
@@ -27,7 +27,9 @@ import { Worker } from 'node:worker_threads';
 /** How often the worker checkpoints, in ms. */
 export const CHECKPOINT_INTERVAL_MS = 250;
 /** Most passes in one catch-up before the store is asked to finish. */
-const MAX_PASSES = 4;
+const MAX_PASSES = 8;
+/** A later pass that found at most this many new frames (1 MiB) hands the rest to the store. */
+const HANDOFF_FRAMES = 256;
 
 // A plain script (eval), so that it runs the same from TypeScript sources and from dist.
 const WORKER_SOURCE = `
@@ -39,15 +41,18 @@ const checkpoint = () => {
   try {
     // Catch up: each pass copies what the commits wrote during the one before. A pass
     // that finds no new frame leaves every frame copied, and the next commit starts
-    // the WAL over by itself. Between big batches that takes two or three passes.
-    let before = -1;
+    // the WAL over by itself (between big batches, after two or three passes). When
+    // commits keep landing, the store finishes on its own thread, between two commits,
+    // once a pass found only a little that was new: it then has about as little to copy.
+    let before = 0;
     for (let pass = 0; pass < workerData.maxPasses; pass++) {
       const [r] = db.pragma('wal_checkpoint(PASSIVE)');
       if (!r || r.busy !== 0 || r.log <= 0) return;
       if (r.log === before && r.checkpointed === r.log) return;
+      const fresh = r.log >= before ? r.log - before : r.log;
       before = r.log;
+      if (pass > 0 && fresh <= workerData.handoffFrames) break;
     }
-    // Small commits kept landing: the store finishes on its own thread, between two commits.
     parentPort.postMessage({ log: before });
   } catch (err) {
     // SQLITE_BUSY: another checkpoint is running; the next tick tries again.
@@ -78,7 +83,7 @@ export interface Checkpointer {
  */
 export function startCheckpointer(path: string, onPass: () => void, onExit: (err?: unknown) => void, intervalMs = CHECKPOINT_INTERVAL_MS): Checkpointer {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, driver, intervalMs, maxPasses: MAX_PASSES } });
+  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, driver, intervalMs, maxPasses: MAX_PASSES, handoffFrames: HANDOFF_FRAMES } });
   worker.unref();
   let stopping = false;
   let failure: unknown;
