@@ -24,7 +24,8 @@ import { AuthorityError } from '../errors.js';
 /** Where the SQLite authority store keeps its tables. */
 export type SqliteAuthorityStoreConfig = ({ path: string } | { database: Database.Database }) & {
   /** How long a write waits for the ledger connection's lock, in ms. Default 5000. */
-  busyTimeoutMs?: number;  /**
+  busyTimeoutMs?: number;
+  /**
    * Who checkpoints the WAL. `automatic` (the default): this connection, inline, as SQLite
    * does. `off`: another connection on the same file does, as the ledger's SqliteStore does
    * when they share ledger.db; without it, each commit here would copy the ledger's WAL
