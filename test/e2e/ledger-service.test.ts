@@ -7,7 +7,7 @@
  * stored byte makes `custody audit` fail at that index; two servers on one
  * PostgreSQL produce one consistent log.
  */
-import { closeSync, mkdtempSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -15,6 +15,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { postgresTestEnv } from '../../packages/ledger/src/testing/postgres-test-env.js';
+import { walRestarts } from '../../packages/ledger/src/testing/sqlite-test-env.js';
 import { api, custody, goVerify, hasGo, type Server, startServer } from './custody-process.js';
 
 const needGo = () => {
@@ -134,14 +135,7 @@ describe('custody up on SQLite', () => {
     // The WAL header's checkpoint sequence number goes up by one each time the WAL starts
     // over. Before the store finished the checkpointer's passes, steady writes never let
     // it: 10 s at 1,000 events/s left a 643 MiB WAL (now 64 MiB, 30 restarts).
-    const wal = join(data, 'ledger.db-wal');
-    const restarts = () => {
-      const fd = openSync(wal, 'r');
-      const header = Buffer.alloc(16);
-      readSync(fd, header, 0, 16, 0);
-      closeSync(fd);
-      return header.readUInt32BE(12);
-    };
+    const restarts = () => walRestarts(join(data, 'ledger.db'));
     const first = restarts();
     const until = performance.now() + 2_000;
     let n = 0;

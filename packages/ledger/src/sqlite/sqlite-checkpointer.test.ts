@@ -1,4 +1,4 @@
-import { closeSync, mkdtempSync, openSync, readSync, statSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { Ledger } from '../ledger.js';
 import { bulkDrafts } from '../testing/batch-fixtures.js';
 import { buildBatches } from '../testing/ingest-baseline.js';
+import { walRestarts } from '../testing/sqlite-test-env.js';
 import { CHECKPOINT_INTERVAL_MS } from './sqlite-checkpointer.js';
 import { SqliteStore } from './sqlite-store.js';
 
@@ -55,12 +56,7 @@ describe('the background WAL checkpointer', () => {
       const res = await ledger.append('acme', drafts.slice(i, i + 2));
       expect(res.every((r) => r.status === 'fulfilled')).toBe(true);
     }
-    // The WAL header's checkpoint sequence number goes up by one each time the WAL starts over.
-    const header = Buffer.alloc(16);
-    const fd = openSync(`${path}-wal`, 'r');
-    readSync(fd, header, 0, 16, 0);
-    closeSync(fd);
-    const restarts = header.readUInt32BE(12);
+    const restarts = walRestarts(path);
     const walMiB = statSync(`${path}-wal`).size / 2 ** 20;
     await ledger.close();
     expect(commits).toBeGreaterThan(100);

@@ -13,7 +13,7 @@ export {
   storeExcluded,
 } from './postgres-test-env.js';
 export type { PostgresTestEnv } from './postgres-test-env.js';
-export { sqliteConformanceOptions } from './sqlite-test-env.js';
+export { sqliteConformanceOptions, walRestarts } from './sqlite-test-env.js';
 export { runRecordsConformance } from './records-conformance.js';
 export { runReportConformance } from './report-conformance.js';
 export { runStoreConformance } from './store-conformance.js';

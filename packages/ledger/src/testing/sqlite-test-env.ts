@@ -2,7 +2,7 @@
  * Conformance options for `SqliteStore`: each store is a database file in a
  * temporary folder, removed after the suite.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -45,4 +45,20 @@ export function sqliteConformanceOptions(): StoreConformanceOptions {
       if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * How many times the WAL of the database at `path` has started over: the checkpoint
+ * sequence number of the WAL header (bytes 12-15, big-endian), which SQLite raises by
+ * one at each restart. Reads the 16 header bytes only.
+ */
+export function walRestarts(path: string): number {
+  const header = Buffer.alloc(16);
+  const fd = openSync(`${path}-wal`, 'r');
+  try {
+    readSync(fd, header, 0, 16, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return header.readUInt32BE(12);
 }
