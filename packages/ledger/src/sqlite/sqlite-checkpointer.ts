@@ -53,7 +53,7 @@ const checkpoint = () => {
       before = r.log;
       if (pass > 0 && fresh <= workerData.handoffFrames) break;
     }
-    parentPort.postMessage({ log: before });
+    parentPort.postMessage('finish');
   } catch (err) {
     // SQLITE_BUSY: another checkpoint is running; the next tick tries again.
     if (!err || err.code !== 'SQLITE_BUSY') throw err;
@@ -88,7 +88,7 @@ export function startCheckpointer(path: string, onPass: () => void, onExit: (err
   let stopping = false;
   let failure: unknown;
   worker.on('message', (m: unknown) => {
-    if (!stopping && typeof m === 'object' && m !== null) onPass();
+    if (!stopping && m === 'finish') onPass();
   });
   worker.on('error', (err) => {
     failure = err;
