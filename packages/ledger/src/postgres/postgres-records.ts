@@ -4,6 +4,7 @@
  * atomic without an explicit transaction.
  * @internal
  */
+import { StoreError } from '../errors.js';
 import { type LegalHoldRow, type RetentionRuleRow, type StoreRecords, type ValueDigestRow, type HoldDbRow, toHold } from '../records-store.js';
 import { bytes, clampLimit } from '../store-shared.js';
 import type { PostgresQuery } from './postgres-reports.js';
@@ -96,13 +97,19 @@ export class PostgresRecords implements StoreRecords {
   }
 
   async digestKey(tenant: string, candidate: Uint8Array): Promise<Uint8Array> {
-    // One statement: insert unless present, then read whichever key won.
+    // Insert unless present, then read whichever key won. When another caller's first insert
+    // for this tenant commits while this statement waits on it, ON CONFLICT finds that row but
+    // the statement's own read, on a snapshot taken before the commit, cannot: it returns no
+    // row, and a new statement (a new snapshot, READ COMMITTED) reads the winner's key.
     const { rows } = await this.#query<{ key: Uint8Array }>(
       `WITH ins AS (INSERT INTO ${this.#q}.digest_keys (tenant, key) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING key)
        SELECT key FROM ins UNION ALL SELECT key FROM ${this.#q}.digest_keys WHERE tenant = $1 LIMIT 1`,
       [tenant, candidate],
     );
-    return bytes(rows[0]!.key);
+    if (rows[0] !== undefined) return bytes(rows[0].key);
+    const again = await this.#query<{ key: Uint8Array }>(`SELECT key FROM ${this.#q}.digest_keys WHERE tenant = $1`, [tenant]);
+    if (again.rows[0] === undefined) throw new StoreError('STORE_CORRUPT', `the digest key of tenant ${tenant} was neither stored nor readable`);
+    return bytes(again.rows[0].key);
   }
 
   async cursor(tenant: string, name: string): Promise<number> {

@@ -125,6 +125,17 @@ function defineSuite(opts: StoreConformanceOptions): void {
     expect(a).toEqual(b);
   });
 
+  it('gives every caller racing for a new tenant the one key that won', async () => {
+    // On PostgreSQL the losers' insert waits for the winner's, finds the conflict and does nothing,
+    // while the statement's own read cannot see the winner's row: each loser must still get it.
+    for (let round = 0; round < 20; round++) {
+      const t = `${tenant}-race-${round}`;
+      const keys = await Promise.all([1, 2, 3, 4].map((n) => store.records.digestKey(t, new Uint8Array(32).fill(n))));
+      for (const k of keys) expect(k).toEqual(keys[0]);
+      expect(await store.records.digestKey(t, new Uint8Array(32).fill(9))).toEqual(keys[0]);
+    }
+  });
+
   it('indexes keyed digests with a cursor that only moves forward, and deletes them by entry and path', async () => {
     expect(await store.records.cursor(tenant, 'digests')).toBe(0);
     await store.records.putDigests(
