@@ -182,9 +182,9 @@ for (let i = 0; i < CALLS; i++) {
   await new Promise((r) => setTimeout(r, 5));
 }
 
-// Calibration: the same direct call back to back, nothing in between, as the issue's
+// Calibration: the same direct call back to back, nothing in between, the way the issue's
 // reference figure (about 0.24 ms at p50 for a direct stdio callTool on this machine) was
-// taken. The interleaved direct path above is slower than this: each of its calls finds
+// taken, though that tool did nothing and this one reads a file. The interleaved direct path above is slower than this: each of its calls finds
 // the upstream idle, and waking an idle process costs this virtual machine far more than
 // a hot loop does. The gap shows how much of every figure above is the host's wake-up cost.
 const tight: number[] = [];
@@ -224,7 +224,9 @@ rmSync(dir, { recursive: true, force: true });
 const row = (label: string, xs: number[]) => `| ${label} | ${fmt(percentile(xs, 50), 2)} | ${fmt(percentile(xs, 99), 2)} | ${times(xs, 50)} | ${times(xs, 99)} |`;
 const added = (xs: number[], p: number) => percentile(xs, p) - percentile(paths.direct, p);
 const times = (xs: number[], p: number) => `${fmt(percentile(xs, p) / percentile(paths.direct, p), 1)}×`;
-const verdict = (xs: number[]) => (added(xs, 50) <= 2 && added(xs, 99) <= 5 ? 'met' : 'not met');
+// The issue's targets for the latency the gateway adds, in ms.
+const TARGET = { p50: 2, p99: 5 };
+const verdict = (xs: number[]) => (added(xs, 50) <= TARGET.p50 && added(xs, 99) <= TARGET.p99 ? 'met' : 'not met');
 const body = `## MCP gateway: added latency per tools/call (\`bench/gateway\`)
 
 ${machine()}; ${fmt(CALLS)} calls per path, interleaved, after 50 warm-up calls, each call timed alone (the gateways' background outcome recording drained before it); SQLite ledger (WAL, synchronous FULL).
@@ -241,7 +243,7 @@ ${row('agent → gateway (Streamable HTTP) → upstream (stdio)', paths.http)}
 ${row('deployed: server in its own process (`custody up`); agent → gateway (in-process transport) → upstream (stdio)', paths.remote)}
 ${row('fully deployed: `custody up` and `custody gateway --stdio` each in its own process; agent → gateway (stdio) → upstream (stdio)', paths.separate)}
 
-Added by the gateway, fully deployed (\`custody up\` and \`custody gateway --stdio\` each in its own process, the agent on stdio: the direct call's own transport, plus the gateway's hop): **p50 ${fmt(added(paths.separate, 50), 2)} ms, p99 ${fmt(added(paths.separate, 99), 2)} ms** (targets: ≤ 2 ms, ≤ 5 ms: ${verdict(paths.separate)}).
+Added by the gateway, fully deployed (\`custody up\` and \`custody gateway --stdio\` each in its own process, the agent on stdio: the direct call's own transport, plus the gateway's hop): **p50 ${fmt(added(paths.separate, 50), 2)} ms, p99 ${fmt(added(paths.separate, 99), 2)} ms** (targets: ≤ ${TARGET.p50} ms, ≤ ${TARGET.p99} ms: ${verdict(paths.separate)}).
 The Custody server in its own process, the gateway in this one (in-process agent transport; this process also hosts the other paths' server and gateways): p50 ${fmt(added(paths.remote, 50), 2)} ms, p99 ${fmt(added(paths.remote, 99), 2)} ms added.
 Everything in one process (server, gateway and agent on one thread; in-process agent transport, the same stdio hop to the upstream): **p50 ${fmt(added(paths.gateway, 50), 2)} ms, p99 ${fmt(added(paths.gateway, 99), 2)} ms** (${verdict(paths.gateway)}).
 With \`recordOutcomes: before-result\`: p50 ${fmt(added(paths.strict, 50), 2)} ms, p99 ${fmt(added(paths.strict, 99), 2)} ms added.
