@@ -99,8 +99,15 @@ export interface AuthorityStore {
   /** Every published public JWK, oldest first. */
   signingKeys(): Promise<Record<string, unknown>[]>;
 
-  /** Inserts a new session with its first credential. */
-  createSession(session: SessionRecord, credential: CredentialRecord): Promise<void>;
+  /**
+   * Inserts a new session with its first credential, in one transaction. A
+   * delegated session (one with a `parent`) is inserted only while its parent is
+   * `active`: the check takes the lock that `endTree` takes on the tree's root,
+   * so a delegation racing a revocation either commits first (and is ended by
+   * it) or finds its parent ended. Then nothing is written and this resolves
+   * `false`; otherwise `true`.
+   */
+  createSession(session: SessionRecord, credential: CredentialRecord): Promise<boolean>;
   getSession(tenant: string, id: string): Promise<SessionRecord | undefined>;
   /** Sessions newest first; `cursor` is the previous page's `nextCursor`. */
   listSessions(tenant: string, filter: SessionListFilter, limit: number, cursor?: string): Promise<{ sessions: SessionRecord[]; nextCursor?: string }>;
@@ -114,6 +121,16 @@ export interface AuthorityStore {
    * the ledger events `record` makes of what changed, in one transaction.
    */
   endSessions(tenant: string, ids: readonly string[], change: EndChange, record: (ended: Ended) => EventDraft[]): Promise<Ended & { outbox: number[] }>;
+  /**
+   * Ends the active sessions of the tree under `id` (the kill switch): `id`
+   * itself with `change.self`, every descendant with `change.descendants`, with
+   * their active credentials, and queues the events `record` makes, in one
+   * transaction. The tree is read inside that transaction, under the lock
+   * `createSession` takes for a delegation, so no session delegated from the
+   * tree outlives this. `ended.sessions` lists `id` first (when it was active),
+   * then descendants parents first. A session that does not exist ends nothing.
+   */
+  endTree(tenant: string, id: string, change: { self: EndChange; descendants: EndChange }, record: (ended: Ended) => EventDraft[]): Promise<Ended & { outbox: number[] }>;
   /**
    * Expires active sessions whose expiry is at or before `now` (at most `limit`),
    * queueing the events `record` makes, one transaction per tenant.

@@ -15,7 +15,7 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Authority, TOKEN_EXCHANGE_GRANT, TOKEN_TYPES, type TokenExchangeRequest } from './authority.js';
-import type { AuthorityStore } from './authority-store.js';
+import type { AuthorityStore, SessionRecord } from './authority-store.js';
 import { AuthorityError } from './errors.js';
 import { PostgresAuthorityStore } from './postgres/postgres-authority-store.js';
 import { signingKeyFromSeed } from './signing-key.js';
@@ -282,6 +282,48 @@ describe.each(backends)('the authority on $name', (backend) => {
     }
     // Revoking again changes nothing.
     expect((await authority.revokeSession('default', root.session_id, { principal: { type: 'service', id: 'key:x' } })).revoked).toEqual([]);
+  });
+
+  it.skipIf(backend.skip)('the kill switch wins against delegations in flight: no session delegated from the tree stays active', async () => {
+    const admin = { principal: { type: 'human' as const, id: 'admin@example.com' }, reason: 'kill switch under load' };
+    const outcomes: number[] = [];
+    for (const pause of [0, 2, 5, 10, 20]) {
+      const root = await open();
+      const first = await authority.exchange(request(root.access_token, await agent('agent:first'), { scope: 'refunds:read' }));
+      const actors = await Promise.all(Array.from({ length: 16 }, (_, i) => agent(`agent:racer-${i}`)));
+      // Delegations from the root and from its first child, all in flight when the revocation starts.
+      const racing = Promise.allSettled(actors.map((a, i) => authority.exchange(request(i % 2 === 0 ? root.access_token : first.access_token, a, { scope: 'refunds:read' }))));
+      await new Promise((r) => setTimeout(r, pause));
+      const revoked = await authority.revokeSession('default', root.session_id, admin);
+      const settled = await racing;
+      outcomes.push(settled.filter((r) => r.status === 'fulfilled').length);
+      for (const r of settled) {
+        if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'TOKEN_INACTIVE' });
+        else {
+          expect(revoked.revoked).toContain(r.value.session_id);
+          expect(await authority.introspect(r.value.access_token, 'default')).toEqual({ active: false });
+        }
+      }
+      const stillActive = (await authority.tree('default', root.session_id)).filter((s) => s.status === 'active').map((s) => s.id);
+      expect(stillActive).toEqual([]);
+    }
+    console.log(`kill switch race (${backend.name}): delegations that landed before the revocation, of 16, after a pause of 0, 2, 5, 10, 20 ms: ${outcomes.join(', ')}`);
+  });
+
+  it.skipIf(backend.skip)('a delegation whose parent ended before it was stored is refused, and nothing of it is kept', async () => {
+    const root = await open();
+    const parent = (await authority.session('default', root.session_id)) as SessionRecord;
+    await authority.revokeSession('default', root.session_id, { principal: { type: 'service', id: 'key:ops' } });
+    const store = env.store();
+    try {
+      const child: SessionRecord = { ...parent, id: `ses-late-${backend.name}`, parent: parent.id, depth: 1, status: 'active' };
+      const credential = { jti: `jti-late-${backend.name}`, tenant: 'default', sessionId: child.id, fingerprint: 'f', issuedAt: child.createdAt, expiresAt: child.expiresAt, status: 'active' as const };
+      expect(await store.createSession(child, credential)).toBe(false);
+      expect(await store.getSession('default', child.id)).toBeUndefined();
+      expect(await store.getCredential(credential.jti)).toBeUndefined();
+    } finally {
+      await store.close();
+    }
   });
 
   it.skipIf(backend.skip)('closing writes the seal and revokes descendants', async () => {

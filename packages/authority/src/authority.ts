@@ -517,7 +517,11 @@ export class Authority {
    * If the ledger refuses, the session is revoked at once (nobody holds its token).
    */
   async #commitSession(session: SessionRecord, credential: CredentialRecord, drafts: EventDraft[]): Promise<void> {
-    await this.store.createSession(session, credential);
+    if (!(await this.store.createSession(session, credential))) {
+      // The parent was revoked, closed or expired while this delegation was being
+      // issued: nothing was stored, and the token is never handed out.
+      throw bad('TOKEN_INACTIVE', `subject_token is no longer active: its session ${session.parent} ended while this delegation was issued`, 'subject_token');
+    }
     let results: PromiseSettledResult<unknown>[];
     try {
       results = await this.#ledger.append(session.tenant, drafts);
@@ -663,8 +667,7 @@ export class Authority {
 
   /** A session and its credentials. @throws AuthorityError `AUTHORITY_SESSION_NOT_FOUND` */
   async session(tenant: string, id: string): Promise<SessionView> {
-    const s = await this.store.getSession(tenant, id);
-    if (s === undefined) throw bad('AUTHORITY_SESSION_NOT_FOUND', `this tenant has no session ${id} opened by token exchange`);
+    const s = await this.#existing(tenant, id);
     return { ...s, credentials: await this.store.credentialsOf(tenant, id) };
   }
 
@@ -687,14 +690,11 @@ export class Authority {
    * @returns the sessions revoked now (already inactive ones are skipped), and whether their entries are in the ledger yet
    */
   async revokeSession(tenant: string, id: string, by: Requester): Promise<{ session: string; revoked: string[]; recorded: boolean }> {
-    const tree = await this.tree(tenant, id);
+    await this.#existing(tenant, id);
     const change: EndChange = { status: 'revoked', at: this.#now().toISOString(), by: by.principal.id, reason: by.reason ?? 'revoked' };
-    const ended = await this.store.endSessions(
-      tenant,
-      tree.map((s) => s.id),
-      change,
-      (e) => this.#endDrafts(e, by, 'revoked', id),
-    );
+    // The tree is read inside the ending transaction: a delegation racing this
+    // one is either ended with it or refused (createSession's contract).
+    const ended = await this.store.endTree(tenant, id, { self: change, descendants: change }, (e) => this.#endDrafts(e, by, 'revoked', id));
     const recorded = await this.flush(ended.outbox);
     return { session: id, revoked: ended.sessions.map((s) => s.id), recorded };
   }
@@ -706,21 +706,28 @@ export class Authority {
    * @throws AuthorityError `AUTHORITY_SESSION_NOT_FOUND`, `AUTHORITY_SESSION_INACTIVE`
    */
   async closeSession(tenant: string, id: string, by: Requester): Promise<{ session: string; sealed: boolean; revoked: string[] }> {
-    const tree = await this.tree(tenant, id);
-    const self = tree[0]!;
+    const self = await this.#existing(tenant, id);
     if (self.status !== 'active') throw bad('AUTHORITY_SESSION_INACTIVE', `session ${id} is already ${self.status}`);
     const at = this.#now().toISOString();
-    const children = tree.slice(1).map((s) => s.id);
-    const down = children.length === 0 ? undefined : await this.store.endSessions(
+    const ended = await this.store.endTree(
       tenant,
-      children,
-      { status: 'revoked', at, by: by.principal.id, reason: 'parent session closed' },
-      (e) => this.#endDrafts(e, { principal: by.principal, reason: `parent session ${id} closed` }, 'revoked', id),
+      id,
+      { self: { status: 'closed', at, by: by.principal.id, reason: by.reason ?? 'task complete' }, descendants: { status: 'revoked', at, by: by.principal.id, reason: 'parent session closed' } },
+      (e) => [
+        ...this.#endDrafts(only(e, (s) => s !== id), { principal: by.principal, reason: `parent session ${id} closed` }, 'revoked', id),
+        ...this.#endDrafts(only(e, (s) => s === id), by, 'closed', id),
+      ],
     );
-    const ended = await this.store.endSessions(tenant, [id], { status: 'closed', at, by: by.principal.id, reason: by.reason ?? 'task complete' }, (e) => this.#endDrafts(e, by, 'closed', id));
-    if (ended.sessions.length === 0) throw bad('AUTHORITY_SESSION_INACTIVE', `session ${id} ended meanwhile`);
-    const sealed = await this.flush([...(down?.outbox ?? []), ...ended.outbox]);
-    return { session: id, sealed, revoked: down?.sessions.map((s) => s.id) ?? [] };
+    const sealed = await this.flush(ended.outbox);
+    if (!ended.sessions.some((s) => s.id === id)) throw bad('AUTHORITY_SESSION_INACTIVE', `session ${id} ended meanwhile`);
+    return { session: id, sealed, revoked: ended.sessions.filter((s) => s.id !== id).map((s) => s.id) };
+  }
+
+  /** @throws AuthorityError `AUTHORITY_SESSION_NOT_FOUND` */
+  async #existing(tenant: string, id: string): Promise<SessionRecord> {
+    const s = await this.store.getSession(tenant, id);
+    if (s === undefined) throw bad('AUTHORITY_SESSION_NOT_FOUND', `this tenant has no session ${id} opened by token exchange`);
+    return s;
   }
 
   /** The ledger events of sessions ending: per session, its event, then one per credential. */
@@ -906,6 +913,11 @@ export interface RefusalContext {
   human?: VerifiedToken;
   agent?: VerifiedToken;
   session?: SessionRecord;
+}
+
+/** The part of `ended` whose sessions' ids pass `keep`. */
+function only(ended: Ended, keep: (sessionId: string) => boolean): Ended {
+  return { sessions: ended.sessions.filter((s) => keep(s.id)), credentials: ended.credentials.filter((c) => keep(c.sessionId)) };
 }
 
 function errorCode(err: unknown): string | undefined {

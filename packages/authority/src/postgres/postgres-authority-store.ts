@@ -115,8 +115,15 @@ export class PostgresAuthorityStore implements AuthorityStore {
     return res.rows.map((r) => JSON.parse(r.jwk) as Record<string, unknown>);
   }
 
-  async createSession(s: SessionRecord, c: CredentialRecord): Promise<void> {
-    await this.#tx(async (client) => {
+  async createSession(s: SessionRecord, c: CredentialRecord): Promise<boolean> {
+    return this.#tx(async (client) => {
+      if (s.parent !== undefined) {
+        // The tree's lock (its root row), then the parent's status read by a new
+        // statement: under READ COMMITTED that sees any revocation that held the lock before.
+        await this.#lockTree(client, s.tenant, s.root);
+        const parent = await client.query<{ status: string }>(`SELECT status FROM ${this.#s}.authority_sessions WHERE tenant = $1 AND id = $2`, [s.tenant, s.parent]);
+        if (parent.rows[0]?.status !== 'active') return false;
+      }
       await client.query(
         `INSERT INTO ${this.#s}.authority_sessions (tenant, id, parent_id, root_id, depth, initiator_id, agent_id, doc, created_at, expires_at, expires_ms, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
         [s.tenant, s.id, s.parent ?? null, s.root, s.depth, s.initiator.id, s.agent.id, sessionDocument(s), s.createdAt, s.expiresAt, Date.parse(s.expiresAt), s.status],
@@ -130,7 +137,13 @@ export class PostgresAuthorityStore implements AuthorityStore {
         c.expiresAt,
         c.status,
       ]);
+      return true;
     });
+  }
+
+  /** Serialises delegation into, and ending of, one session tree: a row lock on its root. */
+  async #lockTree(c: pg.PoolClient, tenant: string, root: string): Promise<void> {
+    await c.query(`SELECT 1 FROM ${this.#s}.authority_sessions WHERE tenant = $1 AND id = $2 FOR UPDATE`, [tenant, root]);
   }
 
   async getSession(tenant: string, id: string): Promise<SessionRecord | undefined> {
@@ -166,7 +179,11 @@ export class PostgresAuthorityStore implements AuthorityStore {
   }
 
   async subtree(tenant: string, id: string): Promise<SessionRecord[]> {
-    const res = await this.#pool.query<Row>(
+    return this.#subtree(this.#pool, tenant, id);
+  }
+
+  async #subtree(c: pg.Pool | pg.PoolClient, tenant: string, id: string): Promise<SessionRecord[]> {
+    const res = await c.query<Row>(
       `WITH RECURSIVE t(id) AS (SELECT id FROM ${this.#s}.authority_sessions WHERE tenant = $1 AND id = $2
          UNION SELECT s.id FROM ${this.#s}.authority_sessions s JOIN t ON s.parent_id = t.id WHERE s.tenant = $1)
        SELECT ${SESSION_COLUMNS} FROM ${this.#s}.authority_sessions WHERE tenant = $1 AND id IN (SELECT id FROM t) ORDER BY depth, created_at, id`,
@@ -219,6 +236,23 @@ export class PostgresAuthorityStore implements AuthorityStore {
   async endSessions(tenant: string, ids: readonly string[], change: EndChange, record: (ended: Ended) => EventDraft[]): Promise<Ended & { outbox: number[] }> {
     return this.#tx(async (c) => {
       const ended = await this.#end(c, tenant, ids, change);
+      const outbox = ended.sessions.length > 0 ? await this.#enqueue(c, tenant, record(ended)) : [];
+      return { ...ended, outbox };
+    });
+  }
+
+  async endTree(tenant: string, id: string, change: { self: EndChange; descendants: EndChange }, record: (ended: Ended) => EventDraft[]): Promise<Ended & { outbox: number[] }> {
+    return this.#tx(async (c) => {
+      const root = await c.query<{ root_id: string }>(`SELECT root_id FROM ${this.#s}.authority_sessions WHERE tenant = $1 AND id = $2`, [tenant, id]);
+      if (root.rows[0] === undefined) return { sessions: [], credentials: [], outbox: [] };
+      // The tree's lock first, then the tree read by a new statement: every
+      // delegation that committed before is in it, and every later one waits
+      // for this transaction and then finds its parent ended.
+      await this.#lockTree(c, tenant, root.rows[0].root_id);
+      const ids = (await this.#subtree(c, tenant, id)).map((s) => s.id);
+      const self = await this.#end(c, tenant, [id], change.self);
+      const down = await this.#end(c, tenant, ids.slice(1), change.descendants);
+      const ended: Ended = { sessions: [...self.sessions, ...down.sessions], credentials: [...self.credentials, ...down.credentials] };
       const outbox = ended.sessions.length > 0 ? await this.#enqueue(c, tenant, record(ended)) : [];
       return { ...ended, outbox };
     });

@@ -106,13 +106,20 @@ export class SqliteAuthorityStore implements AuthorityStore {
     return rows.map((r) => JSON.parse(r.jwk) as Record<string, unknown>);
   }
 
-  async createSession(s: SessionRecord, c: CredentialRecord): Promise<void> {
-    this.#db.transaction(() => {
+  async createSession(s: SessionRecord, c: CredentialRecord): Promise<boolean> {
+    // IMMEDIATE: the write lock is taken before the parent is read, so no
+    // revocation can commit between the check and the insert.
+    return this.#db.transaction(() => {
+      if (s.parent !== undefined) {
+        const parent = this.#stmt('SELECT status FROM authority_sessions WHERE tenant = ? AND id = ?').get(s.tenant, s.parent) as { status: string } | undefined;
+        if (parent?.status !== 'active') return false;
+      }
       this.#stmt(`INSERT INTO authority_sessions (tenant, id, parent_id, root_id, depth, initiator_id, agent_id, doc, created_at, expires_at, expires_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
         .run(s.tenant, s.id, s.parent ?? null, s.root, s.depth, s.initiator.id, s.agent.id, sessionDocument(s), s.createdAt, s.expiresAt, Date.parse(s.expiresAt), s.status);
       this.#stmt('INSERT INTO authority_credentials (jti, tenant, session_id, fingerprint, issued_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(c.jti, c.tenant, c.sessionId, c.fingerprint, c.issuedAt, c.expiresAt, c.status);
-    })();
+      return true;
+    }).immediate();
   }
 
   async getSession(tenant: string, id: string): Promise<SessionRecord | undefined> {
@@ -145,6 +152,10 @@ export class SqliteAuthorityStore implements AuthorityStore {
   }
 
   async subtree(tenant: string, id: string): Promise<SessionRecord[]> {
+    return this.#subtree(tenant, id);
+  }
+
+  #subtree(tenant: string, id: string): SessionRecord[] {
     const rows = this.#stmt(
         `WITH RECURSIVE t(id) AS (SELECT id FROM authority_sessions WHERE tenant = ? AND id = ?
            UNION SELECT s.id FROM authority_sessions s JOIN t ON s.parent_id = t.id WHERE s.tenant = ?)
@@ -190,6 +201,19 @@ export class SqliteAuthorityStore implements AuthorityStore {
   async endSessions(tenant: string, ids: readonly string[], change: EndChange, record: (ended: Ended) => EventDraft[]): Promise<Ended & { outbox: number[] }> {
     return this.#db.transaction(() => {
       const ended = this.#end(tenant, ids, change);
+      const outbox = ended.sessions.length > 0 ? this.#enqueue(tenant, record(ended)) : [];
+      return { ...ended, outbox };
+    }).immediate();
+  }
+
+  async endTree(tenant: string, id: string, change: { self: EndChange; descendants: EndChange }, record: (ended: Ended) => EventDraft[]): Promise<Ended & { outbox: number[] }> {
+    // IMMEDIATE: the tree is read under the write lock, which a delegation's
+    // createSession needs too, so none slips in between the read and the update.
+    return this.#db.transaction(() => {
+      const ids = this.#subtree(tenant, id).map((s) => s.id);
+      const self = ids[0] === id ? this.#end(tenant, [id], change.self) : { sessions: [], credentials: [] };
+      const down = this.#end(tenant, ids.slice(1), change.descendants);
+      const ended: Ended = { sessions: [...self.sessions, ...down.sessions], credentials: [...self.credentials, ...down.credentials] };
       const outbox = ended.sessions.length > 0 ? this.#enqueue(tenant, record(ended)) : [];
       return { ...ended, outbox };
     }).immediate();
