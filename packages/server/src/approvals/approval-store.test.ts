@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { postgresTestEnv, storeExcluded } from '@custody/ledger/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import type { ApprovalRecord, ApprovalStore } from './approval-store.js';
+import { type ApprovalRecord, type ApprovalStore, CLAIM_STALE_MS } from './approval-store.js';
 import { PostgresApprovalStore } from './postgres-approval-store.js';
 import { SqliteApprovalStore } from './sqlite-approval-store.js';
 
@@ -109,6 +109,16 @@ describe.each(BACKENDS)('approval store on $name', ({ skip, make }) => {
     expect(expired.map((a) => a.id)).toEqual(['apr-2']);
     expect(await s.expireDue(new Date(at(2000)), 10)).toEqual([]);
     expect((await s.list('acme', { status: 'expired' }, 10)).approvals.map((a) => a.id)).toEqual(['apr-2']);
+    // A stale claim is listed for recovery, and settles as the ledger recorded it.
+    await s.create(approval('apr-3', 600_000));
+    expect(await s.claim('acme', 'apr-3', decision(10))).toBe(true);
+    expect(await s.staleClaims(new Date(at(10 + CLAIM_STALE_MS - 1)), 10)).toEqual([]);
+    expect(await s.staleClaims(new Date(at(10 + CLAIM_STALE_MS)), 10)).toEqual([{ tenant: 'acme', id: 'apr-3', expiresAt: at(600_000) }]);
+    const carol = { type: 'human' as const, id: 'carol@example.com' };
+    expect(await s.settle('acme', 'apr-3', { status: 'denied', at: at(5), approver: carol, source: { ip: '10.0.0.1' }, reason: 'no' })).toBe(true);
+    expect(await s.get('acme', 'apr-3')).toMatchObject({ status: 'denied', decidedAt: at(5), approver: carol, source: { ip: '10.0.0.1' }, reason: 'no' });
+    expect(await s.settle('acme', 'apr-3', true)).toBe(false);
+    expect(await s.staleClaims(new Date(at(10 + CLAIM_STALE_MS)), 10)).toEqual([]);
     const page = await s.list('acme', {}, 1);
     expect(page.approvals).toHaveLength(1);
     expect((await s.list('acme', {}, 1, page.nextCursor)).approvals).toHaveLength(1);

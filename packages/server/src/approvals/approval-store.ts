@@ -87,20 +87,32 @@ export interface ApprovalStore {
    * neither pending nor usable. Returns false when it was not pending or has expired.
    */
   claim(tenant: string, id: string, d: ApprovalDecision): Promise<boolean>;
-  /** Makes a claimed decision visible (its ledger entry is durable), or reverts it to pending (`ok` false). */
-  settle(tenant: string, id: string, ok: boolean): Promise<void>;
+  /**
+   * Ends a claim: makes the claimed decision visible (`true`: its ledger entry is
+   * durable), writes the decision the ledger holds instead (an `ApprovalDecision`:
+   * an earlier attempt's entry is the one that counts), or reverts to pending
+   * (`false`). Changes only a `deciding` row; returns whether it changed one.
+   */
+  settle(tenant: string, id: string, outcome: boolean | ApprovalDecision): Promise<boolean>;
+  /** Claims older than {@link CLAIM_STALE_MS} at `now`: their decider stopped or its ledger append never answered. */
+  staleClaims(now: Date, limit: number): Promise<{ tenant: string; id: string; expiresAt: string }[]>;
   /**
    * Marks a granted, unused approval used, when it is bound to this session, tool
    * and arguments digest and still usable at `at`. Returns false otherwise.
    */
   consume(tenant: string, id: string, binding: { sessionId: string; tool: string; argumentsDigest: string }, at: string, usableUntil: string): Promise<boolean>;
-  /** Expires due pending approvals (and claims abandoned for over a minute), returning them. */
+  /** Expires due pending approvals (and due claims abandoned for over {@link CLAIM_STALE_MS}), returning them. */
   expireDue(now: Date, limit: number, tenant?: string, id?: string): Promise<ApprovalRecord[]>;
 }
 
 /** The immutable part of an approval row, as one JSON column. @internal */
 export function approvalDocument(a: ApprovalRecord): string {
   return JSON.stringify({ context: a.context, callEvent: a.callEvent, requestEvent: a.requestEvent });
+}
+
+/** The decision column of a claimed or decided row. @internal */
+export function decisionDocument(d: ApprovalDecision): string {
+  return JSON.stringify({ status: d.status, approver: d.approver, source: d.source, ...(d.reason !== undefined ? { reason: d.reason } : {}) });
 }
 
 /** A row of the approvals table. @internal */
@@ -156,5 +168,9 @@ export function decodeApprovalCursor(cursor: string): [string, string] | undefin
   return undefined;
 }
 
-/** How long an abandoned claim (a node died between claim and settle) blocks an approval. */
+/**
+ * How long a claim may stay unsettled before the sweeper recovers it (its node
+ * died between claim and settle): it settles it as the ledger recorded it, or
+ * reverts it to pending (expired, when due) if the ledger has no decision.
+ */
 export const CLAIM_STALE_MS = 60_000;

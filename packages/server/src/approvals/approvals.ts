@@ -11,10 +11,18 @@ import { SIGNATURE_HEADER, signWebhook } from '@custody/records';
 import { v5 as uuidv5, v7 as uuidv7 } from 'uuid';
 
 import { ApiError } from '../errors.js';
-import type { ApprovalContext, ApprovalRecord, ApprovalStore } from './approval-store.js';
+import type { ApprovalContext, ApprovalDecision, ApprovalRecord, ApprovalStore } from './approval-store.js';
 
 /** The UUID namespace of approval.expired entry ids (RFC 9562 v5 of `<tenant>/<approval>/approval.expired`). */
 const EXPIRY_NAMESPACE = '6f3c2a1e-6b1d-4b8e-9a57-0c2d7f4e9b10';
+
+/** The UUID namespace of decision entry ids (v5 of `<tenant>/<approval>/decision`): one decision entry per approval, ever. */
+const DECISION_NAMESPACE = '2b0f5c8e-93a4-4d61-8f1e-5a7c3e9d2b46';
+
+/** The id of an approval's one `approval.granted` or `approval.denied` entry. */
+export function decisionEventId(tenant: string, approval: string): string {
+  return uuidv5(`${tenant}/${approval}/decision`, DECISION_NAMESPACE);
+}
 
 /** The principal of the approval service's own steps (expiry). */
 export const APPROVALS_ACTOR: Principal = { type: 'service', id: 'custody-approvals' };
@@ -181,10 +189,15 @@ export class Approvals {
       const now = await this.get(tenant, id);
       throw new ApiError('APPROVAL_NOT_PENDING', 409, `approval ${id} is already ${now.status === 'pending' ? 'being decided' : now.status}`);
     }
+    // The entry id is derived from the approval: if an earlier attempt's entry is in
+    // the ledger (its node died before settling, or its answer was lost), the ledger
+    // answers with that one (duplicate), and that decision is the one that counts.
+    const entryId = decisionEventId(tenant, id);
+    let duplicate: boolean;
     try {
       const results = await this.#ledger.append(tenant, [
         {
-          id: uuidv7(),
+          id: entryId,
           type: d.status === 'granted' ? 'approval.granted' : 'approval.denied',
           time: at,
           ...base(a),
@@ -203,12 +216,36 @@ export class Approvals {
         },
       ]);
       assertAppended(results);
+      duplicate = (results[0] as PromiseFulfilledResult<{ duplicate: boolean }>).value.duplicate;
     } catch (err) {
       await this.store.settle(tenant, id, false);
       throw err;
     }
-    await this.store.settle(tenant, id, true);
-    return this.get(tenant, id);
+    if (!duplicate) {
+      if (!(await this.store.settle(tenant, id, true))) this.#log(`approval ${id}: its decision is recorded but the claim was recovered meanwhile (settle found no claim)`);
+      return this.get(tenant, id);
+    }
+    const recorded = await this.#recordedDecision(tenant, id);
+    if (recorded !== undefined) await this.store.settle(tenant, id, recorded);
+    const now = await this.get(tenant, id);
+    if (recorded === undefined || recorded.status !== d.status || recorded.approver.id !== d.approver.id) {
+      throw new ApiError('APPROVAL_NOT_PENDING', 409, `approval ${id} was already ${recorded?.status ?? now.status}${recorded !== undefined ? ` by ${recorded.approver.id} at ${recorded.at}` : ''}: the ledger holds that decision`);
+    }
+    return now;
+  }
+
+  /** The decision the ledger holds for an approval, if any. */
+  async #recordedDecision(tenant: string, id: string): Promise<ApprovalDecision | undefined> {
+    let view: Awaited<ReturnType<Ledger['event']>>;
+    try {
+      view = await this.#ledger.event(tenant, decisionEventId(tenant, id));
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'EVENT_NOT_FOUND') return undefined;
+      throw err;
+    }
+    const a = view.event.approval;
+    if (a === undefined || (a.status !== 'granted' && a.status !== 'denied') || a.approver === undefined) return undefined;
+    return { status: a.status, at: view.event.time, approver: a.approver, source: a.source ?? {}, ...(a.reason !== undefined ? { reason: a.reason } : {}) };
   }
 
   /**
@@ -234,10 +271,29 @@ export class Approvals {
   }
 
   /** Expires due approvals, recording `approval.expired` for each. */
-  async sweep(): Promise<{ expired: string[] }> {
+  async sweep(): Promise<{ expired: string[]; recovered: string[] }> {
+    const recovered = await this.#recoverClaims();
     const due = await this.store.expireDue(this.#now(), 500);
     if (due.length > 0 || this.#unrecorded.size > 0) await this.#expire(due);
-    return { expired: due.map((a) => a.id) };
+    return { expired: due.map((a) => a.id), recovered };
+  }
+
+  /**
+   * Claims nobody settled (the deciding node died between its ledger append and
+   * settle): each becomes what the ledger recorded, or pending again when the
+   * ledger has no decision for it (a due one is then expired by this sweep).
+   */
+  async #recoverClaims(): Promise<string[]> {
+    const out: string[] = [];
+    for (const c of await this.store.staleClaims(this.#now(), 100)) {
+      const recorded = await this.#recordedDecision(c.tenant, c.id);
+      if (recorded !== undefined) {
+        if (await this.store.settle(c.tenant, c.id, recorded)) out.push(c.id);
+      } else if (Date.parse(c.expiresAt) > this.#now().getTime()) {
+        if (await this.store.settle(c.tenant, c.id, false)) out.push(c.id);
+      }
+    }
+    return out;
   }
 
   async #expire(due: ApprovalRecord[]): Promise<void> {

@@ -15,6 +15,7 @@ import {
   approvalDocument,
   approvalFromRow,
   CLAIM_STALE_MS,
+  decisionDocument,
   decodeApprovalCursor,
   encodeApprovalCursor,
 } from './approval-store.js';
@@ -116,7 +117,7 @@ export class PostgresApprovalStore implements ApprovalStore {
   }
 
   async claim(tenant: string, id: string, d: ApprovalDecision): Promise<boolean> {
-    const decision = JSON.stringify({ status: d.status, approver: d.approver, source: d.source, ...(d.reason !== undefined ? { reason: d.reason } : {}) });
+    const decision = decisionDocument(d);
     const r = await this.#pool.query(
       `UPDATE ${this.#s}.approvals SET status = 'deciding', decided_at = $1, decided_ms = $2, decision = $3 WHERE tenant = $4 AND id = $5 AND status = 'pending' AND expires_ms > $2`,
       [d.at, Date.parse(d.at), decision, tenant, id],
@@ -124,13 +125,28 @@ export class PostgresApprovalStore implements ApprovalStore {
     return r.rowCount === 1;
   }
 
-  async settle(tenant: string, id: string, ok: boolean): Promise<void> {
-    await this.#pool.query(
-      ok
-        ? `UPDATE ${this.#s}.approvals SET status = (decision::jsonb)->>'status' WHERE tenant = $1 AND id = $2 AND status = 'deciding'`
-        : `UPDATE ${this.#s}.approvals SET status = 'pending', decided_at = NULL, decided_ms = NULL, decision = NULL WHERE tenant = $1 AND id = $2 AND status = 'deciding'`,
-      [tenant, id],
+  async settle(tenant: string, id: string, outcome: boolean | ApprovalDecision): Promise<boolean> {
+    const r =
+      typeof outcome === 'boolean'
+        ? await this.#pool.query(
+            outcome
+              ? `UPDATE ${this.#s}.approvals SET status = (decision::jsonb)->>'status' WHERE tenant = $1 AND id = $2 AND status = 'deciding'`
+              : `UPDATE ${this.#s}.approvals SET status = 'pending', decided_at = NULL, decided_ms = NULL, decision = NULL WHERE tenant = $1 AND id = $2 AND status = 'deciding'`,
+            [tenant, id],
+          )
+        : await this.#pool.query(
+            `UPDATE ${this.#s}.approvals SET status = $1, decided_at = $2, decided_ms = $3, decision = $4 WHERE tenant = $5 AND id = $6 AND status = 'deciding'`,
+            [outcome.status, outcome.at, Date.parse(outcome.at), decisionDocument(outcome), tenant, id],
+          );
+    return r.rowCount === 1;
+  }
+
+  async staleClaims(now: Date, limit: number): Promise<{ tenant: string; id: string; expiresAt: string }[]> {
+    const r = await this.#pool.query<{ tenant: string; id: string; expires_at: string }>(
+      `SELECT tenant, id, expires_at FROM ${this.#s}.approvals WHERE status = 'deciding' AND decided_ms <= $1 ORDER BY decided_ms LIMIT $2`,
+      [now.getTime() - CLAIM_STALE_MS, limit],
     );
+    return r.rows.map((row) => ({ tenant: row.tenant, id: row.id, expiresAt: row.expires_at }));
   }
 
   async consume(tenant: string, id: string, b: { sessionId: string; tool: string; argumentsDigest: string }, at: string, usableUntil: string): Promise<boolean> {

@@ -14,6 +14,7 @@ import {
   approvalDocument,
   approvalFromRow,
   CLAIM_STALE_MS,
+  decisionDocument,
   decodeApprovalCursor,
   encodeApprovalCursor,
 } from './approval-store.js';
@@ -112,18 +113,27 @@ export class SqliteApprovalStore implements ApprovalStore {
   }
 
   async claim(tenant: string, id: string, d: ApprovalDecision): Promise<boolean> {
-    const decision = JSON.stringify({ status: d.status, approver: d.approver, source: d.source, ...(d.reason !== undefined ? { reason: d.reason } : {}) });
+    const decision = decisionDocument(d);
     const r = this.#stmt("UPDATE approvals SET status = 'deciding', decided_at = ?, decided_ms = ?, decision = ? WHERE tenant = ? AND id = ? AND status = 'pending' AND expires_ms > ?")
       .run(d.at, Date.parse(d.at), decision, tenant, id, Date.parse(d.at));
     return r.changes === 1;
   }
 
-  async settle(tenant: string, id: string, ok: boolean): Promise<void> {
-    if (ok) {
-      this.#stmt("UPDATE approvals SET status = json_extract(decision, '$.status') WHERE tenant = ? AND id = ? AND status = 'deciding'").run(tenant, id);
-    } else {
-      this.#stmt("UPDATE approvals SET status = 'pending', decided_at = NULL, decided_ms = NULL, decision = NULL WHERE tenant = ? AND id = ? AND status = 'deciding'").run(tenant, id);
-    }
+  async settle(tenant: string, id: string, outcome: boolean | ApprovalDecision): Promise<boolean> {
+    const r =
+      outcome === true
+        ? this.#stmt("UPDATE approvals SET status = json_extract(decision, '$.status') WHERE tenant = ? AND id = ? AND status = 'deciding'").run(tenant, id)
+        : outcome === false
+          ? this.#stmt("UPDATE approvals SET status = 'pending', decided_at = NULL, decided_ms = NULL, decision = NULL WHERE tenant = ? AND id = ? AND status = 'deciding'").run(tenant, id)
+          : this.#stmt("UPDATE approvals SET status = ?, decided_at = ?, decided_ms = ?, decision = ? WHERE tenant = ? AND id = ? AND status = 'deciding'")
+              .run(outcome.status, outcome.at, Date.parse(outcome.at), decisionDocument(outcome), tenant, id);
+    return r.changes === 1;
+  }
+
+  async staleClaims(now: Date, limit: number): Promise<{ tenant: string; id: string; expiresAt: string }[]> {
+    const rows = this.#stmt("SELECT tenant, id, expires_at FROM approvals WHERE status = 'deciding' AND decided_ms <= ? ORDER BY decided_ms LIMIT ?")
+      .all(now.getTime() - CLAIM_STALE_MS, limit) as { tenant: string; id: string; expires_at: string }[];
+    return rows.map((r) => ({ tenant: r.tenant, id: r.id, expiresAt: r.expires_at }));
   }
 
   async consume(tenant: string, id: string, b: { sessionId: string; tool: string; argumentsDigest: string }, at: string, usableUntil: string): Promise<boolean> {
