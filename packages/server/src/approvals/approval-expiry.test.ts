@@ -34,6 +34,17 @@ const context = {
   requestedBy: 'key:x',
 };
 
+/** The real ledger, each append going through `wrap` (which calls `append` to commit, or not). */
+function withAppend(wrap: (append: () => ReturnType<Ledger['append']>) => ReturnType<Ledger['append']>): Ledger {
+  return new Proxy(ledger, {
+    get(target, prop, receiver) {
+      if (prop === 'append') return (...args: Parameters<Ledger['append']>) => wrap(() => target.append(...args));
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 describe('approval expiry', () => {
   it('retries approval.expired at each sweep while the ledger refuses it, and records it once', async () => {
     const store = new SqliteApprovalStore({ path: join(dir, 'ledger.db') });
@@ -41,17 +52,9 @@ describe('approval expiry', () => {
     let now = new Date('2026-11-22T10:00:00.000Z');
     let refusals = 2;
     // The real ledger, whose append fails twice (as a full disk or a lost database would).
-    const flaky = new Proxy(ledger, {
-      get(target, prop, receiver) {
-        if (prop === 'append') {
-          return async (...args: Parameters<Ledger['append']>) => {
-            if (refusals-- > 0) throw new Error('the store is unavailable');
-            return target.append(...args);
-          };
-        }
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
+    const flaky = withAppend(async (append) => {
+      if (refusals-- > 0) throw new Error('the store is unavailable');
+      return append();
     });
     const logs: string[] = [];
     const approvals = new Approvals({ store, sweepIntervalMs: 0, ttlSeconds: 60, now: () => now, log: (m) => logs.push(m) }, flaky);
@@ -77,18 +80,10 @@ describe('approval expiry', () => {
     let now = new Date('2026-11-23T10:00:00.000Z');
     let loseAnswers = 0;
     // The real ledger, which commits and then loses its answer (as a dropped connection would).
-    const lossy = new Proxy(ledger, {
-      get(target, prop, receiver) {
-        if (prop === 'append') {
-          return async (...args: Parameters<Ledger['append']>) => {
-            const results = await target.append(...args);
-            if (loseAnswers-- > 0) throw new Error('the answer was lost');
-            return results;
-          };
-        }
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
+    const lossy = withAppend(async (append) => {
+      const results = await append();
+      if (loseAnswers-- > 0) throw new Error('the answer was lost');
+      return results;
     });
     const approvals = new Approvals({ store, sweepIntervalMs: 0, ttlSeconds: 300, now: () => now }, lossy);
     const open = async () => {
