@@ -594,12 +594,28 @@ export class Authority {
     if (canonicalJson(payload['act'] as never) !== canonicalJson(actOf(session.chain) as never) || payload.sub !== session.initiator.id) {
       throw bad('TOKEN_INACTIVE', `${field}: its act chain or subject is not what was issued`, field);
     }
+    this.#assertLive(credential, session, field);
+    return { claims: payload, session, credential };
+  }
+
+  /**
+   * Reads a verified credential's status again, from the store every node shares:
+   * for a step committed after its credential was verified (a decision), so that a
+   * revocation that took effect in between, on any node, still stops it.
+   * @throws AuthorityError `TOKEN_INACTIVE`
+   */
+  async assertActive(v: VerifiedCredential, field = 'token'): Promise<void> {
+    const [credential, session] = await Promise.all([this.store.getCredential(v.credential.jti), this.store.getSession(v.session.tenant, v.session.id)]);
+    if (credential === undefined || session === undefined) throw bad('TOKEN_INACTIVE', `${field}: its session is unknown`, field);
+    this.#assertLive(credential, session, field);
+  }
+
+  #assertLive(credential: CredentialRecord, session: SessionRecord, field: string): void {
     const nowMs = this.#now().getTime();
     if (credential.status !== 'active' || session.status !== 'active' || Date.parse(credential.expiresAt) <= nowMs || Date.parse(session.expiresAt) <= nowMs) {
       const why = session.status !== 'active' ? `its session was ${session.status}${session.endedAt !== undefined ? ` at ${session.endedAt}` : ''}` : credential.status !== 'active' ? `it was ${credential.status}` : 'it has expired';
       throw bad('TOKEN_INACTIVE', `${field} is no longer active: ${why}`, field);
     }
-    return { claims: payload, session, credential };
   }
 
   /**

@@ -133,15 +133,20 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
     async (request) => {
       const body = request.body;
       const { enforcer, tenant, credential } = await callerOf(request, ctx, body);
+      const field = enforcer === undefined ? 'token' : 'credential';
+      /** A refused credential as this route answers it: 401 to the agent itself, 403 to an enforcement point. */
+      const refused = (err: unknown): unknown => {
+        if (err instanceof AuthorityError && err.code.startsWith('TOKEN_') && err.status < 500) {
+          if (enforcer === undefined) return new ApiError('UNAUTHENTICATED', 401, `${err.message} [${err.code}]`, { headers: { 'www-authenticate': 'Bearer realm="custody", error="invalid_token"' }, cause: err });
+          return new ApiError('CREDENTIAL_INVALID', 403, `the session credential is refused: ${err.message} [${err.code}]`, { field: 'credential', cause: err });
+        }
+        return err;
+      };
       let v: VerifiedCredential;
       try {
-        v = await authority.verifyCredential(credential, enforcer === undefined ? 'token' : 'credential');
+        v = await authority.verifyCredential(credential, field);
       } catch (err) {
-        if (err instanceof AuthorityError && err.code.startsWith('TOKEN_') && err.status < 500) {
-          if (enforcer === undefined) throw new ApiError('UNAUTHENTICATED', 401, `${err.message} [${err.code}]`, { headers: { 'www-authenticate': 'Bearer realm="custody", error="invalid_token"' }, cause: err });
-          throw new ApiError('CREDENTIAL_INVALID', 403, `the session credential is refused: ${err.message} [${err.code}]`, { field: 'credential', cause: err });
-        }
-        throw err;
+        throw refused(err);
       }
       const s = v.session;
       if (tenant !== undefined && s.tenant !== tenant) throw new ApiError('CREDENTIAL_INVALID', 403, 'the session credential belongs to another tenant', { field: 'credential' });
@@ -242,6 +247,29 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
       }
       // Durable before the answer: a call whose decision is not on record must not run.
       assertAppended(await ledger.append(s.tenant, drafts));
+      if (decision.effect !== 'deny') {
+        // The kill switch, once more: a revocation that took effect (on any node) while
+        // this call was being decided and recorded still stops it. Its trail ends with
+        // the refusal, so that no allowed call is left without an outcome.
+        try {
+          await authority.assertActive(v, field);
+        } catch (err) {
+          await ledger
+            .append(s.tenant, [
+              {
+                id: uuidv7(),
+                type: 'tool.failed',
+                time: approvals.now().toISOString(),
+                ...common,
+                actor: enforcer ?? POLICY_ACTOR,
+                cause: callEvent,
+                data: { error: `refused before it ran: ${err instanceof Error ? err.message : String(err)}`, refused: true },
+              },
+            ])
+            .catch(() => undefined);
+          throw refused(err);
+        }
+      }
       if (opened !== undefined) await approvals.open(opened, `${request.protocol}://${request.host}/v1/approvals/${opened.id}`);
       return {
         decision,
