@@ -10,6 +10,7 @@
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -202,6 +203,47 @@ describe('custody up on SQLite', () => {
     const a = custody(['audit', '--data', dataT]);
     expect(a.code).toBe(1);
     expect(a.stdout).toContain('index 57');
+  });
+});
+
+describe('custody up and custody gateway that cannot start', () => {
+  it('exit at once with a code naming the problem, whatever step failed, and leave nothing running', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'custody-e2e-badstart-'));
+    const busy = await startServer(['--data', join(dir, 'busy')]);
+    const port = new URL(busy.url).port;
+    try {
+      const cases: [string[], RegExp][] = [
+        [['--port', port], /already in use.*\[PORT_IN_USE\]/],
+        [['--policies', join(dir, 'no-such-folder')], /\[POLICY_DIR_UNREADABLE\]/],
+        [['--approval-ttl', '0'], /\[FLAG_INVALID\]/],
+        [['--import-mapping', join(dir, 'no-such-mapping.yaml')], /\[IMPORT_MAPPING_INVALID\]/],
+        [['--postgres', 'postgres://nobody@127.0.0.1:1/none'], /unreachable.*\[STORE_UNAVAILABLE\]/],
+      ];
+      for (const [args, message] of cases) {
+        const t = performance.now();
+        const r = custody(['up', '--data', join(dir, 'data'), ...(args[0] === '--port' ? [] : ['--port', '0']), ...args]);
+        expect(r.stderr, args.join(' ')).toMatch(message);
+        expect(r.code, args.join(' ')).toBeGreaterThan(0);
+        expect(r.code, args.join(' ')).toBeLessThan(70);
+        // It exits by itself: nothing it opened keeps it alive (the limit is far above a normal exit).
+        expect(performance.now() - t, args.join(' ')).toBeLessThan(15_000);
+      }
+      const config = join(dir, 'gateway.json');
+      writeFileSync(
+        config,
+        JSON.stringify({
+          ledger: { url: busy.url, apiKey: 'x' },
+          listen: { host: '127.0.0.1', port: Number(port) },
+          policies: fileURLToPath(new URL('../../examples/policies', import.meta.url)),
+          upstreams: { files: { command: process.execPath, args: [fileURLToPath(new URL('../../examples/gateway/upstream-server.mjs', import.meta.url)), 'files'] } },
+        }),
+      );
+      const g = custody(['gateway', '--config', config]);
+      expect(g.stderr).toMatch(/already in use.*\[PORT_IN_USE\]/);
+      expect(g.code).toBe(2);
+    } finally {
+      await busy.stop();
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * The `custody` command.
  */
+import { LedgerError, StoreError } from '@custody/ledger';
 import { Command, CommanderError } from 'commander';
 
 import { registerApprovalsCommands } from './commands/approvals.js';
@@ -217,6 +218,12 @@ export async function main(argv: string[], io: Output = processOutput()): Promis
     if (err instanceof CliError) {
       io.err(`custody: ${err.message} [${err.code}]`);
       return err.exitCode;
+    }
+    if (err instanceof StoreError || err instanceof LedgerError) {
+      // The store refused or is out of reach (PostgreSQL down, disk full): an operational
+      // failure with its code, not a bug.
+      io.err(`custody: ${err.message} [${err.code}]`);
+      return 1;
     }
     io.err(`custody: unexpected error: ${err instanceof Error ? err.message : String(err)}`);
     return 70;

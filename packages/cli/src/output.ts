@@ -28,6 +28,14 @@ export function paint(on: boolean, style: Style, text: string): string {
 }
 
 /** A usage or input error: printed as `custody: <message>`, exit code 2. */
+/** A listen() failure as a CliError naming the address (a port in use, an address not on this machine), else undefined. */
+export function listenFailure(err: unknown, host: string, port: number | string): CliError | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EADDRINUSE') return new CliError('PORT_IN_USE', `${host}:${port} is already in use: stop what listens there, or choose another --port`);
+  if (code === 'EACCES' || code === 'EADDRNOTAVAIL') return new CliError('LISTEN_FAILED', `cannot listen on ${host}:${port} (${code}): choose another --host or --port`);
+  return undefined;
+}
+
 export class CliError extends Error {
   readonly code: string;
   readonly exitCode: number;

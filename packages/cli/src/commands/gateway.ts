@@ -5,7 +5,7 @@ import { Gateway, GatewayError, loadGatewayConfig } from '@custody/gateway';
 import { PolicyError } from '@custody/policy';
 import type { Command } from 'commander';
 
-import { CliError, type Log, logFailures, type Output, stderrLog, stopSignal } from '../output.js';
+import { CliError, listenFailure, type Log, logFailures, type Output, stderrLog, stopSignal } from '../output.js';
 
 /** Options of `custody gateway`. */
 export interface GatewayCommandOptions {
@@ -50,7 +50,13 @@ async function serve(opts: GatewayCommandOptions, io: Output, log: Log): Promise
     await gateway.close();
     return 0;
   }
-  const url = await gateway.listen();
+  let url: string;
+  try {
+    url = await gateway.listen();
+  } catch (err) {
+    await gateway.close().catch(() => undefined);
+    throw listenFailure(err, gateway.config.listen.host, gateway.config.listen.port) ?? err;
+  }
   const tools = [...gateway.upstreams.values()].reduce((n, u) => n + u.tools.length, 0);
   // Signals are handled from before the announcement on.
   const stopped = stopSignal();
