@@ -71,6 +71,9 @@ func verifyBundle(b map[string]interface{}, vkey string) *Report {
 		switch {
 		case len(rep.Failures) > 0:
 			rep.Verdict = "failed"
+		case len(rep.Sessions) == 0:
+			// Nothing sealed is shown complete: an empty bundle proves only itself.
+			rep.Verdict = "intact"
 		default:
 			rep.Verdict = "complete"
 			for _, sealed := range rep.Sessions {
@@ -342,6 +345,12 @@ func verifyBundle(b map[string]interface{}, vkey string) *Report {
 			prev = cur
 		}
 		rep.Sessions[sid] = sealed
+	}
+	// A bundle that names its session must hold that session's entries.
+	if sessionFilter != nil {
+		if _, held := rep.Sessions[*sessionFilter]; !held {
+			rep.fail(-1, codeChainGap, "the bundle holds no entry of session %s", *sessionFilter)
+		}
 	}
 	sort.SliceStable(rep.Failures, func(i, j int) bool { return rep.Failures[i].Record < rep.Failures[j].Record })
 	return rep

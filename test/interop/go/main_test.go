@@ -304,6 +304,10 @@ func TestBundle(t *testing.T) {
 			delete(rec(b, 1), "disclosures")
 			return ""
 		}, "complete", ""},
+		{"no records of its session", func(b map[string]interface{}) string {
+			b["records"] = []interface{}{}
+			return ""
+		}, "failed", codeChainGap},
 		{"drop middle", func(b map[string]interface{}) string {
 			rs := b["records"].([]interface{})
 			b["records"] = []interface{}{rs[0], rs[2]}
