@@ -200,6 +200,9 @@ export class SqliteStore implements LedgerStore {
       db.pragma('foreign_keys = OFF');
       db.pragma('cache_size = -65536');
       db.pragma('temp_store = MEMORY');
+      // A redacted or purged value is overwritten where it lay, not merely unlinked: without
+      // this, the old disclosure stays readable in the file's free space.
+      db.pragma('secure_delete = ON');
       // Checkpoint every ~32 MiB of WAL rather than 4 MiB: a page rewritten by many
       // batches is copied back to the database file once per checkpoint, not per batch.
       db.pragma('wal_autocheckpoint = 8192');
