@@ -59,6 +59,12 @@ export interface GatewayConfig {
   };
   /** How often sessions with calls in flight are re-checked for revocation, in ms. Default 250. */
   revocationPollMs: number;
+  /**
+   * With `ledger.failMode` closed: how long a call in flight may go on while the server
+   * cannot confirm its session is still active (unreachable), in ms, before it is
+   * cancelled (fail closed: a revocation might be what the gateway cannot see). Default 2000.
+   */
+  revocationGraceMs: number;
   /** Timeout of an upstream call, in ms. Default 60000. */
   callTimeoutMs: number;
   /**
@@ -104,7 +110,7 @@ function int(v: unknown, what: string, def: number, min: number, max: number): n
  */
 export function parseGatewayConfig(raw: unknown, baseDir = process.cwd()): GatewayConfig {
   if (!isObject(raw)) fail('the configuration must be a JSON object');
-  const known = ['ledger', 'listen', 'policies', 'upstreams', 'tools', 'approvals', 'revocationPollMs', 'callTimeoutMs', 'audiences', '$comment'];
+  const known = ['ledger', 'listen', 'policies', 'upstreams', 'tools', 'approvals', 'revocationPollMs', 'revocationGraceMs', 'callTimeoutMs', 'audiences', '$comment'];
   for (const k of Object.keys(raw)) if (!known.includes(k)) fail(`unknown key ${k} (expected ${known.join(', ')})`);
   const l = raw['ledger'];
   if (!isObject(l) || typeof l['url'] !== 'string' || typeof l['apiKey'] !== 'string' || l['apiKey'] === '') fail('ledger must be { "url", "apiKey" }');
@@ -175,6 +181,7 @@ export function parseGatewayConfig(raw: unknown, baseDir = process.cwd()): Gatew
     tools,
     approvals: { timeoutSeconds: int(ap['timeoutSeconds'], 'approvals.timeoutSeconds', 300, 1, 86_400) },
     revocationPollMs: int(raw['revocationPollMs'], 'revocationPollMs', 250, 10, 60_000),
+    revocationGraceMs: int(raw['revocationGraceMs'], 'revocationGraceMs', 2000, 0, 3_600_000),
     callTimeoutMs: int(raw['callTimeoutMs'], 'callTimeoutMs', 60_000, 100, 3_600_000),
     ...(aud !== undefined ? { audiences: (aud as string[]).map((a) => a.replace(/\/+$/, '')) } : {}),
   };

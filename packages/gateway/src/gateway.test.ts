@@ -6,6 +6,7 @@
  * trail is exported as a bundle and verified offline.
  */
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, connect as connectTcp, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -359,6 +360,66 @@ describe('the MCP gateway', () => {
     await client.close().catch(() => undefined);
     const types = await trail(session);
     expect(types).toContain('session.revoked');
+  });
+
+  it('cancels a call in flight once the ledger has been unreachable for revocationGraceMs (fail closed), and records it when the ledger is back', async () => {
+    // The gateway reaches the server through a TCP relay that this test cuts.
+    const port = Number(new URL(url).port);
+    const sockets = new Set<Socket>();
+    let relay: NetServer = createNetServer();
+    const startRelay = async (at = 0) => {
+      relay = createNetServer((c) => {
+        const up = connectTcp(port, '127.0.0.1');
+        sockets.add(c).add(up);
+        c.pipe(up).pipe(c);
+        const drop = () => {
+          c.destroy();
+          up.destroy();
+        };
+        c.on('error', drop).on('close', drop);
+        up.on('error', drop).on('close', drop);
+      });
+      await new Promise<void>((r) => relay.listen(at, '127.0.0.1', () => r()));
+      return (relay.address() as AddressInfo).port;
+    };
+    const relayPort = await startRelay();
+    const cut = async () => {
+      await new Promise<void>((r) => {
+        relay.close(() => r());
+        for (const s of sockets) s.destroy();
+        sockets.clear();
+      });
+    };
+    const watched = await Gateway.start(
+      parseGatewayConfig({
+        ledger: { url: `http://127.0.0.1:${relayPort}`, apiKey: keys['gateway'], timeoutMs: 1000, introspectionCacheMs: 60_000 },
+        listen: { host: '127.0.0.1', port: 0 },
+        policies: join(root, 'examples/policies'),
+        upstreams: { payments: { command: process.execPath, args: [upstream, 'payments'] } },
+        approvals: { timeoutSeconds: 30 },
+        revocationPollMs: 50,
+        revocationGraceMs: 300,
+      }),
+    );
+    const { token, session } = await openSession('payments.transfer');
+    const client = await agentClient(token, await watched.listen());
+    try {
+      const held = mcpCode(client.callTool({ name: 'payments.transfer', arguments: { amount: 200_000, currency: 'EUR', to: 'DE02' } }));
+      await pendingFor(session);
+      const started = Date.now();
+      await cut();
+      expect(await held).toBe('LEDGER_UNAVAILABLE');
+      expect(Date.now() - started).toBeLessThan(5000);
+      // Back: the cancellation's tool.failed is delivered.
+      await startRelay(relayPort);
+      expect(await watched.flushOutcomes(10_000)).toBe(0);
+      const failed = (await ledger.timeline('default', session)).events.find((e) => e.event.type === 'tool.failed');
+      expect(failed?.event.data).toMatchObject({ cancelled: true, error: expect.stringContaining('the ledger is unreachable') });
+    } finally {
+      await client.close().catch(() => undefined);
+      await watched.close();
+      await cut();
+    }
   });
 
   it('refuses every call when the ledger cannot record the decision (fail closed)', async () => {

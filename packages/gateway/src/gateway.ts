@@ -38,6 +38,9 @@ function refuse(code: keyof typeof MCP_ERRORS, message: string, data: Record<str
 const MAX_BODY = 4 * 1024 * 1024;
 
 /** A call in flight, cancellable by the kill switch. */
+/** How a call cancelled for want of the ledger is told apart (its abort reason starts with this). */
+const LEDGER_UNREACHABLE = 'the ledger is unreachable';
+
 interface InFlight {
   token: string;
   abort: AbortController;
@@ -60,6 +63,8 @@ export class Gateway {
   readonly #outcomes: OutcomeRecorder;
   readonly #sessions = new Map<string, { at: number; session: ActiveSession }>();
   readonly #inflight = new Map<string, Set<InFlight>>();
+  /** When each session with calls in flight was last confirmed active (performance.now()). */
+  readonly #confirmed = new Map<string, number>();
   readonly #transports = new Map<string, { transport: StreamableHTTPServerTransport; sid: string }>();
   readonly #servers = new Set<Server>();
   #watch: NodeJS.Timeout | undefined;
@@ -250,6 +255,7 @@ export class Gateway {
         const reason = flight.abort.signal.reason instanceof Error ? flight.abort.signal.reason.message : 'cancelled';
         await this.#record(answer, 'tool.failed', up, tool, callId, capture, { error: reason, cancelled: true }, started).catch(() => undefined);
         if (reason.startsWith('session')) throw refuse('SESSION_INACTIVE', `the call was cancelled: ${reason}`);
+        if (reason.startsWith(LEDGER_UNREACHABLE)) throw refuse('LEDGER_UNAVAILABLE', `the call was cancelled: ${reason}`);
         throw new McpError(ErrorCode.RequestTimeout, `the call was cancelled: ${reason}`);
       }
       throw err;
@@ -323,9 +329,14 @@ export class Gateway {
     if (add) {
       if (set === undefined) this.#inflight.set(sid, (set = new Set()));
       set.add(f);
+      // The call's session was just checked (#session): active as of now.
+      this.#confirmed.set(sid, performance.now());
     } else if (set !== undefined) {
       set.delete(f);
-      if (set.size === 0) this.#inflight.delete(sid);
+      if (set.size === 0) {
+        this.#inflight.delete(sid);
+        this.#confirmed.delete(sid);
+      }
     }
     if (this.#inflight.size > 0 && this.#watch === undefined) {
       this.#watch = setInterval(() => void this.#checkRevoked(), this.config.revocationPollMs);
@@ -344,10 +355,21 @@ export class Gateway {
       let active: ActiveSession | undefined;
       try {
         active = await this.#custody.introspect(first.token);
-      } catch {
-        continue; // the server is unreachable: later steps fail closed on their own
+      } catch (err) {
+        // The server cannot say whether the session still stands. Failing closed, calls
+        // do not go on unconfirmed for longer than the grace: a revocation may be what
+        // cannot be seen.
+        const unconfirmed = performance.now() - (this.#confirmed.get(sid) ?? 0);
+        if (this.config.ledger.failMode === 'open' || unconfirmed <= this.config.revocationGraceMs) continue;
+        const why = `${LEDGER_UNREACHABLE}: session ${sid} could not be confirmed active for ${Math.round(unconfirmed)} ms (${err instanceof Error ? err.message : String(err)})`;
+        for (const f of flights) f.abort.abort(new Error(why));
+        this.#log(`${why}: cancelled ${flights.size} call(s) in flight (fail closed)`);
+        continue;
       }
-      if (active !== undefined) continue;
+      if (active !== undefined) {
+        this.#confirmed.set(sid, performance.now());
+        continue;
+      }
       this.#sessions.delete(first.token);
       for (const f of flights) f.abort.abort(new Error(`session ${sid} was revoked`));
       this.#log(`session ${sid} is no longer active: cancelled ${flights.size} call(s) in flight`);

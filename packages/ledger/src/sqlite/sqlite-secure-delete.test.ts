@@ -27,7 +27,7 @@ describe('redaction on SQLite', () => {
     const drafts = Array.from({ length: 20 }, (_, i) => ({
       id: randomUUID(),
       time: new Date(Date.UTC(2026, 11, 1, 10, 0, i)).toISOString(),
-      type: 'tool.requested',
+      type: 'tool.requested' as const,
       session: { id: 's-1' },
       initiator: { type: 'human' as const, id: 'alice@example.com' },
       actor: { type: 'agent' as const, id: 'agent:pay' },
