@@ -37,10 +37,10 @@ function refuse(code: keyof typeof MCP_ERRORS, message: string, data: Record<str
 
 const MAX_BODY = 4 * 1024 * 1024;
 
-/** A call in flight, cancellable by the kill switch. */
 /** How a call cancelled for want of the ledger is told apart (its abort reason starts with this). */
 const LEDGER_UNREACHABLE = 'the ledger is unreachable';
 
+/** A call in flight, cancellable by the kill switch. */
 interface InFlight {
   token: string;
   abort: AbortController;
