@@ -292,7 +292,8 @@ describe('the MCP gateway', () => {
   it('records a call of a tool that does not exist as a denied call, and answers InvalidParams', async () => {
     const { token, session } = await openSession('files.read_file');
     const client = await agentClient(token);
-    for (const name of ['files.delete_everything', 'shell.exec', 'no-dot-at-all']) {
+    const secretName = 'files.sk_live_51HxAbCdEfGhIjKlMnOp';
+    for (const name of ['files.delete_everything', 'shell.exec', 'no-dot-at-all', secretName]) {
       expect(await mcpCode(client.callTool({ name, arguments: { path: '/' } }))).toBe(ErrorCode.InvalidParams);
     }
     await client.close();
@@ -300,11 +301,14 @@ describe('the MCP gateway', () => {
     const res = (await (await api(`/v1/events?session=${session}&type=policy.decided`, keys['read']!)).json()) as { events: { event: { tool: { name: string }; decision: { effect: string; reasons: string[] } } }[] };
     const denied = res.events.map((e) => [e.event.tool.name, e.event.decision.effect]).sort();
     expect(denied).toEqual([
+      ['files.[REDACTED:stripe-key]', 'deny'],
       ['files.delete_everything', 'deny'],
       ['shell.exec', 'deny'],
       ['unknown.no-dot-at-all', 'deny'],
     ]);
     expect(res.events[0]!.event.decision.reasons[0]).toMatch(/^no tool .+ behind this gateway$/);
+    // An agent-chosen name is the agent's text: a secret in it is not stored.
+    expect(JSON.stringify(res.events)).not.toContain('sk_live_51HxAbCdEfGhIjKlMnOp');
   });
 
   it('accepts a credential meant for it (resource=<gateway>/mcp) and refuses one meant for another resource server', async () => {

@@ -203,9 +203,11 @@ export class Gateway {
       // Probing for tools is evidence too: record the attempt as a denied call (an inactive credential is refused first).
       await this.#session(token);
       const server = up?.name ?? (dot > 0 && /^[A-Za-z0-9_-]{1,64}$/.test(name.slice(0, dot)) ? name.slice(0, dot) : 'unknown');
-      const decision: DecisionPart = { effect: 'deny', policyVersion: this.engine.version, policies: [], reasons: [`no tool ${name.slice(0, 256)} behind this gateway`] };
-      const body = { credential: token, tool: { server, name: (dot > 0 ? tool : name).slice(0, 256) || '(empty)' }, arguments: args, callId, capture: this.config.tools[name]?.capture ?? 'full', decision };
-      await this.#decide(body, decision).catch((err: unknown) => this.#log(`could not record the call of unknown tool ${name.slice(0, 256)}: ${err instanceof Error ? err.message : String(err)}`));
+      // The name is the agent's own text here, not one of ours: redacted like its arguments.
+      const shown = (text: string) => redactSecrets(text.slice(0, 256)).value;
+      const decision: DecisionPart = { effect: 'deny', policyVersion: this.engine.version, policies: [], reasons: [`no tool ${shown(name)} behind this gateway`] };
+      const body = { credential: token, tool: { server, name: shown(dot > 0 ? tool : name) || '(empty)' }, arguments: args, callId, capture: this.config.tools[name]?.capture ?? 'full', decision };
+      await this.#decide(body, decision).catch((err: unknown) => this.#log(`could not record the call of unknown tool ${shown(name)}: ${err instanceof Error ? err.message : String(err)}`));
       throw new McpError(ErrorCode.InvalidParams, `unknown tool ${name}: call tools/list for the tools this session may use`);
     }
     const s = await this.#session(token);
