@@ -34,6 +34,9 @@ export { Sequencer } from './sequencer.js';
 export type { AppendResult, SequencerOptions } from './sequencer.js';
 export type {
   ApiKeyRow,
+  AuditEntryRow,
+  AuditHeadRow,
+  EntryColumns,
   EntryFilter,
   EntryRow,
   LedgerStore,
@@ -41,8 +44,10 @@ export type {
   Page,
   PageRequest,
   PrincipalRole,
+  PostingsRow,
   PrincipalRow,
   SealedBatch,
+  SessionColumns,
   SessionFilter,
   SessionRow,
   StoreCapabilities,

@@ -9,7 +9,7 @@
 import { type StoredNode } from '@custody/core';
 
 import { LedgerError, StoreError } from './errors.js';
-import type { ApiKeyRow, EntryFilter, EntryRow, Page, PrincipalRole, PrincipalRow, SealedBatch } from './store.js';
+import type { ApiKeyRow, EntryColumns, EntryFilter, EntryRow, Page, PrincipalRole, PrincipalRow, SealedBatch, PostingsRow, SessionColumns, SessionRow } from './store.js';
 
 /** Bytes of a tree hash (SHA-256). @internal */
 export const HASH_SIZE = 32;
@@ -72,13 +72,7 @@ export function checkBatch(batch: SealedBatch, expectedSize: number): void {
 export const ROLE_BIT: Readonly<Record<PrincipalRole, number>> = { initiator: 1, actor: 2, chain: 4, approver: 8, workload: 16 };
 
 /** One principal's postings in one bucket for one batch: a row of the principals table. @internal */
-export interface Postings {
-  bucket: number;
-  id: string;
-  first: number;
-  type: string;
-  postings: Uint8Array;
-}
+export type Postings = PostingsRow;
 
 /**
  * The batch's principals as postings rows: per (bucket, principal id), the entries
@@ -150,27 +144,41 @@ export interface PostingsColumns {
 export function decodePostings(rows: readonly PostingsColumns[], mask: number): number[] {
   const out: number[] = [];
   for (const row of rows) {
-    const b = row.postings;
-    let prev = Number(row.first_idx);
-    for (let at = 0; at < b.length; ) {
-      const values: number[] = [];
-      for (let k = 0; k < 2; k++) {
-        let n = 0;
-        let scale = 1;
-        for (;;) {
-          const byte = b[at++];
-          if (byte === undefined) throw new StoreError('STORE_CORRUPT', 'a stored postings row is truncated');
-          n += (byte % 128) * scale;
-          if (byte < 128) break;
-          scale *= 128;
-        }
-        values.push(n);
-      }
-      prev += values[0]!;
-      if (mask === 0 || (values[1]! & mask) !== 0) out.push(prev);
-    }
+    eachPosting(row.postings, Number(row.first_idx), (index, bits) => {
+      if (mask === 0 || (bits & mask) !== 0) out.push(index);
+    });
   }
   return out;
+}
+
+/**
+ * Calls `fn` with each (entry index, role bits) pair of one postings blob, in
+ * order, the previous index starting at `first`: the one decoder of the encoding
+ * {@link postingsOf} writes (queries and `audit` both read through it).
+ * @throws StoreError `STORE_CORRUPT` for a truncated blob
+ * @internal
+ */
+export function eachPosting(b: Uint8Array, first: number, fn: (index: number, bits: number) => void): void {
+  let prev = first;
+  for (let at = 0; at < b.length; ) {
+    let delta = 0;
+    let bits = 0;
+    for (let k = 0; k < 2; k++) {
+      let n = 0;
+      let scale = 1;
+      for (;;) {
+        const byte = b[at++];
+        if (byte === undefined) throw new StoreError('STORE_CORRUPT', 'a stored postings row is truncated');
+        n += (byte % 128) * scale;
+        if (byte < 128) break;
+        scale *= 128;
+      }
+      if (k === 0) delta = n;
+      else bits = n;
+    }
+    prev += delta;
+    fn(prev, bits);
+  }
 }
 
 /** One identity filter of an entry query. @internal */
@@ -380,6 +388,72 @@ export function parseJson<T>(text: string, what: string): T {
   } catch (cause) {
     throw new StoreError('STORE_CORRUPT', `a stored ${what} column is not JSON`, { cause });
   }
+}
+
+/** The derived columns `audit` compares, in the stores' column order (not the entry bytes, digest or disclosures). @internal */
+export const DERIVED_ENTRY_COLUMNS = [
+  'id',
+  'type',
+  'time',
+  'timeKey',
+  'recordedAt',
+  'sessionId',
+  'seq',
+  'initiatorId',
+  'actorId',
+  'toolName',
+  'decision',
+  'cause',
+  'traceId',
+  'principals',
+] as const satisfies readonly (keyof EntryColumns)[];
+
+/** The column values of an entry row as stored. @internal */
+export function entryColumns(e: EntryRow): EntryColumns {
+  return {
+    index: e.index,
+    id: e.id,
+    type: e.type,
+    time: e.time,
+    timeKey: timeKey(e.time),
+    recordedAt: e.recordedAt,
+    digest: e.digest,
+    sessionId: e.sessionId ?? null,
+    seq: e.seq ?? null,
+    initiatorId: e.initiatorId ?? null,
+    actorId: e.actorId,
+    toolName: e.toolName ?? null,
+    decision: e.decision ?? null,
+    cause: e.cause ?? null,
+    traceId: e.traceId ?? null,
+    principals: encodePrincipals(e.principals),
+    disclosures: JSON.stringify(e.disclosures),
+  };
+}
+
+/** The column values of a session row as stored (without a store's own extra columns). @internal */
+export function sessionColumns(r: SessionRow): SessionColumns {
+  return {
+    id: r.id,
+    seq: r.seq,
+    digest: r.digest,
+    sealed: r.sealed,
+    initiatorId: r.initiatorId ?? null,
+    actorId: r.actorId ?? null,
+    objective: r.objective ?? null,
+    parent: r.parent ?? null,
+    firstAt: r.firstAt,
+    lastAt: r.lastAt,
+    firstIndex: r.firstIndex,
+    lastIndex: r.lastIndex,
+    entries: r.entries,
+    lastType: r.lastType,
+  };
+}
+
+/** The case-folded objective a store keeps for the substring filter (JavaScript toLowerCase). @internal */
+export function objectiveFold(objective: string | null | undefined): string | null {
+  return objective?.toLowerCase() ?? null;
 }
 
 /** Principals as stored beside the entry: `[[role, type, id], …]` (the principals table is only an index). @internal */

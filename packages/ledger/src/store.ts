@@ -92,6 +92,82 @@ export interface LogHead {
   rootHash: Uint8Array;
 }
 
+/**
+ * An entry's columns as every store writes them, and hands them back to `audit`
+ * unparsed (`auditEntries`): the identity fields, the derived `time_key`, the
+ * principals as `encodePrincipals` text and the disclosures as JSON text. Both
+ * stores write the values of `entryColumns` (store-shared.ts), so `audit`
+ * recomputes each column exactly as it was written by calling it on the entry's
+ * `entryRowOf` row.
+ */
+export interface EntryColumns {
+  index: number;
+  id: string;
+  type: string;
+  time: string;
+  timeKey: string;
+  recordedAt: string;
+  digest: string;
+  sessionId: string | null;
+  seq: number | null;
+  initiatorId: string | null;
+  actorId: string;
+  toolName: string | null;
+  decision: string | null;
+  cause: string | null;
+  traceId: string | null;
+  principals: string;
+  disclosures: string;
+}
+
+/** A stored entry row for `audit`: its bytes and its columns, nothing parsed (a damaged column never throws). */
+export interface AuditEntryRow extends EntryColumns {
+  entry: Uint8Array;
+}
+
+/**
+ * A session's columns as every store writes them (and hands them back to
+ * `audit`). `objectiveFold` is present only for a store that keeps one (SQLite's
+ * `objective_fold`, written as `objectiveFold`).
+ */
+export interface SessionColumns {
+  id: string;
+  seq: number;
+  digest: string;
+  sealed: boolean;
+  initiatorId: string | null;
+  actorId: string | null;
+  objective: string | null;
+  objectiveFold?: string | null;
+  parent: string | null;
+  firstAt: string;
+  lastAt: string;
+  firstIndex: number;
+  lastIndex: number;
+  entries: number;
+  lastType: string;
+}
+
+/** A tenant's head row as stored, for `audit`: the edge as one blob (`joinEdge`), nothing parsed. */
+export interface AuditHeadRow {
+  size: number;
+  edge: Uint8Array;
+  root: Uint8Array;
+}
+
+/** One row of the principals postings: one principal's entries in one bucket for one batch (see sqlite-migrations.ts). */
+export interface PostingsRow {
+  bucket: number;
+  /** The principal id. */
+  id: string;
+  /** The first entry index of the row; the postings' first delta counts from it. */
+  first: number;
+  /** The principal's type in that first entry. */
+  type: string;
+  /** Unsigned LEB128 pairs (index − previous index, role bits). */
+  postings: Uint8Array;
+}
+
 /** A signed checkpoint as stored. */
 export interface StoredCheckpoint {
   size: number;
@@ -256,6 +332,22 @@ export interface LedgerStore {
   putCheckpoint(tenant: string, cp: StoredCheckpoint): Promise<void>;
   /** Every stored checkpoint size, ascending (for audit). */
   checkpointSizes(tenant: string): Promise<number[]>;
+
+  /**
+   * For `audit`: the stored rows of the entries with index in [from, to), in index
+   * order, as stored (bytes and columns unparsed, so a damaged column never throws
+   * here). Reads one statement; callers ask for bounded ranges (audit: 2,048).
+   */
+  auditEntries(tenant: string, from: number, to: number): Promise<AuditEntryRow[]>;
+  /** For `audit`: every principals postings row of one bucket, as stored (a bucket holds at most 4,096 entries). */
+  auditPostings(tenant: string, bucket: number): Promise<PostingsRow[]>;
+  /**
+   * For `audit`: session rows as stored, either those whose `lastIndex` is in
+   * [from, to) (read through the recency index) or those with the given ids.
+   */
+  auditSessions(tenant: string, which: { from: number; to: number } | { ids: readonly string[] }): Promise<SessionColumns[]>;
+  /** For `audit`: the head row as stored (the edge unsplit), or undefined when there is none. */
+  auditHead(tenant: string): Promise<AuditHeadRow | undefined>;
 
   /** Identity queries, newest first by default (log order), with cursor pagination. */
   queryEntries(tenant: string, filter: EntryFilter, page: PageRequest): Promise<Page<StoredEntry>>;

@@ -14,8 +14,9 @@ export interface AuditCommandOptions {
 
 /**
  * `custody audit`: rebuilds every tenant's tree from the stored entries and checks
- * it against every stored node, checkpoint and session chain. Exit 1 naming the
- * first bad index.
+ * it against every stored node, checkpoint and session chain, and every index row,
+ * postings bucket, session row, disclosure and the head against the entries. Exit 1
+ * naming the first bad index.
  */
 export async function runAudit(opts: AuditCommandOptions, io: Output): Promise<number> {
   const dir = dataDir(opts.data);
@@ -50,7 +51,7 @@ export async function runAudit(opts: AuditCommandOptions, io: Output): Promise<n
     } else {
       for (const t of report.tenants) {
         const mark = t.ok ? paint(io.color, 'green', '✔') : paint(io.color, 'red', '✘');
-        io.out(`${mark} ${t.tenant}: ${plural(t.entries, 'entry', 'entries')}, ${plural(t.checkpoints, 'checkpoint')}, ${plural(t.sessions, 'session')}${t.ok ? ' — every entry, node, checkpoint and chain holds' : ''}`);
+        io.out(`${mark} ${t.tenant}: ${plural(t.entries, 'entry', 'entries')}, ${plural(t.checkpoints, 'checkpoint')}, ${plural(t.sessions, 'session')}${t.ok ? ' — every entry, index row, node, checkpoint, session and chain holds' : ''}`);
         for (const p of t.problems) io.out(`  ${p.index !== undefined ? `index ${p.index}: ` : ''}${paint(io.color, 'bold', p.code)} ${p.message}`);
       }
       if (report.tenants.length === 0) io.out('no logs to audit');

@@ -10,12 +10,17 @@ import pg from 'pg';
 import { LedgerError, StoreError } from '../errors.js';
 import type {
   ApiKeyRow,
+  AuditEntryRow,
+  AuditHeadRow,
+  EntryColumns,
   EntryFilter,
   LedgerStore,
   LogHead,
   Page,
   PageRequest,
+  PostingsRow,
   SealedBatch,
+  SessionColumns,
   SessionFilter,
   SessionRow,
   StoreCapabilities,
@@ -34,7 +39,7 @@ import {
   decodePostings,
   decodePrincipals,
   encodeCursor,
-  encodePrincipals,
+  entryColumns,
   filterTimeKey,
   HASH_SIZE,
   joinEdge,
@@ -44,8 +49,8 @@ import {
   postingsOf,
   principalFilters,
   roleNamesSql,
+  sessionColumns,
   splitEdge,
-  timeKey,
   toApiKey,
   typeFilter,
 } from '../store-shared.js';
@@ -183,6 +188,10 @@ WHERE w.first <> coalesce((SELECT n.start + octet_length(n.hashes) / ${HASH_SIZE
         ORDER BY n.start DESC LIMIT 1) AS r
       WHERE w.idx < r.start + octet_length(r.hashes) / ${HASH_SIZE}`,
     // Where each level's stored nodes end (the next index expected there).
+    auditEntries: `SELECT e.idx, e.id, e.type, e.time, e.time_key, e.recorded_at, e.entry, e.disclosures, e.digest, e.session_id, e.seq, e.initiator_id,
+      e.actor_id, e.tool_name, e.decision, e.cause, e.trace_id, e.principals FROM ${q}.entries e WHERE e.tenant = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx`,
+    auditPostings: `SELECT bucket, pid, first_idx, ptype, postings FROM ${q}.principals WHERE tenant = $1 AND bucket = $2 ORDER BY pid, first_idx`,
+    auditSessionRange: `SELECT ${SESSION_COLUMNS} FROM ${q}.sessions s WHERE s.tenant = $1 AND s.last_index >= $2 AND s.last_index < $3 ORDER BY s.last_index`,
     checkpoint: `SELECT size, root, note FROM ${q}.checkpoints WHERE tenant = $1 AND size = $2`,
     latestCheckpoint: `SELECT size, root, note FROM ${q}.checkpoints WHERE tenant = $1 ORDER BY size DESC LIMIT 1`,
     putCheckpoint: `INSERT INTO ${q}.checkpoints (tenant, size, root, note) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
@@ -365,6 +374,28 @@ export class PostgresStore implements LedgerStore {
 
   async sessionEntries(tenant: string, sessionId: string): Promise<StoredEntry[]> {
     return (await this.#query<EntryDbRow>(this.#sql.sessionEntries, [tenant, sessionId])).rows.map(toEntry);
+  }
+
+  async auditEntries(tenant: string, from: number, to: number): Promise<AuditEntryRow[]> {
+    return (await this.#query<AuditEntryDbRow>(this.#sql.auditEntries, [tenant, from, to])).rows.map(toAuditEntry);
+  }
+
+  async auditPostings(tenant: string, bucket: number): Promise<PostingsRow[]> {
+    const { rows } = await this.#query<{ bucket: Int8; pid: string; first_idx: Int8; ptype: string; postings: Uint8Array }>(this.#sql.auditPostings, [tenant, bucket]);
+    return rows.map((r) => ({ bucket: Number(r.bucket), id: r.pid, first: Number(r.first_idx), type: r.ptype, postings: bytes(r.postings) }));
+  }
+
+  async auditSessions(tenant: string, which: { from: number; to: number } | { ids: readonly string[] }): Promise<SessionColumns[]> {
+    if ('ids' in which) {
+      if (which.ids.length === 0) return [];
+      return (await this.#query<SessionDbRow>(this.#sql.sessions, [tenant, [...which.ids]])).rows.map(sessionColumnsOf);
+    }
+    return (await this.#query<SessionDbRow>(this.#sql.auditSessionRange, [tenant, which.from, which.to])).rows.map(sessionColumnsOf);
+  }
+
+  async auditHead(tenant: string): Promise<AuditHeadRow | undefined> {
+    const r = (await this.#query<{ size: Int8; edge: Uint8Array; root: Uint8Array }>(this.#sql.head, [tenant])).rows[0];
+    return r === undefined ? undefined : { size: Number(r.size), edge: bytes(r.edge), root: bytes(r.root) };
   }
 
   async getNodes(tenant: string, ids: readonly NodeId[]): Promise<Map<string, Uint8Array>> {
@@ -688,14 +719,15 @@ export class PostgresStore implements LedgerStore {
 /** The parameters of the append statement: one array per column. */
 function appendParams(batch: SealedBatch): { values: unknown[] } {
   const es = batch.entries;
-  const col = <T>(f: (e: (typeof es)[number]) => T): T[] => es.map(f);
+  const cs = es.map(entryColumns);
+  const col = <T>(f: (e: EntryColumns) => T): T[] => cs.map(f);
   const postings = postingsOf(es);
   const runs = nodeRuns(batch.nodes);
   // The first run of each level (runs come ordered by level, then index).
   const firstRun = new Map<number, number>();
   for (const r of runs) if (!firstRun.has(r.level)) firstRun.set(r.level, r.start);
-  const ss = [...new Map(batch.sessions.map((r) => [r.id, r])).values()];
-  const scol = <T>(f: (s: SessionRow) => T): T[] => ss.map(f);
+  const ss = [...new Map(batch.sessions.map((r) => [r.id, r])).values()].map(sessionColumns);
+  const scol = <T>(f: (s: SessionColumns) => T): T[] => ss.map(f);
   return {
     values: [
       batch.tenant,
@@ -703,20 +735,20 @@ function appendParams(batch: SealedBatch): { values: unknown[] } {
       col((e) => e.id),
       col((e) => e.type),
       col((e) => e.time),
-      col((e) => timeKey(e.time)),
+      col((e) => e.timeKey),
       col((e) => e.recordedAt),
-      col((e) => e.entry),
-      col((e) => JSON.stringify(e.disclosures)),
+      es.map((e) => e.entry),
+      col((e) => e.disclosures),
       col((e) => e.digest),
-      col((e) => e.sessionId ?? null),
-      col((e) => e.seq ?? null),
-      col((e) => e.initiatorId ?? null),
+      col((e) => e.sessionId),
+      col((e) => e.seq),
+      col((e) => e.initiatorId),
       col((e) => e.actorId),
-      col((e) => e.toolName ?? null),
-      col((e) => e.decision ?? null),
-      col((e) => e.cause ?? null),
-      col((e) => e.traceId ?? null),
-      col((e) => encodePrincipals(e.principals)),
+      col((e) => e.toolName),
+      col((e) => e.decision),
+      col((e) => e.cause),
+      col((e) => e.traceId),
+      col((e) => e.principals),
       postings.map((p) => p.bucket),
       postings.map((p) => p.id),
       postings.map((p) => p.first),
@@ -728,10 +760,10 @@ function appendParams(batch: SealedBatch): { values: unknown[] } {
       scol((s) => s.seq),
       scol((s) => s.digest),
       scol((s) => s.sealed),
-      scol((s) => s.initiatorId ?? null),
-      scol((s) => s.actorId ?? null),
-      scol((s) => s.objective ?? null),
-      scol((s) => s.parent ?? null),
+      scol((s) => s.initiatorId),
+      scol((s) => s.actorId),
+      scol((s) => s.objective),
+      scol((s) => s.parent),
       scol((s) => s.firstAt),
       scol((s) => s.lastAt),
       scol((s) => s.firstIndex),
@@ -773,6 +805,70 @@ function toEntry(r: EntryDbRow): StoredEntry {
   if (r.cause !== null) e.cause = r.cause;
   if (r.trace_id !== null) e.traceId = r.trace_id;
   return e;
+}
+
+interface AuditEntryDbRow {
+  idx: Int8;
+  id: string;
+  type: string;
+  time: string;
+  time_key: string;
+  recorded_at: string;
+  entry: Uint8Array;
+  disclosures: string;
+  digest: string;
+  session_id: string | null;
+  seq: Int8 | null;
+  initiator_id: string | null;
+  actor_id: string;
+  tool_name: string | null;
+  decision: string | null;
+  cause: string | null;
+  trace_id: string | null;
+  principals: string;
+}
+
+function toAuditEntry(r: AuditEntryDbRow): AuditEntryRow {
+  return {
+    index: Number(r.idx),
+    id: r.id,
+    type: r.type,
+    time: r.time,
+    timeKey: r.time_key,
+    recordedAt: r.recorded_at,
+    entry: bytes(r.entry),
+    disclosures: r.disclosures,
+    digest: r.digest,
+    sessionId: r.session_id,
+    seq: r.seq === null ? null : Number(r.seq),
+    initiatorId: r.initiator_id,
+    actorId: r.actor_id,
+    toolName: r.tool_name,
+    decision: r.decision,
+    cause: r.cause,
+    traceId: r.trace_id,
+    principals: r.principals,
+  };
+}
+
+/** A session row's columns as stored. */
+function sessionColumnsOf(r: SessionDbRow): SessionColumns {
+  return {
+    id: r.id,
+    seq: Number(r.seq),
+    digest: r.digest,
+    sealed: r.sealed,
+    initiatorId: r.initiator_id,
+    actorId: r.actor_id,
+    objective: r.objective,
+    parent: r.parent,
+    firstAt: r.first_at,
+    lastAt: r.last_at,
+    firstIndex: Number(r.first_index),
+    lastIndex: Number(r.last_index),
+    entries: Number(r.entries),
+    lastType: r.last_type,
+  };
 }
 
 function toSession(r: SessionDbRow): SessionRow {

@@ -9,12 +9,16 @@ import Database from 'better-sqlite3';
 import { LedgerError, StoreError } from '../errors.js';
 import type {
   ApiKeyRow,
+  AuditEntryRow,
+  AuditHeadRow,
   EntryFilter,
   LedgerStore,
   LogHead,
   Page,
   PageRequest,
+  PostingsRow,
   SealedBatch,
+  SessionColumns,
   SessionFilter,
   SessionRow,
   StoreCapabilities,
@@ -33,19 +37,20 @@ import {
   decodePostings,
   decodePrincipals,
   encodeCursor,
-  encodePrincipals,
+  entryColumns,
   filterTimeKey,
   HASH_SIZE,
   joinEdge,
   nodeRuns,
+  objectiveFold,
   pageOf,
   parseJson,
   postingsOf,
   principalFilters,
   type RoleFilter,
   roleNamesSql,
+  sessionColumns,
   splitEdge,
-  timeKey,
   toApiKey,
   typeFilter,
 } from '../store-shared.js';
@@ -150,6 +155,10 @@ interface Statements {
   entryRange: Statement;
   sessionEntries: Statement;
   nodeRun: Statement;
+  auditEntries: Statement;
+  auditPostings: Statement;
+  auditSession: Statement;
+  auditSessionRange: Statement;
   checkpoint: Statement;
   latestCheckpoint: Statement;
   putCheckpoint: Statement;
@@ -333,26 +342,27 @@ export class SqliteStore implements LedgerStore {
     if (batch.entries.length === 0) return;
     try {
       for (const e of batch.entries) {
+        const c = entryColumns(e);
         s.insertEntry.run(
           tenant,
-          e.index,
-          e.id,
-          e.type,
-          e.time,
-          timeKey(e.time),
-          e.recordedAt,
+          c.index,
+          c.id,
+          c.type,
+          c.time,
+          c.timeKey,
+          c.recordedAt,
           e.entry,
-          JSON.stringify(e.disclosures),
-          e.digest,
-          e.sessionId ?? null,
-          e.seq ?? null,
-          e.initiatorId ?? null,
-          e.actorId,
-          e.toolName ?? null,
-          e.decision ?? null,
-          e.cause ?? null,
-          e.traceId ?? null,
-          encodePrincipals(e.principals),
+          c.disclosures,
+          c.digest,
+          c.sessionId,
+          c.seq,
+          c.initiatorId,
+          c.actorId,
+          c.toolName,
+          c.decision,
+          c.cause,
+          c.traceId,
+          c.principals,
         );
       }
     } catch (err) {
@@ -376,23 +386,24 @@ export class SqliteStore implements LedgerStore {
         s.insertNodes.run(tenant, run.level, run.start, run.hashes);
       }
       for (const r of uniqueSessions(batch.sessions)) {
+        const c = sessionColumns(r);
         s.upsertSession.run(
           tenant,
-          r.id,
-          r.seq,
-          r.digest,
-          r.sealed ? 1 : 0,
-          r.initiatorId ?? null,
-          r.actorId ?? null,
-          r.objective ?? null,
-          r.objective?.toLowerCase() ?? null,
-          r.parent ?? null,
-          r.firstAt,
-          r.lastAt,
-          r.firstIndex,
-          r.lastIndex,
-          r.entries,
-          r.lastType,
+          c.id,
+          c.seq,
+          c.digest,
+          c.sealed ? 1 : 0,
+          c.initiatorId,
+          c.actorId,
+          c.objective,
+          objectiveFold(c.objective),
+          c.parent,
+          c.firstAt,
+          c.lastAt,
+          c.firstIndex,
+          c.lastIndex,
+          c.entries,
+          c.lastType,
         );
       }
       s.upsertHead.run(tenant, batch.head.size, joinEdge(batch.head.edge), batch.head.rootHash);
@@ -438,6 +449,40 @@ export class SqliteStore implements LedgerStore {
 
   async sessionEntries(tenant: string, sessionId: string): Promise<StoredEntry[]> {
     return this.#run(() => (this.#s().sessionEntries.all(tenant, sessionId) as EntryDbRow[]).map(toEntry));
+  }
+
+  async auditEntries(tenant: string, from: number, to: number): Promise<AuditEntryRow[]> {
+    return this.#run(() => (this.#s().auditEntries.all(tenant, from, to) as AuditEntryDbRow[]).map(toAuditEntry));
+  }
+
+  async auditPostings(tenant: string, bucket: number): Promise<PostingsRow[]> {
+    return this.#run(() =>
+      (this.#s().auditPostings.all(tenant, bucket) as { bucket: number; pid: string; first_idx: number; ptype: string; postings: Uint8Array }[]).map((r) => ({
+        bucket: r.bucket,
+        id: r.pid,
+        first: r.first_idx,
+        type: r.ptype,
+        postings: bytes(r.postings),
+      })),
+    );
+  }
+
+  async auditSessions(tenant: string, which: { from: number; to: number } | { ids: readonly string[] }): Promise<SessionColumns[]> {
+    return this.#run(() => {
+      const s = this.#s();
+      const rows =
+        'ids' in which
+          ? which.ids.map((id) => s.auditSession.get(tenant, id) as AuditSessionDbRow | undefined).filter((r) => r !== undefined)
+          : (s.auditSessionRange.all(tenant, which.from, which.to) as AuditSessionDbRow[]);
+      return rows.map((r) => ({ ...sessionColumnsOf(r), objectiveFold: r.objective_fold }));
+    });
+  }
+
+  async auditHead(tenant: string): Promise<AuditHeadRow | undefined> {
+    return this.#run(() => {
+      const r = this.#s().head.get(tenant) as { size: number; edge: Uint8Array; root: Uint8Array } | undefined;
+      return r === undefined ? undefined : { size: r.size, edge: bytes(r.edge), root: bytes(r.root) };
+    });
   }
 
   async getNodes(tenant: string, ids: readonly NodeId[]): Promise<Map<string, Uint8Array>> {
@@ -750,6 +795,13 @@ export class SqliteStore implements LedgerStore {
       // Log order within a session is its seq order (the sequencer assigns both; audit checks it).
       sessionEntries: p(`SELECT ${ENTRY_COLUMNS} FROM entries e WHERE e.tenant = ? AND e.session_id = ? ORDER BY e.idx`),
       nodeRun: p('SELECT start, hashes FROM nodes WHERE tenant = ? AND level = ? AND start <= ? ORDER BY start DESC LIMIT 1'),
+      auditEntries: p(
+        'SELECT e.idx, e.id, e.type, e.time, e.time_key, e.recorded_at, e.entry, e.disclosures, e.digest, e.session_id, e.seq, e.initiator_id, ' +
+          'e.actor_id, e.tool_name, e.decision, e.cause, e.trace_id, e.principals FROM entries e WHERE e.tenant = ? AND e.idx >= ? AND e.idx < ? ORDER BY e.idx',
+      ),
+      auditPostings: p('SELECT bucket, pid, first_idx, ptype, postings FROM principals WHERE tenant = ? AND bucket = ? ORDER BY pid, first_idx'),
+      auditSession: p(`SELECT ${SESSION_COLUMNS}, s.objective_fold FROM sessions s WHERE s.tenant = ? AND s.id = ?`),
+      auditSessionRange: p(`SELECT ${SESSION_COLUMNS}, s.objective_fold FROM sessions s INDEXED BY sessions_recent WHERE s.tenant = ? AND s.last_index >= ? AND s.last_index < ? ORDER BY s.last_index`),
       checkpoint: p('SELECT size, root, note FROM checkpoints WHERE tenant = ? AND size = ?'),
       latestCheckpoint: p('SELECT size, root, note FROM checkpoints WHERE tenant = ? ORDER BY size DESC LIMIT 1'),
       putCheckpoint: p('INSERT INTO checkpoints (tenant, size, root, note) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING'),
@@ -804,6 +856,74 @@ function toEntry(r: EntryDbRow): StoredEntry {
   if (r.cause !== null) e.cause = r.cause;
   if (r.trace_id !== null) e.traceId = r.trace_id;
   return e;
+}
+
+interface AuditEntryDbRow {
+  idx: number;
+  id: string;
+  type: string;
+  time: string;
+  time_key: string;
+  recorded_at: string;
+  entry: Uint8Array;
+  disclosures: string;
+  digest: string;
+  session_id: string | null;
+  seq: number | null;
+  initiator_id: string | null;
+  actor_id: string;
+  tool_name: string | null;
+  decision: string | null;
+  cause: string | null;
+  trace_id: string | null;
+  principals: string;
+}
+
+function toAuditEntry(r: AuditEntryDbRow): AuditEntryRow {
+  return {
+    index: r.idx,
+    id: r.id,
+    type: r.type,
+    time: r.time,
+    timeKey: r.time_key,
+    recordedAt: r.recorded_at,
+    entry: bytes(r.entry),
+    disclosures: r.disclosures,
+    digest: r.digest,
+    sessionId: r.session_id,
+    seq: r.seq,
+    initiatorId: r.initiator_id,
+    actorId: r.actor_id,
+    toolName: r.tool_name,
+    decision: r.decision,
+    cause: r.cause,
+    traceId: r.trace_id,
+    principals: r.principals,
+  };
+}
+
+interface AuditSessionDbRow extends SessionDbRow {
+  objective_fold: string | null;
+}
+
+/** A session row's columns as stored (`sealed` as every reader sees it: 1 is sealed). */
+function sessionColumnsOf(r: SessionDbRow): SessionColumns {
+  return {
+    id: r.id,
+    seq: r.seq,
+    digest: r.digest,
+    sealed: r.sealed === 1,
+    initiatorId: r.initiator_id,
+    actorId: r.actor_id,
+    objective: r.objective,
+    parent: r.parent,
+    firstAt: r.first_at,
+    lastAt: r.last_at,
+    firstIndex: r.first_index,
+    lastIndex: r.last_index,
+    entries: r.entries,
+    lastType: r.last_type,
+  };
 }
 
 function toSession(r: SessionDbRow): SessionRow {
