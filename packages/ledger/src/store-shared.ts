@@ -9,7 +9,7 @@
 import { type StoredNode } from '@custody/core';
 
 import { LedgerError, StoreError } from './errors.js';
-import type { ApiKeyRow, EntryColumns, EntryFilter, EntryRow, Page, PrincipalRole, PrincipalRow, SealedBatch, PostingsRow, SessionColumns, SessionRow } from './store.js';
+import type { ApiKeyRow, AuditEntryRow, EntryColumns, EntryFilter, EntryRow, Page, PrincipalRole, PrincipalRow, SealedBatch, PostingsRow, SessionColumns, SessionRow } from './store.js';
 
 /** Bytes of a tree hash (SHA-256). @internal */
 export const HASH_SIZE = 32;
@@ -483,4 +483,50 @@ export function splitEdge(blob: Uint8Array): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (let i = 0; i < blob.length; i += HASH_SIZE) out.push(new Uint8Array(blob.subarray(i, i + HASH_SIZE)));
   return out;
+}
+
+/** An entries row as the audit reads it; the integer columns as either driver returns them (pg: int8 as text). @internal */
+export interface AuditEntryDbRow {
+  idx: number | string;
+  id: string;
+  type: string;
+  time: string;
+  time_key: string;
+  recorded_at: string;
+  entry: Uint8Array;
+  disclosures: string;
+  digest: string;
+  session_id: string | null;
+  seq: number | string | null;
+  initiator_id: string | null;
+  actor_id: string;
+  tool_name: string | null;
+  decision: string | null;
+  cause: string | null;
+  trace_id: string | null;
+  principals: string;
+}
+
+/** The audit's view of an entries row, from either store. @internal */
+export function toAuditEntry(r: AuditEntryDbRow): AuditEntryRow {
+  return {
+    index: Number(r.idx),
+    id: r.id,
+    type: r.type,
+    time: r.time,
+    timeKey: r.time_key,
+    recordedAt: r.recorded_at,
+    entry: bytes(r.entry),
+    disclosures: r.disclosures,
+    digest: r.digest,
+    sessionId: r.session_id,
+    seq: r.seq === null ? null : Number(r.seq),
+    initiatorId: r.initiator_id,
+    actorId: r.actor_id,
+    toolName: r.tool_name,
+    decision: r.decision,
+    cause: r.cause,
+    traceId: r.trace_id,
+    principals: r.principals,
+  };
 }

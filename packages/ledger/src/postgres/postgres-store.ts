@@ -29,6 +29,7 @@ import type {
 } from '../store.js';
 import {
   type ApiKeyDbRow,
+  type AuditEntryDbRow,
   BUCKET,
   bytes,
   checkBatch,
@@ -52,6 +53,7 @@ import {
   sessionColumns,
   splitEdge,
   toApiKey,
+  toAuditEntry,
   typeFilter,
 } from '../store-shared.js';
 import { migratePostgres } from './postgres-migrations.js';
@@ -805,50 +807,6 @@ function toEntry(r: EntryDbRow): StoredEntry {
   if (r.cause !== null) e.cause = r.cause;
   if (r.trace_id !== null) e.traceId = r.trace_id;
   return e;
-}
-
-interface AuditEntryDbRow {
-  idx: Int8;
-  id: string;
-  type: string;
-  time: string;
-  time_key: string;
-  recorded_at: string;
-  entry: Uint8Array;
-  disclosures: string;
-  digest: string;
-  session_id: string | null;
-  seq: Int8 | null;
-  initiator_id: string | null;
-  actor_id: string;
-  tool_name: string | null;
-  decision: string | null;
-  cause: string | null;
-  trace_id: string | null;
-  principals: string;
-}
-
-function toAuditEntry(r: AuditEntryDbRow): AuditEntryRow {
-  return {
-    index: Number(r.idx),
-    id: r.id,
-    type: r.type,
-    time: r.time,
-    timeKey: r.time_key,
-    recordedAt: r.recorded_at,
-    entry: bytes(r.entry),
-    disclosures: r.disclosures,
-    digest: r.digest,
-    sessionId: r.session_id,
-    seq: r.seq === null ? null : Number(r.seq),
-    initiatorId: r.initiator_id,
-    actorId: r.actor_id,
-    toolName: r.tool_name,
-    decision: r.decision,
-    cause: r.cause,
-    traceId: r.trace_id,
-    principals: r.principals,
-  };
 }
 
 /** A session row's columns as stored. */
