@@ -140,6 +140,17 @@ async function mcpCode(p: Promise<unknown>): Promise<unknown> {
   return 'no error';
 }
 
+/** What an agent sees of a refused call: the SDK client's McpError. */
+async function refusal(p: Promise<unknown>): Promise<{ code: number; message: string; data: Record<string, unknown> }> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof McpError) return { code: err.code, message: err.message, data: (err.data ?? {}) as Record<string, unknown> };
+    throw err;
+  }
+  throw new Error('the call was not refused');
+}
+
 // The same checks in front of an MCP server Custody did not write: the MCP project's own
 // reference filesystem server (@modelcontextprotocol/server-filesystem, from npm), with
 // a policy set of its own.
@@ -311,6 +322,65 @@ describe('the MCP gateway', () => {
     expect(JSON.stringify(res.events)).not.toContain('sk_live_51HxAbCdEfGhIjKlMnOp');
   });
 
+  it('answers each refusal with the "MCP error <code>:" prefix once and a data.code', async () => {
+    const { token, session } = await openSession('files.read_file payments.transfer');
+    const client = await agentClient(token);
+    const denied = await refusal(client.callTool({ name: 'files.read_file', arguments: { path: 'prod.env' } }));
+    expect(denied).toMatchObject({ code: MCP_ERRORS.POLICY_DENIED, data: { code: 'POLICY_DENIED', policies: ['files-no-secrets'] } });
+    expect(denied.message).toBe('MCP error -32001: denied by policy: reading secrets (.env, keys) is never allowed');
+    const unknown = await refusal(client.callTool({ name: 'files.nope', arguments: {} }));
+    expect(unknown.code).toBe(ErrorCode.InvalidParams);
+    expect(unknown.message).toBe('MCP error -32602: unknown tool files.nope: call tools/list for the tools this session may use');
+    const held = refusal(client.callTool({ name: 'payments.transfer', arguments: { amount: 300_000, currency: 'EUR', to: 'DE02' } }));
+    const pending = await pendingFor(session);
+    await api(`/v1/approvals/${pending.id}`, keys['bob']!, { method: 'POST', body: JSON.stringify({ decision: 'deny', reason: 'not this one' }) });
+    const notApproved = await held;
+    expect(notApproved).toMatchObject({ code: MCP_ERRORS.APPROVAL_DENIED, data: { code: 'APPROVAL_DENIED', approval: pending.id, status: 'denied' } });
+    expect(notApproved.message).toBe('MCP error -32002: a human denied this call: not this one');
+    await client.close();
+  });
+
+  it('refuses reading any path with a .ssh segment (examples/policies), and not a near miss', async () => {
+    const { token } = await openSession('files.read_file');
+    const client = await agentClient(token);
+    for (const path of ['.ssh/id_rsa', '/home/a/.ssh/id_rsa', '~/.ssh/config', './.ssh/id_ed25519', 'keys/.ssh']) {
+      const r = await refusal(client.callTool({ name: 'files.read_file', arguments: { path } }));
+      expect(r, path).toMatchObject({ code: MCP_ERRORS.POLICY_DENIED, data: { code: 'POLICY_DENIED', policies: ['files-no-secrets'] } });
+    }
+    // Allowed, so it reaches the upstream, which has no such file.
+    const near = await client.callTool({ name: 'files.read_file', arguments: { path: 'notes/ssh.txt' } });
+    expect(near).toMatchObject({ isError: true, content: [{ type: 'text', text: 'no such file: notes/ssh.txt' }] });
+    await client.close();
+  });
+
+  it('answers a call cancelled by the gateway shutting down with -32001 CALL_CANCELLED', async () => {
+    const closing = await Gateway.start(
+      parseGatewayConfig({
+        ledger: { url, apiKey: keys['gateway'] },
+        listen: { host: '127.0.0.1', port: 0 },
+        policies: join(root, 'examples/policies'),
+        upstreams: { payments: { command: process.execPath, args: [upstream, 'payments'] } },
+        approvals: { timeoutSeconds: 30 },
+      }),
+    );
+    const { token, session } = await openSession('payments.transfer');
+    const client = await agentClient(token, await closing.listen());
+    try {
+      // Without its answer, the SDK client would give up after `timeout` with its own -32001 (no data.code).
+      const held = refusal(client.callTool({ name: 'payments.transfer', arguments: { amount: 200_000, currency: 'EUR', to: 'DE02' } }, undefined, { timeout: 10_000 }));
+      await pendingFor(session);
+      await closing.close();
+      const cancelled = await held;
+      expect(cancelled).toMatchObject({ code: ErrorCode.RequestTimeout, data: { code: 'CALL_CANCELLED', cancelled: true, reason: 'the gateway is shutting down' } });
+      expect(cancelled.message).toBe('MCP error -32001: the call was cancelled: the gateway is shutting down');
+      const failed = (await ledger.timeline('default', session)).events.find((e) => e.event.type === 'tool.failed');
+      expect(failed?.event.data).toMatchObject({ cancelled: true, error: 'the gateway is shutting down' });
+    } finally {
+      await client.close().catch(() => undefined);
+      await closing.close().catch(() => undefined);
+    }
+  });
+
   it('accepts a credential meant for it (resource=<gateway>/mcp) and refuses one meant for another resource server', async () => {
     const mine = await openSession('files.read_file', 'alice@example.com', 'agent:refunds', `${gatewayUrl}/mcp`);
     const client = await agentClient(mine.token);
@@ -351,12 +421,14 @@ describe('the MCP gateway', () => {
   it('revoking the session cancels a held call at once and refuses later ones', async () => {
     const { token, session } = await openSession('files.read_file payments.transfer');
     const client = await agentClient(token);
-    const held = mcpCode(client.callTool({ name: 'payments.transfer', arguments: { amount: 200_000, currency: 'EUR', to: 'DE02' } }));
+    const held = refusal(client.callTool({ name: 'payments.transfer', arguments: { amount: 200_000, currency: 'EUR', to: 'DE02' } }));
     await pendingFor(session);
     const started = Date.now();
     const r = await api(`/v1/sessions/${session}/revoke`, keys['admin']!, { method: 'POST', body: JSON.stringify({ reason: 'kill switch test' }) });
     expect(r.status).toBe(200);
-    expect(await held).toBe('SESSION_INACTIVE');
+    const killed = await held;
+    expect(killed).toMatchObject({ code: MCP_ERRORS.SESSION_INACTIVE, data: { code: 'SESSION_INACTIVE', cancelled: true } });
+    expect(killed.message).toBe(`MCP error -32003: the call was cancelled: session ${session} was revoked`);
     expect(Date.now() - started).toBeLessThan(2000);
     await expect(client.listTools()).rejects.toThrow();
     const after = await fetch(`${gatewayUrl}/mcp`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }) });
@@ -408,11 +480,14 @@ describe('the MCP gateway', () => {
     const { token, session } = await openSession('payments.transfer');
     const client = await agentClient(token, await watched.listen());
     try {
-      const held = mcpCode(client.callTool({ name: 'payments.transfer', arguments: { amount: 200_000, currency: 'EUR', to: 'DE02' } }));
+      const held = refusal(client.callTool({ name: 'payments.transfer', arguments: { amount: 200_000, currency: 'EUR', to: 'DE02' } }));
       await pendingFor(session);
       const started = Date.now();
       await cut();
-      expect(await held).toBe('LEDGER_UNAVAILABLE');
+      const cancelled = await held;
+      expect(cancelled).toMatchObject({ code: MCP_ERRORS.LEDGER_UNAVAILABLE, data: { code: 'LEDGER_UNAVAILABLE', cancelled: true } });
+      expect(cancelled.message).toMatch(new RegExp(`^MCP error -32004: the call was cancelled: the ledger is unreachable: session ${session} could not be confirmed active`));
+      expect(cancelled.message.match(/MCP error/g)).toHaveLength(1);
       expect(Date.now() - started).toBeLessThan(5000);
       // Back: the cancellation's tool.failed is delivered.
       await startRelay(relayPort);

@@ -30,9 +30,31 @@ export interface GatewayOptions {
   log?: (message: string) => void;
 }
 
+/**
+ * An MCP error to send to the agent. The SDK's `McpError` puts "MCP error <code>: " in front
+ * of its message, the SDK's server sends that `message` as the JSON-RPC error's, and the
+ * agent's SDK puts the prefix in front again ("MCP error -32001: MCP error -32001: …";
+ * modelcontextprotocol/typescript-sdk#2786). The wire carries the message alone, as the
+ * JSON-RPC error's `code` already says which it is; the agent's SDK adds the prefix once.
+ */
+function mcpError(code: number, message: string, data?: Record<string, unknown>): McpError {
+  const err = new McpError(code, message, data);
+  err.message = message;
+  return err;
+}
+
 /** An MCP error refusing a call, with `data.code` as text. */
 function refuse(code: keyof typeof MCP_ERRORS, message: string, data: Record<string, unknown> = {}): McpError {
-  return new McpError(MCP_ERRORS[code], message, { code, ...data });
+  return mcpError(MCP_ERRORS[code], message, { code, ...data });
+}
+
+/** `data.code` of a call cancelled for neither the session nor the ledger: the agent cancelled it, or the gateway is shutting down. */
+const CALL_CANCELLED = 'CALL_CANCELLED';
+
+/** The message of an error without the "MCP error <code>: " prefix of the SDK's `McpError`. */
+function bareMessage(err: unknown): string {
+  if (err instanceof McpError) return err.message.replace(new RegExp(`^(?:MCP error ${err.code}: )+`), '');
+  return err instanceof Error ? err.message : String(err);
 }
 
 const MAX_BODY = 4 * 1024 * 1024;
@@ -63,6 +85,10 @@ export class Gateway {
   readonly #outcomes: OutcomeRecorder;
   readonly #sessions = new Map<string, { at: number; session: ActiveSession }>();
   readonly #inflight = new Map<string, Set<InFlight>>();
+  /** The `tools/call` handlers running, so that close() can let cancelled calls answer. */
+  readonly #handlers = new Set<Promise<unknown>>();
+  /** The HTTP responses of POST /mcp not yet closed (the answers of those calls go out on them). */
+  readonly #posts = new Set<ServerResponse>();
   /** When each session with calls in flight was last confirmed active (performance.now()). */
   readonly #confirmed = new Map<string, number>();
   readonly #transports = new Map<string, { transport: StreamableHTTPServerTransport; sid: string }>();
@@ -162,7 +188,13 @@ export class Gateway {
     });
     server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
       const token = tokenOf(extra.authInfo);
-      return this.#call(token, req.params.name, req.params.arguments ?? {}, String(extra.requestId), extra.signal);
+      const call = this.#call(token, req.params.name, req.params.arguments ?? {}, String(extra.requestId), extra.signal);
+      this.#handlers.add(call);
+      void call.then(
+        () => this.#handlers.delete(call),
+        () => this.#handlers.delete(call),
+      );
+      return call;
     });
     this.#servers.add(server);
     server.onclose = () => this.#servers.delete(server);
@@ -208,7 +240,7 @@ export class Gateway {
       const decision: DecisionPart = { effect: 'deny', policyVersion: this.engine.version, policies: [], reasons: [`no tool ${shown(name)} behind this gateway`] };
       const body = { credential: token, tool: { server, name: shown(dot > 0 ? tool : name) || '(empty)' }, arguments: args, callId, capture: this.config.tools[name]?.capture ?? 'full', decision };
       await this.#decide(body, decision).catch((err: unknown) => this.#log(`could not record the call of unknown tool ${shown(name)}: ${err instanceof Error ? err.message : String(err)}`));
-      throw new McpError(ErrorCode.InvalidParams, `unknown tool ${name}: call tools/list for the tools this session may use`);
+      throw mcpError(ErrorCode.InvalidParams, `unknown tool ${name}: call tools/list for the tools this session may use`);
     }
     const s = await this.#session(token);
     const capture = this.config.tools[name]?.capture ?? 'full';
@@ -248,7 +280,8 @@ export class Gateway {
       } catch (err) {
         if (flight.abort.signal.aborted) throw flight.abort.signal.reason;
         await this.#record(answer, 'tool.failed', up, tool, callId, capture, { error: err instanceof Error ? err.message : String(err) }, started);
-        throw refuse('UPSTREAM_FAILED', `upstream ${up.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+        // An upstream's own MCP error keeps its code in `data.upstreamCode`, not as a second prefix in the message.
+        throw refuse('UPSTREAM_FAILED', `upstream ${up.name} failed: ${bareMessage(err)}`, err instanceof McpError ? { upstreamCode: err.code } : {});
       }
       await this.#record(answer, result.isError === true ? 'tool.failed' : 'tool.completed', up, tool, callId, capture, { result }, started);
       return result;
@@ -256,9 +289,12 @@ export class Gateway {
       if (flight.abort.signal.aborted && !(err instanceof McpError)) {
         const reason = flight.abort.signal.reason instanceof Error ? flight.abort.signal.reason.message : 'cancelled';
         await this.#record(answer, 'tool.failed', up, tool, callId, capture, { error: reason, cancelled: true }, started).catch(() => undefined);
-        if (reason.startsWith('session')) throw refuse('SESSION_INACTIVE', `the call was cancelled: ${reason}`);
-        if (reason.startsWith(LEDGER_UNREACHABLE)) throw refuse('LEDGER_UNAVAILABLE', `the call was cancelled: ${reason}`);
-        throw new McpError(ErrorCode.RequestTimeout, `the call was cancelled: ${reason}`);
+        // Every cancellation says why in `data.code`, and that it was cancelled (`data.cancelled`): the
+        // kill switch, the ledger gone for longer than revocationGraceMs, or else the agent (which, as
+        // MCP asks, gets no answer) or the gateway shutting down.
+        if (reason.startsWith('session')) throw refuse('SESSION_INACTIVE', `the call was cancelled: ${reason}`, { cancelled: true });
+        if (reason.startsWith(LEDGER_UNREACHABLE)) throw refuse('LEDGER_UNAVAILABLE', `the call was cancelled: ${reason}`, { cancelled: true });
+        throw mcpError(ErrorCode.RequestTimeout, `the call was cancelled: ${reason}`, { code: CALL_CANCELLED, cancelled: true, reason });
       }
       throw err;
     } finally {
@@ -432,6 +468,10 @@ export class Gateway {
       json(res, 404, { error: 'not_found', error_description: 'the MCP endpoint is /mcp' });
       return;
     }
+    if (req.method === 'POST') {
+      this.#posts.add(res);
+      res.once('close', () => this.#posts.delete(res));
+    }
     const metadata = `${this.#url}/.well-known/oauth-protected-resource`;
     const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
     if (m === null) {
@@ -445,11 +485,12 @@ export class Gateway {
       s = await this.#session(token);
     } catch (err) {
       if (err instanceof McpError && err.code === MCP_ERRORS.LEDGER_UNAVAILABLE) {
-        json(res, 503, { error: 'temporarily_unavailable', error_description: err.message });
+        // Names the refusal code (docs/gateway.md): "MCP error -32004: …".
+        json(res, 503, { error: 'temporarily_unavailable', error_description: `MCP error ${err.code}: ${bareMessage(err)}` });
         return;
       }
       res.setHeader('www-authenticate', `Bearer resource_metadata="${metadata}", error="invalid_token", error_description="the session credential is not active"`);
-      json(res, 401, { error: 'invalid_token', error_description: err instanceof McpError ? err.message.replace(/^MCP error -?\d+: /, '') : 'the session credential is not active (revoked, closed or expired)' });
+      json(res, 401, { error: 'invalid_token', error_description: err instanceof McpError ? bareMessage(err) : 'the session credential is not active (revoked, closed or expired)' });
       return;
     }
     (req as IncomingMessage & { auth?: AuthInfo }).auth = { token, clientId: s.agent, scopes: s.scope, expiresAt: Math.floor(Date.parse(s.expiresAt) / 1000), extra: { sid: s.sid } };
@@ -490,10 +531,21 @@ export class Gateway {
     await transport.handleRequest(req, res, body);
   }
 
-  /** Stops serving, cancels calls in flight, closes the upstream connections. */
+  /**
+   * Stops serving, cancels calls in flight (each answered -32001 `CALL_CANCELLED`; up to a
+   * second is given for those answers to go out), closes the upstream connections.
+   */
   async close(): Promise<void> {
     if (this.#watch !== undefined) clearInterval(this.#watch);
     for (const flights of this.#inflight.values()) for (const f of flights) f.abort.abort(new Error('the gateway is shutting down'));
+    if (this.#handlers.size > 0) {
+      const deadline = Date.now() + 1000;
+      await until(Promise.allSettled([...this.#handlers]), deadline);
+      // The SDK writes a handler's answer a few ticks after the handler settles: over HTTP, on the
+      // response of its POST, which then ends.
+      await new Promise((r) => setImmediate(r));
+      await until(Promise.all([...this.#posts].map((res) => new Promise((r) => res.once('close', r)))), deadline);
+    }
     await Promise.all([...this.#transports.values()].map((t) => t.transport.close().catch(() => undefined)));
     await Promise.all([...this.#servers].map((s) => s.close().catch(() => undefined)));
     if (this.#http !== undefined) {
@@ -513,6 +565,13 @@ export class Gateway {
   flushOutcomes(timeoutMs = this.config.ledger.timeoutMs): Promise<number> {
     return this.#outcomes.drain(timeoutMs);
   }
+}
+
+/** Waits for `p`, or until `deadline` (Date.now()) passes, whichever comes first. */
+async function until(p: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+  clearTimeout(timer);
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
