@@ -57,6 +57,18 @@ describe('redactSecrets', () => {
     expect(redactions).toEqual([]);
   });
 
+  it('renames a __proto__ key (an own key of parsed JSON) to a key marker and keeps its value, redacted inside like any other', () => {
+    const parsed = JSON.parse('{"a":1,"__proto__":{"password":"hunter2","n":2},"b":{"__proto__":"x"}}') as Record<string, unknown>;
+    const { value, redactions } = redactSecrets(parsed);
+    expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
+    expect(value).toEqual({ a: 1, '[REDACTED:key:1]': { password: '[REDACTED:field]', n: 2 }, b: { '[REDACTED:key:1]': 'x' } });
+    expect(redactions).toEqual([
+      { path: '/[REDACTED:key:1]', kind: 'key' },
+      { path: '/[REDACTED:key:1]/password', kind: 'field' },
+      { path: '/b/[REDACTED:key:1]', kind: 'key' },
+    ]);
+  });
+
   it('replaces object keys that hold a secret by a numbered marker key, recorded at the new key', () => {
     const stripe = 'sk_live_' + 'a1B2'.repeat(6);
     const { value, redactions } = redactSecrets({ [stripe]: 1, nested: { ['Bearer ' + 'Ab1'.repeat(8)]: { password: 'p' } }, '[REDACTED:key:1]': 'taken', name: 'n' });

@@ -197,7 +197,7 @@ function redactString(s: string, path: string, out: SecretRedaction[], patterns:
  * `[REDACTED:<kind>]`; the values of secret-named fields (`password`, `db_password`,
  * `x-api-key`, `authorization` …, see `isSecretFieldName`) replaced by
  * `[REDACTED:field]`, in objects and in text (`"password": "…"`, `password=…`,
- * `Authorization: …`); object keys holding a secret replaced by `[REDACTED:key:<n>]`;
+ * `Authorization: …`); object keys holding a secret (and `__proto__` keys) replaced by `[REDACTED:key:<n>]`;
  * and objects nested deeper than 64 levels replaced whole by `[REDACTED:depth]`;
  * with the list of what was redacted. The input is not changed.
  * @example
@@ -220,7 +220,10 @@ export function redactSecrets<T>(value: T): { value: T; redactions: SecretRedact
     for (const [k, child] of entries) {
       let key = k;
       const keyFound: SecretRedaction[] = [];
-      if (redactString(k, '', keyFound, SECRET_PATTERNS) !== k) {
+      // A `__proto__` key (an own key of parsed JSON) is renamed like a secret key: assigned
+      // as is, it would set the copy's prototype and drop the field, and the server refuses
+      // it in JSON bodies. Its value is kept, under the marker.
+      if (k === '__proto__' || redactString(k, '', keyFound, SECRET_PATTERNS) !== k) {
         do key = `[REDACTED:key:${++n}]`;
         while (taken.has(key));
         taken.add(key);
