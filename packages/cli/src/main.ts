@@ -1,7 +1,6 @@
 /**
  * The `custody` command.
  */
-import { LedgerError, StoreError } from '@custody/ledger';
 import { Command, CommanderError } from 'commander';
 
 import { registerApprovalsCommands } from './commands/approvals.js';
@@ -19,7 +18,7 @@ import { registerPolicyCommands } from './commands/policy.js';
 import { runUp } from './commands/up.js';
 import { runVerify } from './commands/verify.js';
 import { registerInvestigationCommands } from './investigate-commands.js';
-import { CliError, type Output, processOutput } from './output.js';
+import { failureOf, type Output, processOutput } from './output.js';
 import { registerRecordsCommands } from './records-commands.js';
 
 const VERSION = '0.1.0';
@@ -41,7 +40,8 @@ export function buildProgram(io: Output, setExit: (code: number) => void): Comma
       'Verify a custody.bundle/v1 evidence bundle offline: the checkpoint signature, every\n' +
         "entry's inclusion proof, the session hash chain and seal, and every disclosure.\n" +
         'Exits 0 with a one-line verdict when everything holds, 1 naming each failing record\n' +
-        'and reason when anything fails, 2 when the input cannot be read.',
+        'and reason when anything fails, 2 when the bundle or the --key cannot be used (a missing\n' +
+        'or unreadable file, a key that is not a verifier key).',
     )
     .argument('<bundle>', 'bundle file (custody.bundle/v1 JSON), or - for standard input')
     .option('-k, --key <verifierKey>', "the log's note verifier key, or a file holding it (default: $CUSTODY_VERIFIER_KEY, else the bundle's own key)")
@@ -109,13 +109,14 @@ Verdicts:
     .description(
       'Rebuild each tenant\'s Merkle tree from the stored entries and check it against every stored\n' +
         'tree node, signed checkpoint and session hash chain, and the index rows against the entries.\n' +
-        'Exits 0 when everything holds, 1 naming the first bad index.',
+        'Exits 0 when everything holds, 1 naming the first bad index (or when the store is out of reach),\n' +
+        '2 for a bad flag or file.',
     )
     .option('-d, --data <dir>', 'data folder (default: $CUSTODY_DATA or ./.custody)')
     .option('--postgres <url>', 'audit a PostgreSQL store (default: $CUSTODY_POSTGRES_URL)')
     .option('--tenant <id...>', 'only these tenants')
     .option('--log-key <file>', 'the log key file (default: <data>/log.key)')
-    .option('--json', 'print the report as JSON')
+    .option('--json', 'print the report as JSON; when the audit cannot run (store out of reach, bad --log-key), { ok: false, error: { code, message } }, same exit code')
     .addHelpText('after', '\nExamples:\n  $ custody audit\n  $ custody audit --postgres postgres://custody@db/custody --tenant acme --json')
     .action((opts: Parameters<typeof runAudit>[0]) => later(runAudit(opts, io)));
 
@@ -215,17 +216,8 @@ export async function main(argv: string[], io: Output = processOutput()): Promis
     return code;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (err instanceof CliError) {
-      io.err(`custody: ${err.message} [${err.code}]`);
-      return err.exitCode;
-    }
-    if (err instanceof StoreError || err instanceof LedgerError) {
-      // The store refused or is out of reach (PostgreSQL down, disk full): an operational
-      // failure with its code, not a bug.
-      io.err(`custody: ${err.message} [${err.code}]`);
-      return 1;
-    }
-    io.err(`custody: unexpected error: ${err instanceof Error ? err.message : String(err)}`);
-    return 70;
+    const f = failureOf(err);
+    io.err(f.code === 'INTERNAL' ? `custody: ${f.message}` : `custody: ${f.message} [${f.code}]`);
+    return f.exitCode;
   }
 }

@@ -2,6 +2,8 @@
  * Terminal output: colour only on a TTY and never when NO_COLOR is set
  * (https://no-color.org), and errors that name the problem.
  */
+import { LedgerError, StoreError } from '@custody/ledger';
+
 export interface Output {
   out(line?: string): void;
   err(line?: string): void;
@@ -27,7 +29,6 @@ export function paint(on: boolean, style: Style, text: string): string {
   return on ? `\u001b[${codes[style]}m${text}\u001b[0m` : text;
 }
 
-/** A usage or input error: printed as `custody: <message>`, exit code 2. */
 /** A listen() failure as a CliError naming the address (a port in use, an address not on this machine), else undefined. */
 export function listenFailure(err: unknown, host: string, port: number | string): CliError | undefined {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -36,6 +37,7 @@ export function listenFailure(err: unknown, host: string, port: number | string)
   return undefined;
 }
 
+/** A usage or input error: printed as `custody: <message> [<code>]`, exit code 2 unless given. */
 export class CliError extends Error {
   readonly code: string;
   readonly exitCode: number;
@@ -44,6 +46,42 @@ export class CliError extends Error {
     this.code = code;
     this.exitCode = exitCode;
     this.name = 'CliError';
+  }
+}
+
+/** How a command failed: its error code, message and the exit code `main` gives it. */
+export interface Failure {
+  code: string;
+  message: string;
+  exitCode: number;
+}
+
+/**
+ * What `main` makes of a thrown error: a CliError as it says (2 for usage and input
+ * errors); a StoreError or LedgerError, the store refusing or out of reach (PostgreSQL
+ * down, disk full), an operational failure with its code, exit 1; anything else a bug,
+ * `INTERNAL`, exit 70.
+ */
+export function failureOf(err: unknown): Failure {
+  if (err instanceof CliError) return { code: err.code, message: err.message, exitCode: err.exitCode };
+  if (err instanceof StoreError || err instanceof LedgerError) return { code: err.code, message: err.message, exitCode: 1 };
+  return { code: 'INTERNAL', message: `unexpected error: ${err instanceof Error ? err.message : String(err)}`, exitCode: 70 };
+}
+
+/**
+ * Runs a command whose --json result is one object on standard output, so that a failure
+ * prints one too: `{ "ok": false, "error": { "code", "message" } }` (the API's error shape,
+ * with the `ok` of the result), then rethrows, for `main` to print the error on standard
+ * error and exit with the code it always gives.
+ */
+export async function jsonFailures(io: Output, json: boolean | undefined, run: () => Promise<number>): Promise<number> {
+  if (json !== true) return run();
+  try {
+    return await run();
+  } catch (err) {
+    const { code, message } = failureOf(err);
+    io.out(JSON.stringify({ ok: false, error: { code, message } }, null, 2));
+    throw err;
   }
 }
 

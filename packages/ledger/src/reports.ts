@@ -20,6 +20,17 @@ export const SESSION_END_TYPES = ['session.revoked', 'session.expired', 'session
 /** Event types that may follow a session's end without counting as acting: the end of the session or of its credentials. */
 export const AFTER_END_ALLOWED = [...SESSION_END_TYPES, 'credential.revoked', 'credential.expired'] as const;
 
+/**
+ * True for the refusal that closes a call's trail: a `tool.failed` that names its call in
+ * `cause` and says `data.refused: true`. POST /v1/decisions appends one when the session
+ * was revoked while it decided the call (after the `session.revoked`, so that no allowed
+ * call is left without an outcome); it is the server refusing, not the agent acting, so
+ * `acted-after-end` does not count it. Every store's SQL implements this same rule.
+ */
+export function isRefusal(env: Pick<Envelope, 'type' | 'cause' | 'data'>): boolean {
+  return env.type === 'tool.failed' && env.cause !== undefined && env.data?.['refused'] === true;
+}
+
 /** Default `depth` of `deep-delegation`: a chain deeper than root → agent → sub-agent. */
 export const DEFAULT_DELEGATION_DEPTH = 2;
 
@@ -61,7 +72,7 @@ export interface StoreReports {
   /**
    * The first end entry (`session.revoked`, `session.expired`, `session.closed`)
    * of each session that has a later entry (in log order) of a type other than
-   * {@link AFTER_END_ALLOWED}.
+   * {@link AFTER_END_ALLOWED} that is not a refusal ({@link isRefusal}).
    */
   actedAfterEnd(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]>;
   /** `session.opened` / `session.delegated` entries whose chain has more than `links` links. */
@@ -339,10 +350,12 @@ export async function actedAfterEndReport(store: LedgerStore, tenant: string, re
   const ends = indexes.map((i) => entries.get(i)).filter((e): e is StoredEntry => e !== undefined);
   const sessions = await sessionsOf(store, tenant, ends.map((e) => e.sessionId ?? ''));
   const allowed: ReadonlySet<string> = new Set(AFTER_END_ALLOWED);
+  // Only a tool.failed with a cause can be a refusal: the others are judged by the index fields.
+  const acting = (s: StoredEntry) => !allowed.has(s.type) && !(s.type === 'tool.failed' && s.cause !== undefined && isRefusal(decodeEntry(s.entry)));
   const rows: ActedAfterEndRow[] = [];
   for (const e of ends) {
     const env = decodeEntry(e.entry);
-    const later = (sessions.get(e.sessionId ?? '') ?? []).filter((s) => s.index > e.index && !allowed.has(s.type));
+    const later = (sessions.get(e.sessionId ?? '') ?? []).filter((s) => s.index > e.index && acting(s));
     const first = later[0];
     if (first === undefined) continue; // cannot happen: the store selected it for such an entry
     rows.push({

@@ -32,6 +32,8 @@ export const API_ERROR_CODES = [
   'APPROVAL_SELF',
   'APPROVAL_MISMATCH',
   'APPROVAL_NOT_GRANTED',
+  'APPROVAL_SESSION_INACTIVE',
+  'APPROVER_TOKEN_REFUSED',
   'POLICY_NOT_CONFIGURED',
   'CREDENTIAL_INVALID',
   'OTLP_INVALID',
@@ -153,6 +155,9 @@ export function errorResponse(err: unknown, bodyLimit?: number): ErrorResponse {
         return respond(503, err.code, `the ledger could not commit now (${err.message}); nothing was acknowledged: retry`, undefined, { ...RETRY });
       case 'STORE_FULL':
         return respond(507, err.code, "the ledger's storage is full: nothing was written or acknowledged; an operator must free or add space");
+      case 'STORE_CORRUPT':
+        // Logged like an internal error; the message is the store's own (it names the entry, never a value).
+        return { ...respond(500, err.code, `the ledger's store holds data it cannot read back: ${err.message}. An operator must run custody audit`), internal: true };
       default:
         return { ...INTERNAL, internal: true };
     }

@@ -2,7 +2,7 @@ import { audit, Ledger } from '@custody/ledger';
 import { SingleBar } from 'cli-progress';
 
 import { dataDir, loadLogSeed, openStore } from '../local-config.js';
-import { type Output, paint } from '../output.js';
+import { jsonFailures, type Output, paint } from '../output.js';
 
 export interface AuditCommandOptions {
   data?: string;
@@ -16,9 +16,15 @@ export interface AuditCommandOptions {
  * `custody audit`: rebuilds every tenant's tree from the stored entries and checks
  * it against every stored node, checkpoint and session chain, and every index row,
  * postings bucket, session row, disclosure and the head against the entries. Exit 1
- * naming the first bad index.
+ * naming the first bad index. When it cannot run (the store out of reach, a bad
+ * --log-key), the error and its exit code as `main` gives them; with --json, also
+ * `{ ok: false, error: { code, message } }` on standard output.
  */
-export async function runAudit(opts: AuditCommandOptions, io: Output): Promise<number> {
+export function runAudit(opts: AuditCommandOptions, io: Output): Promise<number> {
+  return jsonFailures(io, opts.json, () => auditStore(opts, io));
+}
+
+async function auditStore(opts: AuditCommandOptions, io: Output): Promise<number> {
   const dir = dataDir(opts.data);
   const { seed } = loadLogSeed(dir, opts.logKey);
   const store = await openStore(dir, opts.postgres);

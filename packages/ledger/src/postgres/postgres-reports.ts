@@ -94,6 +94,9 @@ export class PostgresReports implements StoreReports {
 
   async actedAfterEnd(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
     const q = this.#q;
+    // A refusal (isRefusal: a tool.failed with a cause and data.refused true) is not acting;
+    // the CASE parses only such candidates' bytes.
+    const refusal = `(CASE WHEN a.type = 'tool.failed' AND a.cause IS NOT NULL THEN convert_from(a.entry, 'UTF8')::jsonb @> '{"data":{"refused":true}}'::jsonb ELSE false END)`;
     const lists = await Promise.all(
       SESSION_END_TYPES.map((type) => {
         const params: unknown[] = [tenant, type, before ?? Number.MAX_SAFE_INTEGER];
@@ -105,7 +108,7 @@ export class PostgresReports implements StoreReports {
             AND NOT EXISTS (SELECT 1 FROM ${q}.entries p
               WHERE p.tenant = t.tenant AND p.session_id = t.session_id AND p.idx < t.idx AND p.type IN (${list(SESSION_END_TYPES)}))
             AND EXISTS (SELECT 1 FROM ${q}.entries a
-              WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}))
+              WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}) AND NOT ${refusal})
           ORDER BY t.idx DESC LIMIT $${params.length}`;
         return this.#indexes(sql, params);
       }),

@@ -85,7 +85,9 @@ export class SqliteReports extends SqlitePart implements StoreReports {
     // One walk per end type (an IN list would sort every match before the LIMIT), over
     // the partial indexes of migration 4, whose WHERE needs the type as a literal to
     // apply. The session row's last_index is the cheap test; the probes run only for
-    // sessions that go on after this end.
+    // sessions that go on after this end. A refusal (isRefusal: a tool.failed with a cause
+    // and data.refused true) is not acting; only such candidates' bytes are parsed.
+    const refusal = `(a.type = 'tool.failed' AND a.cause IS NOT NULL AND json_type(CAST(a.entry AS TEXT), '$.data.refused') IS 'true')`;
     const lists = SESSION_END_TYPES.map((type) => {
       const sql = `SELECT t.idx FROM entries t INDEXED BY entries_end_walk
         CROSS JOIN sessions s ON s.tenant = t.tenant AND s.id = t.session_id
@@ -93,7 +95,7 @@ export class SqliteReports extends SqlitePart implements StoreReports {
           AND NOT EXISTS (SELECT 1 FROM entries p INDEXED BY entries_session_ends
             WHERE p.tenant = t.tenant AND p.session_id = t.session_id AND p.idx < t.idx AND p.type IN (${list(SESSION_END_TYPES)}))
           AND EXISTS (SELECT 1 FROM entries a INDEXED BY entries_session
-            WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}))
+            WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}) AND NOT ${refusal})
         ORDER BY t.idx DESC LIMIT ?`;
       return this.#indexes(sql, [tenant, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]);
     });

@@ -14,6 +14,7 @@ import {
   AFTER_END_ALLOWED,
   deepDelegationReport,
   deniedCallsReport,
+  isRefusal,
   principalActivityReport,
   type ReportPage,
   type ReportRange,
@@ -52,7 +53,7 @@ const agent = (id: string) => ({ type: 'agent' as const, id });
 function caseDrafts(prefix: string): EventDraft[] {
   let clock = Date.parse('2026-03-01T00:00:00Z');
   const out: EventDraft[] = [];
-  const ev = (sid: string, type: EventDraft['type'], extra: Partial<EventDraft> = {}, who = { initiator: human('ivy@example.com'), actor: agent('agent:case') }): EventDraft => {
+  const ev = (sid: string, type: EventDraft['type'], extra: Partial<EventDraft> = {}, who: Pick<EventDraft, 'actor'> & Partial<EventDraft> = { initiator: human('ivy@example.com'), actor: agent('agent:case') }): EventDraft => {
     clock += 1000;
     const d: EventDraft = { id: uuidv7(), type, time: new Date(clock).toISOString(), session: { id: `${prefix}-${sid}` }, ...who, ...extra };
     out.push(d);
@@ -121,6 +122,36 @@ function caseDrafts(prefix: string): EventDraft[] {
     chain: [{ principal: human('ivy@example.com') }, { principal: agent('agent:a') }, { principal: agent('agent:b') }, { principal: agent('agent:leaf') }],
   };
   ev('deep', 'session.delegated', { session: { id: `${prefix}-deep`, parent: `${prefix}-scoped` } }, deep);
+
+  // Revoked while a call was being decided: the server's refusal closes the call's trail
+  // after the revocation (POST /v1/decisions). Not acting: not reported.
+  const policy = { type: 'service' as const, id: 'custody:policy' };
+  const refusal = (sid: string, cause: string | undefined, refused: unknown = true) =>
+    ev(sid, 'tool.failed', { tool: { name: 'payments.transfer' }, ...(cause !== undefined ? { cause } : {}), data: { error: 'refused before it ran: the session is no longer active', refused } }, { initiator: human('ivy@example.com'), actor: policy });
+  ev('inflight', 'session.opened');
+  const inflight = call('inflight', 'payments.transfer', 'allow');
+  ev('inflight', 'session.revoked');
+  ev('inflight', 'credential.revoked', { credential: { jti: 'j-2', fingerprint: 'B'.repeat(43) } });
+  refusal('inflight', inflight.req.id);
+  // A call recorded after the revocation, then refused: the call is acting, its refusal is not.
+  ev('late-call', 'session.opened');
+  ev('late-call', 'session.revoked');
+  const late = call('late-call', 'payments.transfer', 'allow');
+  refusal('late-call', late.req.id);
+  // A refusal, then the call ran anyway: the completion is acting.
+  ev('ran-anyway', 'session.opened');
+  const ran = call('ran-anyway', 'payments.transfer', 'allow');
+  ev('ran-anyway', 'session.revoked');
+  refusal('ran-anyway', ran.req.id);
+  ev('ran-anyway', 'tool.completed', { tool: { name: 'payments.transfer' }, cause: ran.req.id });
+  // Near misses, acting: a "refusal" that names no call, and one whose refused is not true.
+  ev('no-cause', 'session.opened');
+  ev('no-cause', 'session.revoked');
+  refusal('no-cause', undefined);
+  ev('not-true', 'session.opened');
+  const notTrue = call('not-true', 'payments.transfer', 'allow');
+  ev('not-true', 'session.expired');
+  refusal('not-true', notTrue.req.id, 'true');
   return out;
 }
 
@@ -164,7 +195,7 @@ function reference(all: Decoded[], range: ReportRange, depth = 2) {
   const after: Decoded[] = [];
   for (const entries of bySession.values()) {
     const end = entries.find((d) => ends.has(d.env.type));
-    if (end !== undefined && entries.some((d) => d.e.index > end.e.index && !allowed.has(d.env.type))) after.push(end);
+    if (end !== undefined && entries.some((d) => d.e.index > end.e.index && !allowed.has(d.env.type) && !isRefusal(d.env))) after.push(end);
   }
   const deep = all.filter(({ env }) => (env.type === 'session.opened' || env.type === 'session.delegated') && (env.chain?.length ?? 0) > depth + 1);
   return { unapproved: desc(unapproved), denied: desc(denied), after: desc(after), deep: desc(deep) };
@@ -280,9 +311,30 @@ function defineSuite(opts: StoreConformanceOptions): void {
     expect(rows.map((r) => r.index)).toEqual(ref);
     expect(rows.map((r) => [r.session.slice(prefix.length + 1), r.type, r.first.type, r.after]).sort()).toEqual([
       ['expired', 'session.expired', 'model.output', 1],
+      ['late-call', 'session.revoked', 'tool.requested', 2],
+      ['no-cause', 'session.revoked', 'tool.failed', 1],
+      ['not-true', 'session.expired', 'tool.failed', 1],
+      ['ran-anyway', 'session.revoked', 'tool.completed', 1],
       ['revoked', 'session.revoked', 'tool.requested', 1],
       ['sealed', 'session.closed', 'prompt.received', 1],
     ]);
+  });
+
+  it('acted-after-end does not count the refusal that closes a call in flight at a revocation', async () => {
+    const rows = (await actedAfterEndReport(store, tenant, { limit: 1000 })).rows;
+    const session = (sid: string) => rows.find((r) => r.session === `${prefix}-${sid}`);
+    // Revoked while the call was decided; after the end only its credential's revocation and the refusal.
+    const inflight = all.filter((d) => d.env.session?.id === `${prefix}-inflight`).map((d) => d.env.type);
+    expect(inflight).toEqual(['session.opened', 'tool.requested', 'policy.decided', 'session.revoked', 'credential.revoked', 'tool.failed']);
+    expect(session('inflight')).toBeUndefined();
+    // The refusal between the end and the run is skipped: `first` is what ran.
+    const ran = session('ran-anyway')!;
+    const completed = all.find((d) => d.env.session?.id === `${prefix}-ran-anyway` && d.env.type === 'tool.completed')!;
+    expect(ran.first).toMatchObject({ type: 'tool.completed', index: completed.e.index, event: completed.env.id });
+    // The store's selection leaves the end out itself (so pages stay full), in a window too.
+    const end = all.find((d) => d.env.session?.id === `${prefix}-inflight` && d.env.type === 'session.revoked')!;
+    expect(await store.reports.actedAfterEnd(tenant, {}, undefined, 1000)).toEqual(reference(all, {}).after);
+    expect(await store.reports.actedAfterEnd(tenant, { since: end.env.time, until: new Date(Date.parse(end.env.time) + 1).toISOString() }, undefined, 10)).toEqual([]);
   });
 
   it('deep-delegation: chains deeper than depth, default 2', async () => {

@@ -2,7 +2,8 @@
  * Sessions (list, one, timeline, bundle) and a principal's activity.
  * @internal
  */
-import type { SessionFilter } from '@custody/ledger';
+import { CustodyError } from '@custody/core';
+import { type AuditEntryRow, type Ledger, type SessionFilter, StoreError } from '@custody/ledger';
 
 import { ROLES, callerOf } from '../auth.js';
 import { correlatedExternal } from '../otlp/correlated.js';
@@ -14,6 +15,61 @@ import { type EntryQuery, entryQueryOf, pageSchema } from './event-routes.js';
 type SessionQuery = SessionFilter & { limit?: number; cursor?: string; order?: 'asc' | 'desc' };
 
 const { principal: _principal, ...PRINCIPAL_FILTERS } = ENTRY_FILTERS;
+
+/** Rows read per statement, and at most, while looking for a session's unreadable entry. */
+const SCAN_CHUNK = 512;
+const SCAN_LIMIT = 100_000;
+
+/** True when a stored disclosures column is what the stores write: a JSON list of strings. */
+function readableDisclosures(e: AuditEntryRow): boolean {
+  try {
+    const v: unknown = JSON.parse(e.disclosures);
+    return Array.isArray(v) && v.every((d) => typeof d === 'string');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The index of the first entry of the session whose stored disclosures column is not a
+ * JSON list of strings, read unparsed (`auditEntries`, as `custody audit` reads it) over
+ * the session's index range; undefined when there is none in the first SCAN_LIMIT rows.
+ */
+async function unreadableEntry(ledger: Ledger, tenant: string, session: string): Promise<number | undefined> {
+  const row = await ledger.store.getSession(tenant, session);
+  if (row === undefined) return undefined;
+  const end = Math.min(row.lastIndex + 1, row.firstIndex + SCAN_LIMIT);
+  for (let from = row.firstIndex; from < end; from += SCAN_CHUNK) {
+    const bad = (await ledger.store.auditEntries(tenant, from, Math.min(from + SCAN_CHUNK, end))).find((e) => e.sessionId === session && !readableDisclosures(e));
+    if (bad !== undefined) return bad.index;
+  }
+  return undefined;
+}
+
+/**
+ * Reads a session's entries with `read`. When that fails because a stored entry of the
+ * session cannot be read back (its disclosures column is not JSON: the store's
+ * STORE_CORRUPT, which names no entry; or JSON that is not a list of strings, which
+ * failed as a TypeError), the failure becomes a StoreError STORE_CORRUPT naming the
+ * session and the entry's index. The server answers it as every STORE_CORRUPT (500
+ * INTERNAL, docs/errors.md) and logs it with that message. Other failures pass unchanged.
+ * @internal
+ */
+export async function readingSession<T>(ledger: Ledger, tenant: string, session: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    const corrupt = err instanceof StoreError ? err.code === 'STORE_CORRUPT' : !(err instanceof CustodyError);
+    if (!corrupt) throw err;
+    const index = await unreadableEntry(ledger, tenant, session).catch(() => undefined);
+    if (index === undefined) throw err;
+    throw new StoreError(
+      'STORE_CORRUPT',
+      `session ${session}: the stored disclosures column of entry ${index} is not a JSON list of strings; the entry cannot be read back (custody audit reports it as ENTRY_UNREADABLE)`,
+      { cause: err },
+    );
+  }
+}
 
 /** Registers the session and principal routes. */
 export function sessionRoutes(ctx: RouteContext): void {
@@ -96,7 +152,7 @@ export function sessionRoutes(ctx: RouteContext): void {
     },
     async (request) => {
       const tenant = callerOf(request).tenant;
-      const timeline = await ledger.timeline(tenant, request.params.id);
+      const timeline = await readingSession(ledger, tenant, request.params.id, () => ledger.timeline(tenant, request.params.id));
       const external = await correlatedExternal(ledger, tenant, timeline.events);
       return external.length > 0 ? { ...timeline, external } : timeline;
     },
@@ -123,7 +179,8 @@ export function sessionRoutes(ctx: RouteContext): void {
       },
     },
     async (request, reply) => {
-      const bundle = await ledger.bundle(callerOf(request).tenant, request.params.id, { disclosures: request.query.disclosures !== false });
+      const tenant = callerOf(request).tenant;
+      const bundle = await readingSession(ledger, tenant, request.params.id, () => ledger.bundle(tenant, request.params.id, { disclosures: request.query.disclosures !== false }));
       return reply.header('content-disposition', `attachment; filename="${request.params.id}.bundle.json"`).send(bundle);
     },
   );
