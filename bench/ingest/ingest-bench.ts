@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { EventDraft } from '@custody/core';
 import { Ledger, type LedgerStore, PostgresStore, SqliteStore } from '@custody/ledger';
 import { buildBatches, bulkDrafts, measureIngest, postgresTestEnv } from '@custody/ledger/testing';
+import { defaultPrepareWorkers } from '@custody/server';
 
 import { fmt, machine, peakRssMiB, percentile, writeSection } from '../lib.js';
 
@@ -45,10 +46,10 @@ async function ledgerInProcess(store: LedgerStore, drafts: EventDraft[]): Promis
 }
 
 /** Starts `custody up` on a fresh SQLite data folder in its own process. */
-async function startServer() {
+async function startServer(flags: string[] = []) {
   const data = mkdtempSync(join(tmpdir(), 'custody-bench-http-'));
   const bin = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
-  const child = spawn(process.execPath, [bin, 'up', '--data', data, '--port', '0', '--origin-host', 'custody.bench', '--quiet'], {
+  const child = spawn(process.execPath, [bin, 'up', '--data', data, '--port', '0', '--origin-host', 'custody.bench', '--quiet', ...flags], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = await new Promise<string>((resolve, reject) => {
@@ -183,6 +184,10 @@ await httpOpenLoop(server.url, server.key, events(1_000, 19), 1, 1000, 1);
 const single = await httpOpenLoop(server.url, server.key, events(quick ? 3_000 : 10_000, 17), 1, 1000, quick ? 3 : 8);
 const serverPeak = server.peakMiB();
 server.stop();
+// The same closed loop against a server that prepares every body on its request thread.
+const inlineServer = await startServer(['--prepare-workers', '0']);
+const inline500 = await httpClosedLoop(inlineServer.url, inlineServer.key, events(N, 23), 500, 4);
+inlineServer.stop();
 agent.destroy();
 
 /** p50 / p99, and how many requests the server refused with 503 (each retried after Retry-After; the wait is in the latency). */
@@ -204,6 +209,7 @@ if (pgPlain !== undefined && pgLedger !== undefined) {
 }
 rows.push(
   ['HTTP (SQLite), batches of 500, 4 clients, closed loop', `${fmt(http500.rate)}/s`, pct(http500.rate, sqlitePlain), latency(http500), '≥ 20k/s'],
+  ['the same, `--prepare-workers 0` (every body prepared on the request thread)', `${fmt(inline500.rate)}/s`, pct(inline500.rate, sqlitePlain), latency(inline500), ''],
   ['HTTP (SQLite), batches of 500 at half that load', `${fmt(half.achieved)}/s`, pct(half.achieved, sqlitePlain), latency(half), 'p99 ≤ 50 ms'],
   ['HTTP (SQLite), single events at 1,000/s', `${fmt(single.achieved)}/s`, '', latency(single), 'p99 ≤ 10 ms'],
 );
@@ -213,7 +219,7 @@ const body = `## Ingest: the ledger against plain inserts (\`bench/ingest\`)
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}${quick ? ' — QUICK run (BENCH_QUICK=1), smaller sizes' : ''}.
 Settings: ${fmt(N)} events of ${fmt(avgEntry)} bytes on average (entry bytes), from the fixture generator of \`@custody/ledger/testing\` (1,000 people, realistic sessions, identities, trace context, committed arguments); batches of ${BATCH}; SQLite in WAL mode with \`synchronous=FULL\` for baseline and ledger alike; PostgreSQL 15 on loopback with default durability.
 The baseline inserts the very entry rows the store writes into the store's own \`entries\` table DDL, with the same indexes, and nothing else: no sealing, hashing, tree nodes, principals index, sessions, heads or checkpoints (median of ${quick ? 1 : 3} alternating runs). The whole-ledger rows use fresh events from the same generator.
-HTTP runs against \`custody up\` on SQLite in a separate process, with the clients in this process (node:http on a keep-alive pool; fetch cost several times the CPU per request): both share the machine's 2 cores. The single-event run follows one uncounted second at the same rate.
+HTTP runs against \`custody up\` on SQLite in a separate process, with the clients in this process (node:http on a keep-alive pool; fetch cost several times the CPU per request): both share the machine's 2 cores. The server runs its default preparation workers (${fmt(defaultPrepareWorkers())} here: bodies of 32 KiB or more are parsed and prepared off the request thread), and once more with none for comparison. The single-event run follows one uncounted second at the same rate.
 Load average before this run: ${loadBefore}.
 Peak RSS: this process ${fmt(peakRssMiB())} MiB; the server ${fmt(serverPeak)} MiB.
 

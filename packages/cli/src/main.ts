@@ -100,6 +100,7 @@ Verdicts:
     .option('--approval-webhook-secret <secret>', 'sign approval webhook requests (custody-signature header, HMAC-SHA-256); default $CUSTODY_APPROVAL_WEBHOOK_SECRET')
     .option('--import-mapping <[source=]file>', 'a declarative import mapping (JSON or YAML) for POST /v1/import/:source; repeatable (docs/api.md, "Generic import")', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--max-inflight-writes <n>', 'most write requests (POST /v1/events, /v1/traces, /v1/import) in progress at once; more get 503 SERVER_BUSY with Retry-After (default 256)')
+    .option('--prepare-workers <n>', 'worker threads that parse and prepare large POST /v1/events bodies, 0 for none (default: one per core beyond the first, at most 4)')
     .addHelpText('after', '\nExamples:\n  $ custody up\n  $ custody up --data /var/lib/custody --port 8470\n  $ custody up --postgres postgres://custody@db/custody --log-key /etc/custody/log.key --session-key /etc/custody/session.key --trust /etc/custody/trust.json\n  $ custody up --dev-issuer   # then: custody dev-tokens --human alice@example.com --agent agent:refunds --json\n  $ custody up --port 0 --json 2>>custody.log | jq -r \'select(.event == "listening").url\'')
     .action((opts: Parameters<typeof runUp>[0]) => later(runUp(opts, io)));
 

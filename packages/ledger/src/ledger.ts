@@ -102,10 +102,18 @@ export class Ledger {
   readonly #seed: Uint8Array;
   readonly #signers = new Map<string, NoteSigner>();
   readonly #sequencer: Sequencer;
+  /**
+   * What preparing an event depends on, for a preparation worker in another thread
+   * (the server's, for large POST /v1/events bodies): the sensitive paths, and
+   * whether another thread may prepare at all (not when a custom random source is set:
+   * its salts must come from that source).
+   */
+  readonly preparation: { readonly sensitivePaths: readonly string[] | undefined; readonly portable: boolean };
 
   private constructor(opts: LedgerOptions, originHost: string) {
     this.store = opts.store;
     this.originHost = originHost;
+    this.preparation = Object.freeze({ sensitivePaths: opts.sensitivePaths === undefined ? undefined : Object.freeze([...opts.sensitivePaths]), portable: opts.random === undefined });
     this.#seed = opts.logSeed.slice();
     this.#sequencer = new Sequencer({
       store: opts.store,

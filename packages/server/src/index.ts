@@ -7,6 +7,7 @@ export type { ApiKeyRole, CreateApiKeyOptions, CreatedApiKey, RevokeApiKeyOption
 export { API_ERROR_CODES, ApiError, errorResponse } from './errors.js';
 export type { ApiErrorCode, ErrorBody, ErrorResponse } from './errors.js';
 export { DEFAULT_BODY_LIMIT, DEFAULT_MAX_BATCH, createServer } from './server.js';
+export { defaultPrepareWorkers } from './prepare-pool.js';
 export type { ServerOptions } from './server.js';
 export { APPROVALS_ACTOR, Approvals, argumentsDigest } from './approvals/approvals.js';
 export type { ApprovalsOptions } from './approvals/approvals.js';

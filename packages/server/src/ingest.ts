@@ -6,6 +6,7 @@
  */
 import { type EventDraft, FormatError, type PreparedEvent } from '@custody/core';
 import { LedgerError } from '@custody/ledger';
+import secureJson from 'secure-json-parse';
 import { v7 as uuidv7 } from 'uuid';
 
 import { ApiError } from './errors.js';
@@ -20,6 +21,41 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function invalid(i: number, field: string, message: string): LedgerError {
   const at = `events[${i}]${field === '' ? '' : `.${field}`}`;
   return new LedgerError('EVENT_INVALID', `${at}: ${message}`, { field: at });
+}
+
+/** What `preparedBodyOf` needs besides the body. */
+export interface BodyPreparation {
+  tenant: string;
+  /** application/x-ndjson rather than application/json. */
+  ndjson: boolean;
+  /** The caller's key is an admin key (see preparedEventsOf). */
+  admin: boolean;
+  maxBatch: number;
+  /** Fills a missing `time` (default now). */
+  now?: Date;
+  prepare: (draft: EventDraft) => PreparedEvent;
+}
+
+/**
+ * A POST /v1/events body, as received (text), to prepared events: parses it as
+ * Fastify's own JSON parser would (secure-json-parse, refusing `__proto__` and
+ * `constructor.prototype` keys), then rawEventsOf and preparedEventsOf. Pure but for
+ * fresh ids and salts, so it runs on the request's thread or in a preparation worker
+ * (prepare-pool.ts) alike.
+ * @throws ApiError `REQUEST_INVALID`, `BATCH_TOO_LARGE`, `TENANT_MISMATCH`, `FORBIDDEN`; LedgerError `EVENT_INVALID`; FormatError `JSON_INVALID` (the body, or an NDJSON line)
+ */
+export function preparedBodyOf(text: string, opts: BodyPreparation): PreparedEvent[] {
+  let body: unknown = text;
+  if (!opts.ndjson) {
+    if (text.trim() === '') throw new ApiError('REQUEST_INVALID', 400, 'the body is empty');
+    try {
+      body = secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
+    } catch (cause) {
+      throw new FormatError('JSON_INVALID', 'the body is not valid JSON (or holds a __proto__ or constructor.prototype key)', { cause });
+    }
+  }
+  const raw = rawEventsOf(body, opts.maxBatch, opts.ndjson);
+  return preparedEventsOf(raw, opts.tenant, { admin: opts.admin, prepare: opts.prepare, ...(opts.now !== undefined ? { now: opts.now } : {}) });
 }
 
 /** Rejects a JSON key that could poison a prototype (as Fastify's JSON parser does). */

@@ -6,10 +6,12 @@
  */
 // Brings @fastify/swagger's schema fields (tags, summary, security …) into FastifySchema here.
 import type {} from '@fastify/swagger';
+import type { PreparedEvent } from '@custody/core';
 import type { Ledger } from '@custody/ledger';
 import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
 
 import type { ApiKeyRole } from './api-keys.js';
+import type { PrepareTask } from './prepare-protocol.js';
 import { requireRole } from './auth.js';
 import { ref } from './schemas.js';
 
@@ -21,6 +23,8 @@ export interface RouteContext {
   maxBatch: number;
   /** Largest body in bytes. */
   bodyLimit: number;
+  /** Parses and prepares a POST /v1/events body: in a preparation worker when it is large and one is running (prepare-pool.ts). */
+  prepareBody: (task: Omit<PrepareTask, 'id'>) => Promise<PreparedEvent[]>;
 }
 
 /** The name of the bearer security scheme in the OpenAPI document. */

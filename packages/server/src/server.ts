@@ -5,6 +5,7 @@
  */
 import swagger from '@fastify/swagger';
 import type { Authority } from '@custody/authority';
+import type { PreparedEvent } from '@custody/core';
 import type { Ledger } from '@custody/ledger';
 import type { PolicyEngine } from '@custody/policy';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -12,6 +13,9 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import type { Approvals } from './approvals/approvals.js';
 import { ApiError, clientErrorHandler, errorResponse } from './errors.js';
 import { type ImportMapping, mappingsBySource } from './import/mapping.js';
+import { preparedBodyOf } from './ingest.js';
+import { defaultPrepareWorkers, PreparePool } from './prepare-pool.js';
+import type { PrepareTask } from './prepare-protocol.js';
 import { BEARER, type RouteContext } from './route-kit.js';
 import { approvalRoutes } from './routes/approval-routes.js';
 import { authorityRoutes } from './routes/authority-routes.js';
@@ -47,6 +51,12 @@ export interface ServerOptions {
   maxInflightWrites?: number;
   /** Fastify's logger (pino, JSON lines). Default off. */
   logger?: boolean;
+  /**
+   * Told of every error answered 500 (an internal error, or STORE_CORRUPT), with the
+   * request's method and URL. Default: with `logger` on, the logger; otherwise one line
+   * on stderr, so that "the server logged the cause" holds either way.
+   */
+  onInternalError?: (err: unknown, request: { method: string; url: string }) => void;
   /** Approvals (GET/POST /v1/approvals); with an authority, also POST /v1/decisions. The caller closes it. Default none. */
   approvals?: Approvals;
   /** The policy set POST /v1/decisions decides with when the caller brings no decision. Default none. */
@@ -55,7 +65,16 @@ export interface ServerOptions {
   importMappings?: readonly ImportMapping[];
   /** The built web console's folder (packages/console/dist), served at `/` to browsers. Default none. */
   consoleDir?: string;
+  /**
+   * Preparation workers: worker threads that parse and prepare large POST /v1/events
+   * bodies (docs/scaling.md). 0 prepares every body on the request thread. Default one
+   * per core beyond the first, at most 4 (none on one core).
+   */
+  prepareWorkers?: number;
 }
+
+/** Bodies at least this long are prepared in a worker (when the server runs any); smaller ones are not worth the hop. */
+const WORKER_BODY_BYTES = 32 * 1024;
 
 /** One registered route, as the OpenAPI coverage test sees it. @internal */
 export interface RouteInfo {
@@ -99,10 +118,28 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   if (!Number.isSafeInteger(maxBatch) || maxBatch < 1) throw new RangeError('maxBatch must be a positive integer');
   const maxInflightWrites = opts.maxInflightWrites ?? DEFAULT_MAX_INFLIGHT_WRITES;
   if (!Number.isSafeInteger(maxInflightWrites) || maxInflightWrites < 1) throw new RangeError('maxInflightWrites must be a positive integer');
+  const prepareWorkers = opts.prepareWorkers ?? defaultPrepareWorkers();
+  if (!Number.isSafeInteger(prepareWorkers) || prepareWorkers < 0) throw new RangeError('prepareWorkers must be a non-negative integer');
+  const ledger = opts.ledger;
+  const prepareInline = (task: Omit<PrepareTask, 'id'>): PreparedEvent[] =>
+    preparedBodyOf(task.body, { ...task, now: new Date(task.now), prepare: (draft) => ledger.prepare(task.tenant, draft) });
+  // With a custom random source (tests), salts must come from it: no workers.
+  const pool = prepareWorkers > 0 && ledger.preparation.portable ? new PreparePool({ size: prepareWorkers, sensitivePaths: ledger.preparation.sensitivePaths, inline: prepareInline }) : undefined;
+  const prepareBody = async (task: Omit<PrepareTask, 'id'>): Promise<PreparedEvent[]> =>
+    pool !== undefined && task.body.length >= WORKER_BODY_BYTES ? pool.prepare(task) : prepareInline(task);
 
+  const onInternalError =
+    opts.onInternalError ??
+    (opts.logger === true
+      ? undefined
+      : (err: unknown, request: { method: string; url: string }) =>
+          process.stderr.write(`custody: internal error answering ${request.method} ${request.url.slice(0, 200)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`));
   const sendError = (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const r = errorResponse(err, bodyLimit);
-    if (r.internal) request.log.error({ err }, 'internal error');
+    if (r.internal) {
+      request.log.error({ err }, 'internal error');
+      onInternalError?.(err, { method: request.method, url: request.url });
+    }
     else if (r.status >= 500) request.log.warn({ err }, r.body.error.message);
     return reply.code(r.status).headers(r.headers).send(r.body);
   };
@@ -193,6 +230,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     closing = true;
     done();
   });
+  if (pool !== undefined) app.addHook('onClose', async () => pool.close());
   // Writes in progress. Past the limit, the server is at capacity: more would only
   // queue (their latency growing until clients time out with nothing said), so a
   // write is refused before its body is read. The response's 'close' fires once,
@@ -208,7 +246,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     reply.raw.once('close', () => writes--);
   });
 
-  const ctx: RouteContext = { app, ledger: opts.ledger, maxBatch, bodyLimit };
+  const ctx: RouteContext = { app, ledger: opts.ledger, maxBatch, bodyLimit, prepareBody };
   metaRoutes(ctx, consoleHtml);
   eventRoutes(ctx);
   sessionRoutes(ctx);

@@ -53,6 +53,7 @@ export interface UpOptions {
   importMapping?: string[];
   /** Most write requests in progress at once (503 SERVER_BUSY above it). */
   maxInflightWrites?: string;
+  prepareWorkers?: string;
 }
 
 /**
@@ -75,6 +76,7 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError('PORT_INVALID', `--port must be 0-65535, got ${opts.port}`);
   const host = opts.host ?? process.env['CUSTODY_HOST'] ?? '127.0.0.1';
   const maxInflightWrites = parseIntFlag(opts.maxInflightWrites, '--max-inflight-writes', 1, 100_000);
+  const prepareWorkers = parseIntFlag(opts.prepareWorkers, '--prepare-workers', 0, 64);
   // Everything that can be wrong with the configuration is checked before anything opens,
   // so that a bad flag or file ends the process with its error, never leaves it hanging.
   const trust = startup(() => (opts.trust !== undefined ? loadTrustConfig(opts.trust) : emptyTrustConfig()));
@@ -165,7 +167,7 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
     opened.push(() => approvals.close());
 
     const consoleDir = builtConsole();
-    const app = await createServer({ ledger, authority, approvals, ...(policy !== undefined ? { policy } : {}), importMappings, ...(consoleDir !== undefined ? { consoleDir } : {}), ...(maxInflightWrites !== undefined ? { maxInflightWrites } : {}), logger: false });
+    const app = await createServer({ ledger, authority, approvals, ...(policy !== undefined ? { policy } : {}), importMappings, ...(consoleDir !== undefined ? { consoleDir } : {}), ...(maxInflightWrites !== undefined ? { maxInflightWrites } : {}), ...(prepareWorkers !== undefined ? { prepareWorkers } : {}), logger: false });
     opened.push(() => app.close());
     const address = await app.listen({ port, host });
     const url = address.replace('[::1]', 'localhost');
