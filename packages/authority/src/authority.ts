@@ -171,6 +171,7 @@ export class Authority {
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<unknown> | undefined;
   #closed = false;
+  readonly #beforeClose = new Set<(tenant: string, sessionId: string) => Promise<void>>();
 
   private constructor(opts: AuthorityOptions) {
     this.store = opts.store;
@@ -656,6 +657,26 @@ export class Authority {
     return this.#humans.verify(token, 'token');
   }
 
+  /**
+   * Verifies an approver's token: from a trusted human issuer whose entry has an
+   * `approverAudience`, with an `aud` of that list and none of the entry's
+   * token-exchange `audience`. A token meant for token exchange (the `subject_token`
+   * the agent's side holds) never passes.
+   * @throws AuthorityError `TOKEN_AUDIENCE_INVALID` for a valid human token not meant for approvals; other `TOKEN_*` codes
+   */
+  async verifyApproverToken(token: string): Promise<VerifiedToken> {
+    const v = await this.#humans.verify(token, 'token', (t) => t.approverAudience ?? t.audience);
+    const approver = v.trust.approverAudience;
+    if (approver === undefined) {
+      throw new AuthorityError('TOKEN_AUDIENCE_INVALID', `human tokens for approvals need the trust entry's approverAudience, and ${v.trust.name} has none: its tokens are for token exchange only`, { field: 'token' });
+    }
+    const aud = typeof v.claims.aud === 'string' ? [v.claims.aud] : (v.claims.aud ?? []);
+    if (aud.some((a) => v.trust.audience.includes(a))) {
+      throw new AuthorityError('TOKEN_AUDIENCE_INVALID', `token is also meant for token exchange (its aud includes ${aud.filter((a) => v.trust.audience.includes(a)).join(', ')}): an approver's token must carry only the approverAudience of ${v.trust.name}`, { field: 'token' });
+    }
+    return v;
+  }
+
   /** The published signing keys (RFC 7517 JWK Set). */
   async jwks(): Promise<{ keys: Record<string, unknown>[] }> {
     return { keys: await this.store.signingKeys() };
@@ -724,6 +745,13 @@ export class Authority {
   async closeSession(tenant: string, id: string, by: Requester): Promise<{ session: string; sealed: boolean; revoked: string[] }> {
     const self = await this.#existing(tenant, id);
     if (self.status !== 'active') throw bad('AUTHORITY_SESSION_INACTIVE', `session ${id} is already ${self.status}`);
+    for (const hook of this.#beforeClose) {
+      try {
+        await hook(tenant, id);
+      } catch (err) {
+        this.#log(`a step before closing session ${id} failed; closing it anyway`, err);
+      }
+    }
     const at = this.#now().toISOString();
     const ended = await this.store.endTree(
       tenant,
@@ -737,6 +765,15 @@ export class Authority {
     const sealed = await this.flush(ended.outbox);
     if (!ended.sessions.some((s) => s.id === id)) throw bad('AUTHORITY_SESSION_INACTIVE', `session ${id} ended meanwhile`);
     return { session: id, sealed, revoked: ended.sessions.filter((s) => s.id !== id).map((s) => s.id) };
+  }
+
+  /**
+   * Runs `hook` when a session is about to be closed, before its seal is written (so
+   * that what it records still enters the session's log): approvals end the session's
+   * pending approvals there. A failing hook is logged; the close goes on.
+   */
+  beforeClose(hook: (tenant: string, sessionId: string) => Promise<void>): void {
+    this.#beforeClose.add(hook);
   }
 
   /** @throws AuthorityError `AUTHORITY_SESSION_NOT_FOUND` */

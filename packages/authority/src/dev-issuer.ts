@@ -16,8 +16,10 @@ import { parseTrustConfig, type IssuerTrust } from './trust-config.js';
 export const DEV_HUMAN_ISSUER = 'urn:custody:dev-issuer:development-only:humans';
 /** The issuer of development agent tokens. */
 export const DEV_AGENT_ISSUER = 'urn:custody:dev-issuer:development-only:agents';
-/** The audience of development tokens. */
+/** The audience of development tokens for token exchange (`subject_token`, `actor_token`). */
 export const DEV_AUDIENCE = 'custody';
+/** The audience of development approver tokens (POST /v1/approvals/:id): never the token-exchange one. */
+export const DEV_APPROVER_AUDIENCE = 'custody-approvals';
 /** The dev issuer's key file in the data folder. */
 export const DEV_ISSUER_KEY_FILE = 'dev-issuer.key';
 
@@ -30,7 +32,7 @@ export function loadDevIssuerKey(dataDir: string): SigningKey {
 export function devIssuerTrust(key: SigningKey): { humans: IssuerTrust; agents: IssuerTrust } {
   const entry = (issuer: string, name: string) => ({ issuer, audience: DEV_AUDIENCE, algorithms: ['EdDSA'], jwks: { keys: [{ ...key.publicJwk }] }, name, development: true });
   const cfg = parseTrustConfig({
-    humans: [entry(DEV_HUMAN_ISSUER, 'dev issuer for humans (DEVELOPMENT ONLY)')],
+    humans: [{ ...entry(DEV_HUMAN_ISSUER, 'dev issuer for humans (DEVELOPMENT ONLY)'), approverAudience: DEV_APPROVER_AUDIENCE }],
     agents: [entry(DEV_AGENT_ISSUER, 'dev issuer for agents (DEVELOPMENT ONLY)')],
   });
   return { humans: cfg.humans[0]!, agents: cfg.agents[0]! };
@@ -42,6 +44,8 @@ export interface DevTokenOptions {
   human: string;
   /** The agent's subject, e.g. `agent:refunds`. */
   agent: string;
+  /** Also mint an approver token (audience {@link DEV_APPROVER_AUDIENCE}) for this human, e.g. `bob@example.com`. */
+  approver?: string;
   /** Token lifetime in seconds. Default 3600. */
   ttlSeconds?: number;
   now?: Date;
@@ -53,6 +57,8 @@ export interface DevTokens {
   subject_token_type: 'urn:ietf:params:oauth:token-type:jwt';
   actor_token: string;
   actor_token_type: 'urn:ietf:params:oauth:token-type:jwt';
+  /** With `approver`: a human token for POST /v1/approvals/:id (bearer), not for token exchange. */
+  approver_token?: string;
   expires_at: string;
   issuer: { humans: string; agents: string };
   warning: string;
@@ -66,12 +72,12 @@ export interface DevTokens {
 export async function mintDevTokens(key: SigningKey, opts: DevTokenOptions): Promise<DevTokens> {
   const now = Math.floor((opts.now ?? new Date()).getTime() / 1000);
   const exp = now + (opts.ttlSeconds ?? 3600);
-  const sign = (iss: string, sub: string, extra: Record<string, unknown>) =>
+  const sign = (iss: string, sub: string, extra: Record<string, unknown>, aud = DEV_AUDIENCE) =>
     new SignJWT({ ...extra, custody_dev: 'development only' })
       .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: 'JWT' })
       .setIssuer(iss)
       .setSubject(sub)
-      .setAudience(DEV_AUDIENCE)
+      .setAudience(aud)
       .setIssuedAt(now)
       .setExpirationTime(exp)
       .setJti(uuidv7())
@@ -82,6 +88,7 @@ export async function mintDevTokens(key: SigningKey, opts: DevTokenOptions): Pro
     subject_token_type: jwtType,
     actor_token: await sign(DEV_AGENT_ISSUER, opts.agent, {}),
     actor_token_type: jwtType,
+    ...(opts.approver !== undefined ? { approver_token: await sign(DEV_HUMAN_ISSUER, opts.approver, opts.approver.includes('@') ? { email: opts.approver } : {}, DEV_APPROVER_AUDIENCE) } : {}),
     expires_at: new Date(exp * 1000).toISOString(),
     issuer: { humans: DEV_HUMAN_ISSUER, agents: DEV_AGENT_ISSUER },
     warning: 'DEVELOPMENT ONLY: these tokens come from the local dev issuer; a server trusts them only with custody up --dev-issuer',

@@ -17,7 +17,7 @@ export type {
   VerifiedCredential,
 } from './authority.js';
 export type { AuthorityStore, CredentialRecord, EndChange, Ended, OutboxEvent, SessionListFilter, SessionRecord, SessionStatus } from './authority-store.js';
-export { DEV_AGENT_ISSUER, DEV_AUDIENCE, DEV_HUMAN_ISSUER, DEV_ISSUER_KEY_FILE, devIssuerTrust, loadDevIssuerKey, mintDevTokens } from './dev-issuer.js';
+export { DEV_AGENT_ISSUER, DEV_APPROVER_AUDIENCE, DEV_AUDIENCE, DEV_HUMAN_ISSUER, DEV_ISSUER_KEY_FILE, devIssuerTrust, loadDevIssuerKey, mintDevTokens } from './dev-issuer.js';
 export type { DevTokenOptions, DevTokens } from './dev-issuer.js';
 export { AUTHORITY_STATUS, AuthorityError, OAUTH_ERROR_OF } from './errors.js';
 export type { AuthorityErrorCode, OAuthErrorCode } from './errors.js';

@@ -245,9 +245,10 @@ export class TokenVerifier {
    * Verifies `token` (attacker-controlled): structure, algorithm, issuer, key,
    * signature, `exp`/`nbf`/`iat` and audience.
    * @param field the request parameter, for messages (`subject_token`)
+   * @param audienceOf the audience to require of the matching issuer's tokens (default: its `audience`)
    * @throws AuthorityError naming the reason
    */
-  async verify(token: string, field: string): Promise<VerifiedToken> {
+  async verify(token: string, field: string, audienceOf: (trust: IssuerTrust) => string[] = (t) => t.audience): Promise<VerifiedToken> {
     const { header, claims } = decodeUnverified(token, field);
     if (header.alg === 'none' || typeof header.alg !== 'string') checkAlgorithm(header.alg, [], field);
     if (/^HS\d+$/i.test(String(header.alg))) checkAlgorithm(header.alg, [], field);
@@ -262,7 +263,7 @@ export class TokenVerifier {
     try {
       const res = await jwtVerify(token, keys, {
         algorithms: trust.algorithms,
-        audience: trust.audience,
+        audience: audienceOf(trust),
         clockTolerance: trust.clockToleranceSeconds,
         currentDate: this.#now(),
         requiredClaims: trust.type === 'oidc' ? ['iss', 'sub', 'exp'] : ['sub', 'exp', 'aud'],

@@ -29,8 +29,16 @@ describe('parseTrustConfig', () => {
     [{ humans: [{ issuer: 'https://idp', audience: 'c', jwks, extra: 1 }] }, /extra is not a known field/],
     [{ sessions: { maxDepth: 1000 } }, /maxDepth/],
     [{ bogus: true }, /bogus is not a known field/],
+    [{ humans: [{ issuer: 'https://idp', audience: ['custody', 'approvals'], approverAudience: 'approvals', jwks }] }, /approverAudience must not overlap humans\[0\]\.audience \(approvals\)/],
+    [{ humans: [{ issuer: 'https://idp', audience: 'custody', approverAudience: [], jwks }] }, /approverAudience must be a string or a list/],
+    [{ agents: [{ issuer: 'https://agents', audience: 'custody', approverAudience: 'approvals', jwks }] }, /approverAudience is only for humans entries/],
   ])('refuses %j', (raw, message) => {
     expect(() => parseTrustConfig(raw)).toThrow(message);
+  });
+
+  it('takes an approverAudience for a humans entry (a string or a list)', () => {
+    expect(parseTrustConfig({ humans: [{ issuer: 'https://idp', audience: 'custody', approverAudience: 'custody-approvals', jwks }] }).humans[0]!.approverAudience).toEqual(['custody-approvals']);
+    expect(parseTrustConfig({ humans: [{ issuer: 'https://idp', audience: 'custody', jwks }] }).humans[0]!.approverAudience).toBeUndefined();
   });
 
   it('reads a file and resolves jwksFile against it', () => {
@@ -67,5 +75,25 @@ describe('SPIFFE JWT-SVIDs', () => {
     expect(await verifier.verify(svid, 'actor_token')).toMatchObject({ method: 'jwt-svid', issuer: 'spiffe://example.org', subject: 'spiffe://example.org/ns/prod/sa/refunds' });
     const other = await spire.sign({ sub: 'spiffe://evil.org/ns/x', iss: undefined });
     await expect(verifier.verify(other, 'actor_token')).rejects.toMatchObject({ code: 'TOKEN_ISSUER_UNTRUSTED' });
+  });
+});
+
+describe('the development issuer', () => {
+  it("mints an approver token that answers approvals, while its subject token never does", async () => {
+    const { devIssuerTrust, DEV_APPROVER_AUDIENCE, mintDevTokens } = await import('./dev-issuer.js');
+    const { signingKeyFromSeed } = await import('./signing-key.js');
+    const { TokenVerifier } = await import('./token-verifier.js');
+    const key = signingKeyFromSeed(new Uint8Array(32).fill(1));
+    const trust = devIssuerTrust(key);
+    expect(trust.humans.approverAudience).toEqual([DEV_APPROVER_AUDIENCE]);
+    expect(trust.humans.audience).not.toContain(DEV_APPROVER_AUDIENCE);
+    const t = await mintDevTokens(key, { human: 'alice@example.com', agent: 'agent:x', approver: 'bob@example.com' });
+    const humans = new TokenVerifier([trust.humans], 'humans');
+    const approverAudience = (x: typeof trust.humans) => x.approverAudience!;
+    expect(await humans.verify(t.approver_token!, 'token', approverAudience)).toMatchObject({ subject: 'bob@example.com' });
+    await expect(humans.verify(t.subject_token, 'token', approverAudience)).rejects.toMatchObject({ code: 'TOKEN_AUDIENCE_INVALID' });
+    // And the approver token opens no session.
+    await expect(humans.verify(t.approver_token!, 'subject_token')).rejects.toMatchObject({ code: 'TOKEN_AUDIENCE_INVALID' });
+    expect((await mintDevTokens(key, { human: 'alice@example.com', agent: 'agent:x' })).approver_token).toBeUndefined();
   });
 });

@@ -32,6 +32,13 @@ export interface IssuerTrust extends KeySource {
   trustDomain?: string;
   /** The audience the token must carry (any of these). */
   audience: string[];
+  /**
+   * Humans only: the audience of tokens a human presents to answer approvals
+   * (POST /v1/approvals/:id), any of these. Never one of `audience`: a token meant for
+   * token exchange, which the agent's side holds, is never an approver credential.
+   * Unset: this issuer's tokens never answer approvals (approve API keys still do).
+   */
+  approverAudience?: string[];
   /** Accepted algorithms (default: every asymmetric one). */
   algorithms: string[];
   /** The tenant whose log records sessions of this issuer's principals. Default `default`. */
@@ -94,7 +101,7 @@ function positiveInt(v: unknown, where: string, fallback: number, max: number): 
   return v as number;
 }
 
-const ISSUER_KEYS = new Set(['type', 'issuer', 'trustDomain', 'audience', 'algorithms', 'tenant', 'clockToleranceSeconds', 'maxScope', 'name', 'jwksUri', 'jwksFile', 'jwks', 'development']);
+const ISSUER_KEYS = new Set(['type', 'issuer', 'trustDomain', 'audience', 'approverAudience', 'algorithms', 'tenant', 'clockToleranceSeconds', 'maxScope', 'name', 'jwksUri', 'jwksFile', 'jwks', 'development']);
 
 function parseIssuer(raw: unknown, where: string, baseDir: string, kinds: readonly ('oidc' | 'spiffe')[]): IssuerTrust {
   if (!isObject(raw)) fail(`${where} must be an object`);
@@ -144,6 +151,15 @@ function parseIssuer(raw: unknown, where: string, baseDir: string, kinds: readon
     out.jwks = { keys: jwks['keys'] as Record<string, unknown>[] };
   }
   if (raw['maxScope'] !== undefined) out.maxScope = strings(raw['maxScope'], `${where}.maxScope`, { min: 1 });
+  if (raw['approverAudience'] !== undefined) {
+    if (!where.startsWith('humans')) fail(`${where}.approverAudience is only for humans entries: approvers are humans`);
+    const approver = strings(raw['approverAudience'], `${where}.approverAudience`, { min: 1 });
+    const shared = approver.filter((a) => out.audience.includes(a));
+    if (shared.length > 0) {
+      fail(`${where}.approverAudience must not overlap ${where}.audience (${shared.join(', ')}): a token for token exchange, which the agent's side holds, must never answer approvals`);
+    }
+    out.approverAudience = approver;
+  }
   if (raw['development'] === true) out.development = true;
   out.name = typeof raw['name'] === 'string' && raw['name'] !== '' ? raw['name'] : (out.issuer ?? `spiffe://${out.trustDomain ?? ''}`);
   return out;

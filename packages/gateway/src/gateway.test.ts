@@ -278,9 +278,13 @@ describe('the MCP gateway', () => {
     expect(await granted.json()).toMatchObject({ status: 'granted', approver: { id: 'bob@example.com' } });
     const done = await held;
     expect(JSON.stringify(done.content)).toContain('transferred 2500.00 EUR');
-    // Single use: answering again is refused.
+    // One decision: bob repeating his answer gets it back (nothing new recorded); another answer is refused, naming it.
     const again = await api(`/v1/approvals/${pending.id}`, keys['bob']!, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) });
-    expect(again.status).toBe(409);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ status: 'granted', approver: { id: 'bob@example.com' }, consumedAt: expect.any(String) });
+    const other = await api(`/v1/approvals/${pending.id}`, keys['bob']!, { method: 'POST', body: JSON.stringify({ decision: 'deny' }) });
+    expect(other.status).toBe(409);
+    expect(((await other.json()) as { error: { message: string } }).error.message).toContain('already granted by bob@example.com');
 
     // A denied approval: the call fails with APPROVAL_DENIED.
     const denied = client.callTool({ name: 'payments.transfer', arguments: { amount: 300_000, currency: 'EUR', to: 'DE02' } });

@@ -103,6 +103,14 @@ export async function createApiKey(target: Ledger | LedgerStore, opts: CreateApi
   if (typeof opts.name !== 'string' || opts.name.trim().length === 0 || opts.name.length > 256) {
     throw new ApiError('REQUEST_INVALID', 400, 'name must be 1-256 characters, not only spaces', { field: 'name' });
   }
+  // The name of an approve key is the approver's id in the evidence and in the self-approval
+  // check: no control characters (terminal escapes, newlines) nor invisible format ones
+  // (zero-width, bidi overrides) that would make it print or compare as someone else.
+  const bad = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.exec(opts.name);
+  if (bad !== null) {
+    const cp = bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+    throw new ApiError('REQUEST_INVALID', 400, `name must not contain control or invisible format characters (U+${cp} at position ${bad.index})`, { field: 'name' });
+  }
   const by = opts.by ?? 'custody';
   checkActor(by);
   const id = newKeyId();

@@ -770,7 +770,7 @@ function failing(inner: SqliteStore): { store: LedgerStore; arm: (o: Partial<Rec
 const reject = (err: unknown) => () => Promise.reject(err);
 
 describe('store errors', () => {
-  it('maps STORE_BUSY / STORE_UNAVAILABLE / STORE_HEAD_CONFLICT to 503 with Retry-After, STORE_FULL to 507', async () => {
+  it('maps STORE_BUSY / STORE_UNAVAILABLE / STORE_HEAD_CONFLICT to 503 with Retry-After, STORE_FULL to 507, STORE_CORRUPT to 500 naming it', async () => {
     const cases: [StoreError, number][] = [
       [new StoreError('STORE_BUSY', 'busy'), 503],
       [new StoreError('STORE_UNAVAILABLE', 'down'), 503],
@@ -785,7 +785,8 @@ describe('store errors', () => {
       fake.arm({ append: reject(err) });
       const res = await h.call('POST', '/v1/events', { key: h.keys['acme:ingest'], body: open(sid()) });
       expect(res.statusCode, err.code).toBe(status);
-      expect(res.json().error.code).toBe(status === 500 ? 'INTERNAL' : err.code);
+      // Every store error is answered with its own code, STORE_CORRUPT (500) included.
+      expect(res.json().error.code).toBe(err.code);
       if (status === 503) expect(res.headers['retry-after']).toBe('1');
       if (status === 507) expect(res.json().error.message).toMatch(/full/);
       expect(res.json().results).toBeUndefined();

@@ -86,6 +86,9 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
   const webhookSecret = (opts.approvalWebhookSecret ?? process.env['CUSTODY_APPROVAL_WEBHOOK_SECRET']) || undefined;
   if (opts.approvalWebhook !== undefined && !/^https?:\/\/\S+$/.test(opts.approvalWebhook)) throw new CliError('FLAG_INVALID', '--approval-webhook must be an http(s) URL');
   if (webhookSecret !== undefined && webhookSecret.length < 16) throw new CliError('FLAG_INVALID', 'the approval webhook secret must be at least 16 characters');
+  if (opts.approvalWebhook !== undefined && webhookSecret === undefined) {
+    log('warn', `the approval webhook ${opts.approvalWebhook} is unsigned: a receiver cannot tell Custody's notifications from forged ones; set --approval-webhook-secret (or $CUSTODY_APPROVAL_WEBHOOK_SECRET, 16+ characters)`);
+  }
   const importMappings = (opts.importMapping ?? []).map((spec) => startup(() => loadMappingFile(spec)));
   // Then the keys, created on first start.
   if (opts.devIssuer) {

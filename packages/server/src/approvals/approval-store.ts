@@ -9,6 +9,9 @@ import type { DelegationLink, Principal } from '@custody/core';
 /** An approval's state. `granted` approvals are single-use: `consumedAt` marks the use. */
 export type ApprovalStatus = 'pending' | 'granted' | 'denied' | 'expired';
 
+/** The state of an approval's session (the authority's): only an `active` session's approvals can be answered. */
+export type ApprovalSessionStatus = 'active' | 'revoked' | 'closed' | 'expired';
+
 /** What an approver sees: the call in full context, arguments as disclosed (secrets redacted). */
 export interface ApprovalContext {
   session: { id: string; objective?: string; scope: string[]; expiresAt: string; depth: number };
@@ -50,6 +53,8 @@ export interface ApprovalRecord {
   reason?: string;
   /** When the approved call used it (single use). */
   consumedAt?: string;
+  /** An approval expired because its session ended (revoked, closed, expired) before anyone answered: how and when. */
+  sessionEnded?: { status: Exclude<ApprovalSessionStatus, 'active'>; at: string };
 }
 
 /** What deciding sets. */
@@ -101,8 +106,20 @@ export interface ApprovalStore {
    * and arguments digest and still usable at `at`. Returns false otherwise.
    */
   consume(tenant: string, id: string, binding: { sessionId: string; tool: string; argumentsDigest: string }, at: string, usableUntil: string): Promise<boolean>;
-  /** Expires due pending approvals (and due claims abandoned for over {@link CLAIM_STALE_MS}), returning them. */
+  /**
+   * Expires due pending approvals (and due claims abandoned for over {@link CLAIM_STALE_MS}), returning them.
+   * They are `expiring` (read as expired; never answerable or usable again) until
+   * {@link ApprovalStore.settleExpiry} says their `approval.expired` entry is in the ledger.
+   */
   expireDue(now: Date, limit: number, tenant?: string, id?: string): Promise<ApprovalRecord[]>;
+  /** Expires the pending approvals of a session that ended (`expiring`, as expireDue), returning them. Claims are left to settle. */
+  expireSession(tenant: string, sessionId: string, ended: NonNullable<ApprovalRecord['sessionEnded']>, now: Date): Promise<ApprovalRecord[]>;
+  /** Sessions with pending approvals (for the sweeper to check whether they ended). */
+  pendingSessions(limit: number): Promise<{ tenant: string; sessionId: string }[]>;
+  /** Expired approvals whose `approval.expired` entry is not known to be in the ledger yet (oldest first). */
+  unrecordedExpiries(limit: number): Promise<ApprovalRecord[]>;
+  /** Marks an `expiring` approval's entry recorded (`expired`). Returns whether it changed a row. */
+  settleExpiry(tenant: string, id: string): Promise<boolean>;
 }
 
 /** The immutable part of an approval row, as one JSON column. @internal */
@@ -131,10 +148,21 @@ export interface ApprovalRow {
   consumed_at: string | null;
 }
 
-/** An approval from its row (a `deciding` row reads as pending). @internal */
+/** The decision column of an approval expired because its session ended. @internal */
+export function sessionEndedDocument(ended: NonNullable<ApprovalRecord['sessionEnded']>): string {
+  return JSON.stringify({ sessionEnded: ended });
+}
+
+/**
+ * An approval from its row. A `deciding` row reads as pending (its decision is not
+ * recorded yet); an `expiring` one as expired (final; only its entry is not known to be
+ * recorded yet). @internal
+ */
 export function approvalFromRow(r: ApprovalRow): ApprovalRecord {
   const doc = JSON.parse(r.doc) as Pick<ApprovalRecord, 'context' | 'callEvent' | 'requestEvent'>;
-  const decision = r.decision === null ? undefined : (JSON.parse(r.decision) as { approver: Principal; source: Record<string, string>; reason?: string });
+  const ended = r.status === 'expiring' || r.status === 'expired';
+  const parsed = r.decision === null ? undefined : (JSON.parse(r.decision) as { approver?: Principal; source?: Record<string, string>; reason?: string; sessionEnded?: ApprovalRecord['sessionEnded'] });
+  const decision = !ended && parsed?.approver !== undefined ? (parsed as { approver: Principal; source: Record<string, string>; reason?: string }) : undefined;
   const visible = r.status !== 'deciding';
   return {
     tenant: r.tenant,
@@ -142,13 +170,14 @@ export function approvalFromRow(r: ApprovalRow): ApprovalRecord {
     sessionId: r.session_id,
     tool: r.tool,
     argumentsDigest: r.arguments_digest,
-    status: (visible ? r.status : 'pending') as ApprovalStatus,
+    status: (r.status === 'deciding' ? 'pending' : r.status === 'expiring' ? 'expired' : r.status) as ApprovalStatus,
     createdAt: r.created_at,
     expiresAt: r.expires_at,
     ...doc,
-    ...(visible && r.decided_at !== null ? { decidedAt: r.decided_at } : {}),
+    ...(visible && !ended && r.decided_at !== null ? { decidedAt: r.decided_at } : {}),
     ...(visible && decision !== undefined ? { approver: decision.approver, source: decision.source, ...(decision.reason !== undefined ? { reason: decision.reason } : {}) } : {}),
     ...(r.consumed_at !== null ? { consumedAt: r.consumed_at } : {}),
+    ...(ended && parsed?.sessionEnded !== undefined ? { sessionEnded: parsed.sessionEnded } : {}),
   };
 }
 

@@ -17,11 +17,14 @@ import { SqliteApprovalStore } from './sqlite-approval-store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'custody-approval-webhook-'));
 const received: { body: string; signature: string | undefined }[] = [];
+/** The statuses the receiver answers with, one per request, then 200. */
+const answers: number[] = [];
 const receiver = createServer((req, res) => {
   let body = '';
   req.on('data', (c: Buffer) => (body += c.toString()));
   req.on('end', () => {
     received.push({ body, signature: req.headers[SIGNATURE_HEADER] as string | undefined });
+    res.statusCode = answers.shift() ?? 200;
     res.end();
   });
 });
@@ -69,6 +72,43 @@ describe('approval webhook', () => {
     expect(verifyWebhook(SECRET, got.body, got.signature)).toBe(true);
     expect(verifyWebhook('another-secret-entirely', got.body, got.signature)).toBe(false);
     expect(verifyWebhook(SECRET, got.body.replace('payments', 'paymentz'), got.signature)).toBe(false);
+    await approvals.close();
+  });
+
+  it('retries a failed delivery (5xx, 429) with backoff, a bounded number of times; a 4xx is not retried', async () => {
+    received.length = 0;
+    const logs: string[] = [];
+    const approvals = new Approvals({ store: await openStore(), sweepIntervalMs: 0, webhook: { url: hookUrl, secret: SECRET }, webhookRetryDelaysMs: [20, 40], log: (m) => logs.push(m) }, ledger);
+    const open = async (digest: string) => {
+      const { record } = approvals.prepare('acme', { sessionId: 'ses-1', tool: 'payments.transfer', argumentsDigest: digest.repeat(43), callEvent: 'call', context });
+      await approvals.open(record);
+      return record.id;
+    };
+    // 503, then 429, then delivered: three attempts, each signed.
+    answers.push(503, 429);
+    const a = await open('a');
+    await until(() => received.length === 3);
+    expect(received.every((r) => verifyWebhook(SECRET, r.body, r.signature))).toBe(true);
+    expect(logs).toEqual([`the approval webhook answered HTTP 503 for ${a}; retrying (attempt 2 of 3)`, `the approval webhook answered HTTP 429 for ${a}; retrying (attempt 3 of 3)`]);
+    // Failing every time: three attempts, then given up (logged), never a fourth.
+    received.length = 0;
+    logs.length = 0;
+    answers.push(500, 500, 500, 500);
+    const b = await open('b');
+    await until(() => logs.some((l) => l.includes('gave up')));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(received).toHaveLength(3);
+    expect(logs.at(-1)).toContain(`HTTP 500 for ${b}; gave up after 3 attempt(s)`);
+    answers.length = 0;
+    // A 4xx: the receiver refuses this request; sending it again would not help.
+    received.length = 0;
+    logs.length = 0;
+    answers.push(400);
+    const c = await open('c');
+    await until(() => logs.length === 1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(received).toHaveLength(1);
+    expect(logs).toEqual([`the approval webhook answered HTTP 400 for ${c}; not retried`]);
     await approvals.close();
   });
 

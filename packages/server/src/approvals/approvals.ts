@@ -11,7 +11,7 @@ import { SIGNATURE_HEADER, signWebhook } from '@custody/records';
 import { v5 as uuidv5, v7 as uuidv7 } from 'uuid';
 
 import { ApiError } from '../errors.js';
-import type { ApprovalContext, ApprovalDecision, ApprovalRecord, ApprovalStore } from './approval-store.js';
+import type { ApprovalContext, ApprovalDecision, ApprovalRecord, ApprovalSessionStatus, ApprovalStore } from './approval-store.js';
 
 /** The UUID namespace of approval.expired entry ids (RFC 9562 v5 of `<tenant>/<approval>/approval.expired`). */
 const EXPIRY_NAMESPACE = '6f3c2a1e-6b1d-4b8e-9a57-0c2d7f4e9b10';
@@ -27,6 +27,46 @@ export function decisionEventId(tenant: string, approval: string): string {
 /** The principal of the approval service's own steps (expiry). */
 export const APPROVALS_ACTOR: Principal = { type: 'service', id: 'custody-approvals' };
 
+/** Where approvals learn the state of their sessions (the authority's). */
+export interface ApprovalSessions {
+  /** The session's state now (an active session past its expiry is `expired`); undefined when unknown. */
+  status(tenant: string, id: string): Promise<ApprovalSessionStatus | undefined>;
+}
+
+/** What approvals need of the identity authority: its sessions, and a step before each close (seal). */
+export interface ApprovalAuthority {
+  readonly store: { getSession(tenant: string, id: string): Promise<{ status: ApprovalSessionStatus; expiresAt: string } | undefined> };
+  beforeClose(hook: (tenant: string, sessionId: string) => Promise<void>): void;
+}
+
+/**
+ * An id as the self-approval check compares it: NFKC, case-folded, without control,
+ * format (zero-width, bidi) and other default-ignorable characters, whitespace runs as
+ * one space and trimmed. `Alice@Example.com\u200b` is `alice@example.com`.
+ */
+export function normalisedId(id: string): string {
+  const strip = (t: string) => t.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, '');
+  return strip(strip(id).normalize('NFKC').toUpperCase().toLowerCase().normalize('NFKC')).replace(/\s+/gu, ' ').trim();
+}
+
+/** Whether two principals are the same approver (a retry of the same answer). */
+function sameApprover(a: Principal, b: Principal): boolean {
+  return a.type === b.type && a.id === b.id && (a.issuer ?? '') === (b.issuer ?? '');
+}
+
+/** The 409 message for an approval that is no longer pending: what was recorded, by whom, when. */
+function answeredMessage(a: ApprovalRecord): string {
+  if ((a.status === 'granted' || a.status === 'denied') && a.approver !== undefined) {
+    return `approval ${a.id} was already ${a.status} by ${a.approver.id}${a.decidedAt !== undefined ? ` at ${a.decidedAt}` : ''}`;
+  }
+  if (a.status === 'expired') {
+    return a.sessionEnded !== undefined
+      ? `approval ${a.id} is expired: its session was ${a.sessionEnded.status} at ${a.sessionEnded.at} before anyone answered`
+      : `approval ${a.id} is expired: nobody answered by ${a.expiresAt}`;
+  }
+  return `approval ${a.id} is already ${a.status === 'pending' ? 'being decided' : a.status}`;
+}
+
 /** Settings of approvals. */
 export interface ApprovalsOptions {
   store: ApprovalStore;
@@ -35,11 +75,19 @@ export interface ApprovalsOptions {
   /** How long a granted approval stays usable after it was granted, in seconds (if later than its expiry). Default 60. */
   useWindowSeconds?: number;
   /**
-   * Optional webhook told of every new approval (POST, JSON; failures are logged, never retried into the call path).
+   * Optional webhook told of every new approval (POST, JSON; best effort, off the call path: see `webhookRetryDelaysMs`).
    * With `secret`, each request carries `custody-signature: t=<unix seconds>,v1=<hex HMAC-SHA-256(secret, "<t>.<body>")>`,
    * as log-stream webhooks do (check it with `verifyWebhook` of @custody/records).
    */
   webhook?: { url: string; headers?: Record<string, string>; secret?: string };
+  /**
+   * Waits before each retry of a webhook delivery that failed (network error, timeout,
+   * HTTP 429 or 5xx), in ms; one attempt more than delays. Default [1000, 4000]: three
+   * attempts. Best effort: a notification that fails them all is logged and dropped.
+   */
+  webhookRetryDelaysMs?: number[];
+  /** The states of sessions (the authority's); see also {@link Approvals.attachAuthority}. */
+  sessions?: ApprovalSessions;
   /** How often expiries are swept, in ms. 0: never (call sweep()). Default 1000. */
   sweepIntervalMs?: number;
   now?: () => Date;
@@ -75,12 +123,13 @@ export class Approvals {
   readonly #ledger: Ledger;
   readonly #useWindowMs: number;
   readonly #webhook: ApprovalsOptions['webhook'];
+  readonly #webhookRetryDelaysMs: readonly number[];
   readonly #now: () => Date;
   readonly #log: (message: string, err?: unknown) => void;
+  #sessions: ApprovalSessions | undefined;
+  readonly #attached = new WeakSet<object>();
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<unknown> | undefined;
-  /** Expired approvals whose approval.expired entry the ledger has not taken yet. */
-  readonly #unrecorded = new Map<string, ApprovalRecord>();
   #closed = false;
 
   constructor(opts: ApprovalsOptions, ledger: Ledger) {
@@ -90,6 +139,8 @@ export class Approvals {
     this.#ledger = ledger;
     this.#useWindowMs = (opts.useWindowSeconds ?? 60) * 1000;
     this.#webhook = opts.webhook;
+    this.#webhookRetryDelaysMs = opts.webhookRetryDelaysMs ?? [1000, 4000];
+    this.#sessions = opts.sessions;
     this.#now = opts.now ?? (() => new Date());
     this.#log = opts.log ?? (() => undefined);
     const every = opts.sweepIntervalMs ?? 1000;
@@ -98,6 +149,41 @@ export class Approvals {
 
   now(): Date {
     return this.#now();
+  }
+
+  /**
+   * Learns session states from the authority (unless `sessions` was given), and ends a
+   * session's pending approvals before its close writes the seal, so that their
+   * `approval.expired` entries are in the sealed log. Idempotent.
+   */
+  attachAuthority(authority: ApprovalAuthority): void {
+    if (this.#attached.has(authority)) return;
+    this.#attached.add(authority);
+    this.#sessions ??= {
+      status: async (tenant, id) => {
+        const s = await authority.store.getSession(tenant, id);
+        if (s === undefined) return undefined;
+        return s.status === 'active' && Date.parse(s.expiresAt) <= this.#now().getTime() ? 'expired' : s.status;
+      },
+    };
+    authority.beforeClose(async (tenant, sessionId) => {
+      await this.endSession(tenant, sessionId, 'closed');
+    });
+  }
+
+  /** The state of a session (undefined: unknown, or no session source). */
+  async sessionStatus(tenant: string, sessionId: string): Promise<ApprovalSessionStatus | undefined> {
+    return this.#sessions?.status(tenant, sessionId);
+  }
+
+  /**
+   * Expires a session's pending approvals because it ended, recording `approval.expired`
+   * (`data.sessionEnded`) for each. Returns their ids.
+   */
+  async endSession(tenant: string, sessionId: string, status: Exclude<ApprovalSessionStatus, 'active'>): Promise<string[]> {
+    const ended = await this.store.expireSession(tenant, sessionId, { status, at: this.#now().toISOString() }, this.#now());
+    await this.#record(ended);
+    return ended.map((a) => a.id);
   }
 
   /** The new approval's record and its `approval.requested` draft (appended by the caller with the call's entries). */
@@ -137,23 +223,39 @@ export class Approvals {
   }
 
   async #notify(a: ApprovalRecord, url?: string): Promise<void> {
-    try {
-      const hook = this.#webhook!;
-      const body = JSON.stringify({ type: 'approval.requested', approval: viewOf(a), ...(url !== undefined ? { decide: url } : {}) });
-      const res = await fetch(hook.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          ...hook.headers,
-          ...(hook.secret !== undefined ? { [SIGNATURE_HEADER]: signWebhook(hook.secret, body, Math.floor(this.now().getTime() / 1000)) } : {}),
-        },
-        body,
-        signal: AbortSignal.timeout(5000),
-      });
-      await res.arrayBuffer();
-      if (!res.ok) this.#log(`the approval webhook answered HTTP ${res.status} for ${a.id}`);
-    } catch (err) {
-      this.#log(`the approval webhook failed for ${a.id}`, err);
+    const hook = this.#webhook!;
+    const body = JSON.stringify({ type: 'approval.requested', approval: viewOf(a), ...(url !== undefined ? { decide: url } : {}) });
+    const attempts = this.#webhookRetryDelaysMs.length + 1;
+    for (let attempt = 1; attempt <= attempts && !this.#closed; attempt++) {
+      let failure: string;
+      try {
+        const res = await fetch(hook.url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            ...hook.headers,
+            ...(hook.secret !== undefined ? { [SIGNATURE_HEADER]: signWebhook(hook.secret, body, Math.floor(this.now().getTime() / 1000)) } : {}),
+          },
+          body,
+          signal: AbortSignal.timeout(5000),
+        });
+        await res.arrayBuffer();
+        if (res.ok) return;
+        failure = `answered HTTP ${res.status}`;
+        // A 4xx other than 429 is the receiver refusing this request: sending it again would not help.
+        if (res.status < 500 && res.status !== 429) {
+          this.#log(`the approval webhook ${failure} for ${a.id}; not retried`);
+          return;
+        }
+      } catch (err) {
+        failure = `failed (${err instanceof Error ? err.message : String(err)})`;
+      }
+      if (attempt === attempts) {
+        this.#log(`the approval webhook ${failure} for ${a.id}; gave up after ${attempts} attempt(s)`);
+        return;
+      }
+      this.#log(`the approval webhook ${failure} for ${a.id}; retrying (attempt ${attempt + 1} of ${attempts})`);
+      await new Promise((r) => setTimeout(r, this.#webhookRetryDelaysMs[attempt - 1]).unref());
     }
   }
 
@@ -165,7 +267,7 @@ export class Approvals {
     const a = await this.store.get(tenant, id);
     if (a === undefined) throw new ApiError('APPROVAL_NOT_FOUND', 404, `this tenant has no approval ${id}`);
     if (a.status === 'pending' && Date.parse(a.expiresAt) <= this.#now().getTime()) {
-      await this.#expire(await this.store.expireDue(this.#now(), 1, tenant, id));
+      await this.#record(await this.store.expireDue(this.#now(), 1, tenant, id));
       return (await this.store.get(tenant, id)) ?? a;
     }
     return a;
@@ -173,21 +275,34 @@ export class Approvals {
 
   /**
    * A human's answer. The approver must not be the session's agent, initiator or any
-   * link of its delegation chain.
-   * @throws ApiError `APPROVAL_NOT_FOUND`, `APPROVAL_SELF`, `APPROVAL_NOT_PENDING`; the store's errors (nothing changed)
+   * link of its delegation chain (ids compared normalised: {@link normalisedId}), and
+   * the session must be active. The same approver repeating the answer recorded gets
+   * it back (nothing new is recorded).
+   * @throws ApiError `APPROVAL_NOT_FOUND`, `APPROVAL_SELF`, `APPROVAL_NOT_PENDING` (naming the decision recorded, who and when),
+   *   `APPROVAL_SESSION_INACTIVE`; the store's errors (nothing changed)
    */
   async decide(tenant: string, id: string, d: { status: 'granted' | 'denied'; approver: Principal; source: Record<string, string>; reason?: string; apiKey?: string }): Promise<ApprovalRecord> {
     const a = await this.get(tenant, id);
-    const involved = new Set([a.context.agent.id, a.context.initiator.id, ...a.context.chain.map((l) => l.principal.id)]);
-    if (involved.has(d.approver.id)) {
-      throw new ApiError('APPROVAL_SELF', 403, `${d.approver.id} is in this call's delegation chain (initiator or agent): a call cannot be approved by anyone it acts for or through`);
+    const involved = new Set([a.context.agent.id, a.context.initiator.id, ...a.context.chain.map((l) => l.principal.id)].map(normalisedId));
+    if (involved.has(normalisedId(d.approver.id))) {
+      throw new ApiError('APPROVAL_SELF', 403, `${JSON.stringify(d.approver.id)} is in this call's delegation chain (initiator or agent), ids compared without case or invisible characters: a call cannot be approved by anyone it acts for or through`);
     }
-    if (a.status !== 'pending') throw new ApiError('APPROVAL_NOT_PENDING', 409, `approval ${id} is already ${a.status}`);
+    const answered = (x: ApprovalRecord): ApprovalRecord => {
+      if (x.status === d.status && x.approver !== undefined && sameApprover(x.approver, d.approver)) return x;
+      throw new ApiError('APPROVAL_NOT_PENDING', 409, answeredMessage(x));
+    };
+    if (a.status !== 'pending') return answered(a);
+    const session = await this.#sessions?.status(tenant, a.sessionId);
+    if (session !== undefined && session !== 'active') {
+      // Its call can never run now; end the approval at once rather than at the next sweep.
+      await this.endSession(tenant, a.sessionId, session).catch((err: unknown) => this.#log(`could not expire the approvals of ended session ${a.sessionId}`, err));
+      throw new ApiError('APPROVAL_SESSION_INACTIVE', 409, `approval ${id} cannot be answered: its session ${a.sessionId} is ${session}, so its call can no longer run`);
+    }
     const at = this.#now().toISOString();
     const decision = { status: d.status, at, approver: d.approver, source: d.source, ...(d.reason !== undefined ? { reason: d.reason } : {}) };
     if (!(await this.store.claim(tenant, id, decision))) {
       const now = await this.get(tenant, id);
-      throw new ApiError('APPROVAL_NOT_PENDING', 409, `approval ${id} is already ${now.status === 'pending' ? 'being decided' : now.status}`);
+      return answered(now);
     }
     // The entry id is derived from the approval: if an earlier attempt's entry is in
     // the ledger (its node died before settling, or its answer was lost), the ledger
@@ -228,7 +343,7 @@ export class Approvals {
     const recorded = await this.#recordedDecision(tenant, id);
     if (recorded !== undefined) await this.store.settle(tenant, id, recorded);
     const now = await this.get(tenant, id);
-    if (recorded === undefined || recorded.status !== d.status || recorded.approver.id !== d.approver.id) {
+    if (recorded === undefined || recorded.status !== d.status || !sameApprover(recorded.approver, d.approver)) {
       throw new ApiError('APPROVAL_NOT_PENDING', 409, `approval ${id} was already ${recorded?.status ?? now.status}${recorded !== undefined ? ` by ${recorded.approver.id} at ${recorded.at}` : ''}: the ledger holds that decision`);
     }
     return now;
@@ -270,12 +385,30 @@ export class Approvals {
     if (!ok) throw new ApiError('APPROVAL_NOT_GRANTED', 409, `approval ${a.id} was used by another call or is no longer usable`);
   }
 
-  /** Expires due approvals, recording `approval.expired` for each. */
+  /**
+   * Expires due approvals and the pending approvals of sessions that ended, and records
+   * `approval.expired` for each expired approval whose entry is not known to be in the
+   * ledger (those of earlier sweeps too: the state is kept in the store, not in memory).
+   */
   async sweep(): Promise<{ expired: string[]; recovered: string[] }> {
     const recovered = await this.#recoverClaims();
     const due = await this.store.expireDue(this.#now(), 500);
-    if (due.length > 0 || this.#unrecorded.size > 0) await this.#expire(due);
-    return { expired: due.map((a) => a.id), recovered };
+    const ended = await this.#expireEndedSessions();
+    await this.#record(await this.store.unrecordedExpiries(500));
+    return { expired: [...due.map((a) => a.id), ...ended], recovered };
+  }
+
+  /** Expires the pending approvals of sessions that are no longer active. */
+  async #expireEndedSessions(): Promise<string[]> {
+    if (this.#sessions === undefined) return [];
+    const out: string[] = [];
+    for (const { tenant, sessionId } of await this.store.pendingSessions(200)) {
+      const status = await this.#sessions.status(tenant, sessionId);
+      if (status === undefined || status === 'active') continue;
+      const ended = await this.store.expireSession(tenant, sessionId, { status, at: this.#now().toISOString() }, this.#now());
+      out.push(...ended.map((a) => a.id));
+    }
+    return out;
   }
 
   /**
@@ -296,31 +429,45 @@ export class Approvals {
     return out;
   }
 
-  async #expire(due: ApprovalRecord[]): Promise<void> {
-    // The approval is already expired in the store; its entry is retried on every sweep until
-    // the ledger takes it. The entry id is derived from the approval, so a retry (or two nodes
-    // racing) never writes it twice: the ledger answers a known id with the original entry.
-    const pending = [...this.#unrecorded.values(), ...due];
-    this.#unrecorded.clear();
-    for (const a of pending) {
+  /**
+   * Appends `approval.expired` for expired approvals and marks each recorded. One the
+   * ledger refuses stays `expiring` in the store and is retried at the next sweep (by any
+   * node; after a restart too). The entry id is derived from the approval, so a retry (or
+   * two nodes racing) never writes it twice: the ledger answers a known id with the
+   * original entry. A session sealed (closed) before the entry could be written refuses it
+   * for good (SESSION_SEALED): that is final, logged once, and the approval stays expired
+   * in the store with no entry (docs/api.md, "Approvals").
+   */
+  async #record(expired: ApprovalRecord[]): Promise<void> {
+    for (const a of expired) {
+      const ended = a.sessionEnded;
       try {
         const results = await this.#ledger.append(a.tenant, [
           {
             id: uuidv5(`${a.tenant}/${a.id}/approval.expired`, EXPIRY_NAMESPACE),
             type: 'approval.expired',
-            time: a.expiresAt,
+            time: ended !== undefined && ended.at < a.expiresAt ? ended.at : a.expiresAt,
             ...base(a),
             actor: APPROVALS_ACTOR,
             cause: a.requestEvent,
             approval: { id: a.id, status: 'expired', expiresAt: a.expiresAt, argumentsDigest: a.argumentsDigest },
-            data: { call: a.callEvent, reason: 'no human answered in time' },
+            data:
+              ended !== undefined
+                ? { call: a.callEvent, reason: `the session ended (${ended.status}) before anyone answered`, sessionEnded: ended.status }
+                : { call: a.callEvent, reason: 'no human answered in time' },
           },
         ]);
         assertAppended(results);
       } catch (err) {
-        if (this.#unrecorded.size < 100_000) this.#unrecorded.set(`${a.tenant}/${a.id}`, a);
-        this.#log(`could not record the expiry of approval ${a.id}; retrying at the next sweep`, err);
+        if ((err as { code?: unknown }).code === 'SESSION_SEALED') {
+          await this.store.settleExpiry(a.tenant, a.id).catch(() => undefined);
+          this.#log(`approval ${a.id} expired, but its session ${a.sessionId} was sealed before approval.expired could be recorded: the log ends with its approval.requested (not retried)`);
+        } else {
+          this.#log(`could not record the expiry of approval ${a.id}; retrying at the next sweep`, err);
+        }
+        continue;
       }
+      await this.store.settleExpiry(a.tenant, a.id).catch((err: unknown) => this.#log(`approval ${a.id}: its expiry is recorded, but marking it so failed (retried, harmlessly, at the next sweep)`, err));
     }
   }
 
@@ -346,8 +493,8 @@ export class Approvals {
   }
 }
 
-/** An approval as the API shows it. */
-export function viewOf(a: ApprovalRecord): Record<string, unknown> {
+/** An approval as the API shows it; `sessionStatus`: its session's state, when known. */
+export function viewOf(a: ApprovalRecord, sessionStatus?: ApprovalSessionStatus): Record<string, unknown> {
   return {
     id: a.id,
     status: a.status,
@@ -363,5 +510,6 @@ export function viewOf(a: ApprovalRecord): Record<string, unknown> {
     ...(a.source !== undefined ? { source: a.source } : {}),
     ...(a.reason !== undefined ? { reason: a.reason } : {}),
     ...(a.consumedAt !== undefined ? { consumedAt: a.consumedAt } : {}),
+    ...(sessionStatus !== undefined ? { sessionStatus } : {}),
   };
 }

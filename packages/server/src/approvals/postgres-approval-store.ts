@@ -18,6 +18,7 @@ import {
   decisionDocument,
   decodeApprovalCursor,
   encodeApprovalCursor,
+  sessionEndedDocument,
 } from './approval-store.js';
 
 /** Where the PostgreSQL approval store keeps its table. */
@@ -103,6 +104,7 @@ export class PostgresApprovalStore implements ApprovalStore {
       args.push(...vs);
     };
     if (filter.status === 'pending') where.push("status IN ('pending', 'deciding')");
+    else if (filter.status === 'expired') where.push("status IN ('expiring', 'expired')");
     else if (filter.status !== undefined) add((n) => `status = $${n}`, filter.status);
     if (filter.session !== undefined) add((n) => `session_id = $${n}`, filter.session);
     if (cursor !== undefined) {
@@ -162,7 +164,7 @@ export class PostgresApprovalStore implements ApprovalStore {
     const scope = tenant !== undefined && id !== undefined ? 'AND tenant = $4 AND id = $5' : '';
     // One statement: rows locked and changed by exactly one node (SKIP LOCKED).
     const r = await this.#pool.query<ApprovalRow>(
-      `UPDATE ${this.#s}.approvals a SET status = 'expired', decided_at = NULL, decision = NULL
+      `UPDATE ${this.#s}.approvals a SET status = 'expiring', decided_at = NULL, decided_ms = $1, decision = NULL
        FROM (SELECT tenant, id FROM ${this.#s}.approvals
              WHERE expires_ms <= $1 AND (status = 'pending' OR (status = 'deciding' AND decided_ms <= $2)) ${scope}
              ORDER BY expires_ms LIMIT $3 FOR UPDATE SKIP LOCKED) due
@@ -171,5 +173,30 @@ export class PostgresApprovalStore implements ApprovalStore {
       [ms, ms - CLAIM_STALE_MS, limit, ...(scope !== '' ? [tenant, id] : [])],
     );
     return r.rows.map(approvalFromRow);
+  }
+
+  async expireSession(tenant: string, sessionId: string, ended: NonNullable<ApprovalRecord['sessionEnded']>, now: Date): Promise<ApprovalRecord[]> {
+    const r = await this.#pool.query<ApprovalRow>(
+      `UPDATE ${this.#s}.approvals SET status = 'expiring', decided_at = NULL, decided_ms = $1, decision = $2
+       WHERE tenant = $3 AND session_id = $4 AND status = 'pending'
+       RETURNING ${COLUMNS}`,
+      [now.getTime(), sessionEndedDocument(ended), tenant, sessionId],
+    );
+    return r.rows.map(approvalFromRow);
+  }
+
+  async pendingSessions(limit: number): Promise<{ tenant: string; sessionId: string }[]> {
+    const r = await this.#pool.query<{ tenant: string; session_id: string }>(`SELECT DISTINCT tenant, session_id FROM ${this.#s}.approvals WHERE status = 'pending' LIMIT $1`, [limit]);
+    return r.rows.map((row) => ({ tenant: row.tenant, sessionId: row.session_id }));
+  }
+
+  async unrecordedExpiries(limit: number): Promise<ApprovalRecord[]> {
+    const r = await this.#pool.query<ApprovalRow>(`SELECT ${COLUMNS} FROM ${this.#s}.approvals WHERE status = 'expiring' ORDER BY decided_ms LIMIT $1`, [limit]);
+    return r.rows.map(approvalFromRow);
+  }
+
+  async settleExpiry(tenant: string, id: string): Promise<boolean> {
+    const r = await this.#pool.query(`UPDATE ${this.#s}.approvals SET status = 'expired' WHERE tenant = $1 AND id = $2 AND status = 'expiring'`, [tenant, id]);
+    return r.rowCount === 1;
   }
 }

@@ -17,6 +17,7 @@ import {
   decisionDocument,
   decodeApprovalCursor,
   encodeApprovalCursor,
+  sessionEndedDocument,
 } from './approval-store.js';
 
 /** Where the SQLite approval store keeps its table. */
@@ -93,8 +94,12 @@ export class SqliteApprovalStore implements ApprovalStore {
     const where = ['tenant = ?'];
     const args: unknown[] = [tenant];
     if (filter.status !== undefined) {
-      where.push(filter.status === 'pending' ? "status IN ('pending', 'deciding')" : 'status = ?');
-      if (filter.status !== 'pending') args.push(filter.status);
+      if (filter.status === 'pending') where.push("status IN ('pending', 'deciding')");
+      else if (filter.status === 'expired') where.push("status IN ('expiring', 'expired')");
+      else {
+        where.push('status = ?');
+        args.push(filter.status);
+      }
     }
     if (filter.session !== undefined) {
       where.push('session_id = ?');
@@ -150,9 +155,34 @@ export class SqliteApprovalStore implements ApprovalStore {
       const scope = tenant !== undefined && id !== undefined ? 'AND tenant = ? AND id = ?' : '';
       const rows = this.#stmt(`SELECT ${COLUMNS} FROM approvals WHERE expires_ms <= ? AND (status = 'pending' OR (status = 'deciding' AND decided_ms <= ?)) ${scope} ORDER BY expires_ms LIMIT ?`)
         .all(ms, ms - CLAIM_STALE_MS, ...(scope !== '' ? [tenant, id] : []), limit) as ApprovalRow[];
-      const upd = this.#stmt("UPDATE approvals SET status = 'expired', decided_at = NULL, decision = NULL WHERE tenant = ? AND id = ?");
-      for (const r of rows) upd.run(r.tenant, r.id);
-      return rows.map((r) => ({ ...approvalFromRow(r), status: 'expired' as const }));
+      // `expiring` until its approval.expired entry is in the ledger (settleExpiry); decided_ms: since when.
+      const upd = this.#stmt("UPDATE approvals SET status = 'expiring', decided_at = NULL, decided_ms = ?, decision = NULL WHERE tenant = ? AND id = ?");
+      for (const r of rows) upd.run(ms, r.tenant, r.id);
+      return rows.map((r) => approvalFromRow({ ...r, status: 'expiring', decided_at: null, decision: null }));
     })();
+  }
+
+  async expireSession(tenant: string, sessionId: string, ended: NonNullable<ApprovalRecord['sessionEnded']>, now: Date): Promise<ApprovalRecord[]> {
+    const decision = sessionEndedDocument(ended);
+    return this.#db.transaction(() => {
+      const rows = this.#stmt(`SELECT ${COLUMNS} FROM approvals WHERE tenant = ? AND session_id = ? AND status = 'pending'`).all(tenant, sessionId) as ApprovalRow[];
+      const upd = this.#stmt("UPDATE approvals SET status = 'expiring', decided_at = NULL, decided_ms = ?, decision = ? WHERE tenant = ? AND id = ? AND status = 'pending'");
+      for (const r of rows) upd.run(now.getTime(), decision, r.tenant, r.id);
+      return rows.map((r) => approvalFromRow({ ...r, status: 'expiring', decided_at: null, decision }));
+    })();
+  }
+
+  async pendingSessions(limit: number): Promise<{ tenant: string; sessionId: string }[]> {
+    const rows = this.#stmt("SELECT DISTINCT tenant, session_id FROM approvals WHERE status = 'pending' LIMIT ?").all(limit) as { tenant: string; session_id: string }[];
+    return rows.map((r) => ({ tenant: r.tenant, sessionId: r.session_id }));
+  }
+
+  async unrecordedExpiries(limit: number): Promise<ApprovalRecord[]> {
+    const rows = this.#stmt(`SELECT ${COLUMNS} FROM approvals WHERE status = 'expiring' ORDER BY decided_ms LIMIT ?`).all(limit) as ApprovalRow[];
+    return rows.map(approvalFromRow);
+  }
+
+  async settleExpiry(tenant: string, id: string): Promise<boolean> {
+    return this.#stmt("UPDATE approvals SET status = 'expired' WHERE tenant = ? AND id = ? AND status = 'expiring'").run(tenant, id).changes === 1;
   }
 }

@@ -3,14 +3,14 @@
  * answer), and answer one as a human. See docs/api.md, "Approvals".
  * @internal
  */
-import type { Authority } from '@custody/authority';
+import { type Authority, AuthorityError } from '@custody/authority';
 import type { Principal } from '@custody/core';
 import type { FastifyRequest } from 'fastify';
 
 import { authenticate } from '../api-keys.js';
 import { ROLES, callerOf } from '../auth.js';
 import { type Approvals, viewOf } from '../approvals/approvals.js';
-import type { ApprovalStatus } from '../approvals/approval-store.js';
+import type { ApprovalRecord, ApprovalSessionStatus, ApprovalStatus } from '../approvals/approval-store.js';
 import { ApiError } from '../errors.js';
 import { AUTHED, type RouteContext, access, errorResponses, rolesLine } from '../route-kit.js';
 import { PAGING, SESSION_ID } from '../schemas.js';
@@ -46,6 +46,11 @@ export const APPROVAL_SCHEMA = {
     source: { type: 'object', additionalProperties: { type: 'string' }, description: 'Where the answer came from: ip, userAgent.' },
     reason: { type: 'string' },
     consumedAt: { ...time, description: 'When the approved call used it (single use).' },
+    sessionStatus: {
+      type: 'string',
+      enum: ['active', 'revoked', 'closed', 'expired'],
+      description: "The state of the approval's session now: only an active session's approval can be answered (else 409 APPROVAL_SESSION_INACTIVE), and a pending approval of an ended session is expired by the sweeper.",
+    },
   },
 } as const;
 
@@ -73,8 +78,13 @@ async function approverOf(request: FastifyRequest, ctx: RouteContext, authority:
   }
   let human;
   try {
-    human = await authority.verifyHumanToken(token);
+    human = await authority.verifyApproverToken(token);
   } catch (err) {
+    // A valid human token meant for token exchange (the subject_token the agent's side holds
+    // to open sessions) is not an approver credential: else the agent could approve as that human.
+    if (err instanceof AuthorityError && err.code === 'TOKEN_AUDIENCE_INVALID') {
+      throw new ApiError('APPROVER_TOKEN_REFUSED', 403, `this human token cannot answer approvals: human tokens for approvals need an aud from the trust entry's approverAudience, never a token-exchange audience (${err.message})`, { cause: err });
+    }
     throw new ApiError('UNAUTHENTICATED', 401, `not an API key nor a valid human token: ${err instanceof Error ? err.message : 'invalid'}`, { ...challenge, cause: err });
   }
   return { tenant: human.trust.tenant, principal: { type: 'human', id: human.subject, issuer: human.issuer, verified: true } };
@@ -92,10 +102,25 @@ function tokenIssuer(token: string): string | undefined {
   }
 }
 
+/** Approvals as the API shows them, each with its session's state (looked up once per session). */
+async function viewsOf(approvals: Approvals, list: readonly ApprovalRecord[]): Promise<Record<string, unknown>[]> {
+  const states = new Map<string, Promise<ApprovalSessionStatus | undefined>>();
+  const stateOf = (a: ApprovalRecord) => {
+    const key = `${a.tenant}/${a.sessionId}`;
+    let p = states.get(key);
+    if (p === undefined) states.set(key, (p = approvals.sessionStatus(a.tenant, a.sessionId)));
+    return p;
+  };
+  return Promise.all(list.map(async (a) => viewOf(a, await stateOf(a))));
+}
+
 /** Registers the approval routes. */
 export function approvalRoutes(ctx: RouteContext, approvals: Approvals, authority: Authority | undefined): void {
   const { app } = ctx;
   app.addSchema(APPROVAL_SCHEMA);
+  // Answers need an active session, the sweeper expires approvals of ended sessions, and
+  // a close ends its session's pending approvals before the seal.
+  if (authority !== undefined) approvals.attachAuthority(authority);
   const read = access(ctx, ROLES.read);
   const hook = read.onRequest ? { onRequest: read.onRequest } : {};
   const anyRole = access(ctx, ['ingest', 'read', 'approve', 'admin']);
@@ -127,7 +152,7 @@ export function approvalRoutes(ctx: RouteContext, approvals: Approvals, authorit
       // Answer pending ones that are due as expired, not as pending.
       if (q.status === undefined || q.status === 'pending') await approvals.sweep();
       const page = await approvals.store.list(tenant, { ...(q.status !== undefined ? { status: q.status } : {}), ...(q.session !== undefined ? { session: q.session } : {}) }, q.limit ?? 100, q.cursor);
-      return { approvals: page.approvals.map(viewOf), ...(page.nextCursor !== undefined ? { nextCursor: page.nextCursor } : {}) };
+      return { approvals: await viewsOf(approvals, page.approvals), ...(page.nextCursor !== undefined ? { nextCursor: page.nextCursor } : {}) };
     },
   );
 
@@ -144,7 +169,7 @@ export function approvalRoutes(ctx: RouteContext, approvals: Approvals, authorit
         response: { 200: { $ref: 'Approval#' }, ...errorResponses([...AUTHED, 404]) },
       },
     },
-    async (request) => viewOf(await approvals.get(callerOf(request).tenant, request.params.id)),
+    async (request) => (await viewsOf(approvals, [await approvals.get(callerOf(request).tenant, request.params.id)]))[0],
   );
 
   app.get<{ Params: { id: string }; Querystring: { wait?: number } }>(
@@ -198,7 +223,8 @@ export function approvalRoutes(ctx: RouteContext, approvals: Approvals, authorit
         summary: 'Answer an approval (a human)',
         description:
           'Grants or denies one pending approval, recording approval.granted or approval.denied with the approver and the source (IP, user agent). ' +
-          "The approver is the name of an approve (or admin) API key, or the subject of a token from a trusted human issuer (verified). Session credentials (agents) are refused, and so is anyone in the call's delegation chain: the session's agent, initiator or any delegating agent (APPROVAL_SELF).",
+          "The approver is the name of an approve (or admin) API key, or the subject of a token from a trusted human issuer (verified) whose aud is one of that trust entry's approverAudience: a token for token exchange (the subject_token the agent's side holds) is refused with 403 APPROVER_TOKEN_REFUSED. Session credentials (agents) are refused, and so is anyone in the call's delegation chain: the session's agent, initiator or any delegating agent (APPROVAL_SELF; ids compared without case or invisible characters). " +
+          "The session must be active (409 APPROVAL_SESSION_INACTIVE). An approval already answered: the same approver repeating the same answer gets it back (200, nothing new recorded); any other answer gets 409 APPROVAL_NOT_PENDING naming the decision, who made it and when.",
         security: [{ bearerAuth: [] }],
         params,
         body: {
@@ -221,7 +247,7 @@ export function approvalRoutes(ctx: RouteContext, approvals: Approvals, authorit
         ...(request.body.reason !== undefined ? { reason: request.body.reason } : {}),
         ...(who.apiKey !== undefined ? { apiKey: who.apiKey } : {}),
       });
-      return viewOf(a);
+      return (await viewsOf(approvals, [a]))[0];
     },
   );
 }

@@ -270,7 +270,13 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
           throw refused(err);
         }
       }
-      if (opened !== undefined) await approvals.open(opened, `${request.protocol}://${request.host}/v1/approvals/${opened.id}`);
+      // The webhook's `decide` link comes from configuration (Custody's issuer: --issuer, the
+      // trust file's, else the URL the server listens on), never from the request's Host
+      // header, which the agent chooses: a signed notification must not point elsewhere.
+      if (opened !== undefined) {
+        const base = publicBase(authority);
+        await approvals.open(opened, base !== undefined ? `${base}/v1/approvals/${opened.id}` : undefined);
+      }
       return {
         decision,
         call: callEvent,
@@ -281,6 +287,17 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
       };
     },
   );
+}
+
+/** Custody's configured public URL (its issuer, when that is an http(s) URL), or undefined. */
+function publicBase(authority: Authority): string | undefined {
+  let issuer: string;
+  try {
+    issuer = authority.issuer;
+  } catch {
+    return undefined;
+  }
+  return /^https?:\/\/[^\s/]+/.test(issuer) ? issuer.replace(/\/+$/, '') : undefined;
 }
 
 /** The caller: an enforcement point's API key with the credential in the body, or the agent's own credential. */
