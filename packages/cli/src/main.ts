@@ -18,7 +18,7 @@ import { registerPolicyCommands } from './commands/policy.js';
 import { runUp } from './commands/up.js';
 import { runVerify } from './commands/verify.js';
 import { registerInvestigationCommands } from './investigate-commands.js';
-import { failureOf, type Output, processOutput } from './output.js';
+import { failureOf, type Output, processOutput, safeText } from './output.js';
 import { registerRecordsCommands } from './records-commands.js';
 
 const VERSION = '0.1.0';
@@ -218,7 +218,8 @@ export async function main(argv: string[], io: Output = processOutput()): Promis
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     const f = failureOf(err);
-    io.err(f.code === 'INTERNAL' ? `custody: ${f.message}` : `custody: ${f.message} [${f.code}]`);
+    // The message may quote the server's (and through it an agent's) text: shown escaped.
+    io.err(f.code === 'INTERNAL' ? `custody: ${safeText(f.message)}` : `custody: ${safeText(f.message)} [${safeText(f.code)}]`);
     return f.exitCode;
   }
 }

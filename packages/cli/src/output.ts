@@ -24,9 +24,75 @@ export function processOutput(): Output {
   };
 }
 
-/** Wraps `text` in an ANSI style when `on`. */
+/** Wraps `text` in an ANSI style when `on`. Style values only after `safeText` (paint does not neutralise them). */
 export function paint(on: boolean, style: Style, text: string): string {
   return on ? `\u001b[${codes[style]}m${text}\u001b[0m` : text;
+}
+
+/**
+ * What a terminal may act on instead of showing, or shows misleadingly: C0 controls (the
+ * escape that starts cursor moves and erases, CR, backspace, newline and tab inside a value
+ * too), DEL, C1 controls (U+0080–U+009F, 8-bit CSI and OSC among them), the Unicode bidi
+ * controls (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069), the line and paragraph
+ * separators, and invisible characters that make two ids look alike (U+200B, U+2060, U+FEFF).
+ */
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff]/g;
+
+const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+function escapeChar(c: string): string {
+  return SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * A value from the server, a store or a file (agent-controlled text: objectives, tool
+ * names, principal ids, reasons, approver names, messages) made safe to print on a
+ * terminal: every character of UNSAFE is shown as an escape (`\u001b`, `\n`, `\r`,
+ * `\t`, `\u202e`), so that no value can move the cursor, erase or rewrite a line, start a
+ * new one, or reorder what is shown. Human output only: --json prints values as they are.
+ */
+export function safeText(value: unknown): string {
+  return (typeof value === 'string' ? value : String(value)).replace(UNSAFE, escapeChar);
+}
+
+/** JSON of a value, safe to print (JSON.stringify escapes C0 controls, not DEL, C1 or bidi controls). */
+export function safeJson(value: unknown): string {
+  return safeText(JSON.stringify(value));
+}
+
+/**
+ * A copy of data from the server or a store with every string in it (object keys too)
+ * passed through `safeText`: give it to a human renderer, so that whatever field the
+ * renderer prints, and however it styles it, the value is safe.
+ */
+export function safeData<T>(value: T): T {
+  if (typeof value === 'string') return safeText(value) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => safeData(v)) as T;
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[safeText(k)] = safeData(v);
+    return out as T;
+  }
+  return value;
+}
+
+/** The exact style sequences `paint` writes. */
+const PAINTED = new RegExp(`\u001b\\[(?:${[0, ...Object.values(codes)].join('|')})m`, 'g');
+
+/**
+ * Text built by the CLI that may carry `paint` styles (a table cell, a field): every
+ * UNSAFE character is escaped as by `safeText`, except the exact style sequences `paint`
+ * writes. The net under values a renderer forgot to pass through `safeText`; it cannot
+ * tell a style a value smuggled in from the CLI's own, so values still go through `safeText`.
+ */
+export function safeStyled(text: string): string {
+  let out = '';
+  let last = 0;
+  for (const m of text.matchAll(PAINTED)) {
+    out += safeText(text.slice(last, m.index)) + m[0];
+    last = m.index + m[0].length;
+  }
+  return out + safeText(text.slice(last));
 }
 
 /** A listen() failure as a CliError naming the address (a port in use, an address not on this machine), else undefined. */
@@ -96,7 +162,7 @@ export type Log = (level: LogLevel, message: string, fields?: Record<string, unk
  * or with --json one JSON object a line, `{ "time", "level", "message", ...fields }`.
  */
 export function stderrLog(io: Output, json: boolean, prefix: string): Log {
-  return (level, message, fields) => io.err(json ? JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }) : `${prefix}${message}`);
+  return (level, message, fields) => io.err(json ? JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }) : `${prefix}${safeText(message)}`);
 }
 
 /**

@@ -2,7 +2,7 @@
  * Human output of the investigation commands: aligned tables, colour (only when
  * the Output allows it), times given as flags, and progress on standard error.
  */
-import { CliError, type Output, paint, type Style } from './output.js';
+import { CliError, type Output, paint, safeStyled, type Style } from './output.js';
 
 const ANSI = /\u001b\[[0-9;]*m/g;
 
@@ -11,8 +11,15 @@ export function visibleWidth(s: string): number {
   return [...s.replace(ANSI, '')].length;
 }
 
-/** Prints an aligned table: a bold header, then the rows; cells may carry colour. */
-export function printTable(io: Output, header: readonly string[], rows: readonly (readonly string[])[]): void {
+/**
+ * Prints an aligned table: a bold header, then the rows; cells may carry colour. Every
+ * cell is one line: a control character in it (a newline too) is shown escaped, as
+ * `safeStyled` does; values from the server should still be passed through `safeText`
+ * (or `safeData`) before they are styled or put in a cell.
+ */
+export function printTable(io: Output, heading: readonly string[], cellRows: readonly (readonly string[])[]): void {
+  const header = heading.map(safeStyled);
+  const rows = cellRows.map((r) => r.map(safeStyled));
   const widths = header.map((h, i) => Math.max(visibleWidth(h), ...rows.map((r) => visibleWidth(r[i] ?? ''))));
   const line = (cells: readonly string[]) =>
     cells

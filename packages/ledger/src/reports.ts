@@ -59,7 +59,9 @@ export interface StoreReports {
   /**
    * `policy.decided` entries with effect `approval_required` for which no
    * `approval.granted` by a human approver exists in the same session whose
-   * `cause` is the decision's `cause` (the call) or the decision itself.
+   * `cause` is the decision's `cause` (the call), the decision itself, or an
+   * `approval.requested` of the same session whose `cause` is either (the server's
+   * approvals name the request in the decision's `cause`).
    */
   unapprovedCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]>;
   /** `policy.decided` entries with effect `deny`. */
@@ -281,6 +283,18 @@ async function sessionsOf(store: LedgerStore, tenant: string, ids: Iterable<stri
   return out;
 }
 
+/**
+ * The steps of a call among its session's entries: those whose `cause` is the call or its
+ * decision, and those whose `cause` is an `approval.requested` among them (the server's
+ * approvals name that request in the `cause` of approval.granted / denied / expired).
+ */
+function callSteps<E extends { id: string; type: string; cause?: string }>(entries: readonly E[], call: string, decision: string): E[] {
+  const keys = new Set([call, decision]);
+  const direct = entries.filter((s) => s.cause !== undefined && keys.has(s.cause));
+  const requests = new Set(direct.filter((s) => s.type === 'approval.requested').map((s) => s.id));
+  return requests.size === 0 ? direct : [...direct, ...entries.filter((s) => s.cause !== undefined && requests.has(s.cause) && !keys.has(s.cause))];
+}
+
 /** `unapproved-calls`: sensitive tool calls without a human approval. */
 export async function unapprovedCallsReport(store: LedgerStore, tenant: string, req: ReportRequest): Promise<ReportPage<UnapprovedCallRow>> {
   const range = checkRange(req);
@@ -290,8 +304,7 @@ export async function unapprovedCallsReport(store: LedgerStore, tenant: string, 
   const sessions = await sessionsOf(store, tenant, decoded.map((d) => d.env.session?.id ?? '').filter((s) => s !== ''));
   const rows = decoded.map(({ e, env }): UnapprovedCallRow => {
     const call = env.cause ?? env.id;
-    const keys = new Set([call, env.id]);
-    const steps = (sessions.get(env.session?.id ?? '') ?? []).filter((s) => s.cause !== undefined && keys.has(s.cause));
+    const steps = callSteps(sessions.get(env.session?.id ?? '') ?? [], call, env.id);
     const has = (type: string) => steps.some((s) => s.type === type);
     const approval: UnapprovedCallRow['approval'] = has('approval.granted')
       ? 'granted-not-human'

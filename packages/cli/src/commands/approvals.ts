@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 
 import { addConnectionOptions, apiJson, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output, paint } from '../output.js';
+import { CliError, type Output, paint, safeData, safeJson } from '../output.js';
 import { printTable } from '../render.js';
 
 /** An approval as the API answers it (the fields the CLI shows). */
@@ -55,10 +55,11 @@ export async function runApprovalsList(opts: Conn & { status?: string; session?:
     io.out(`no ${status === 'all' ? '' : `${status} `}approvals`);
     return 0;
   }
+  // Everything shown is agent- or server-supplied text: made safe before it is styled.
   printTable(
     io,
     ['APPROVAL', 'STATUS', 'TOOL', 'INITIATOR', 'AGENT', 'EXPIRES', 'WHY'],
-    res.approvals.map((a) => [a.id, paint(io.color, STYLE[a.status] ?? 'dim', a.status), a.tool, a.context.initiator.id, a.context.agent.id, a.expiresAt, a.context.reasons.join('; ')]),
+    safeData(res.approvals).map((a) => [a.id, paint(io.color, STYLE[a.status] ?? 'dim', a.status), a.tool, a.context.initiator.id, a.context.agent.id, a.expiresAt, a.context.reasons.join('; ')]),
   );
   return 0;
 }
@@ -66,14 +67,17 @@ export async function runApprovalsList(opts: Conn & { status?: string; session?:
 /** `custody approvals show <id>`. */
 export async function runApprovalsShow(id: string, opts: Conn, io: Output): Promise<number> {
   const conn = resolveConnection(opts);
-  const a = await apiJson<ApprovalJson>(conn, `/v1/approvals/${encodeURIComponent(id)}`);
+  const raw = await apiJson<ApprovalJson>(conn, `/v1/approvals/${encodeURIComponent(id)}`);
   if (opts.json) {
-    io.out(JSON.stringify(a, null, 2));
+    io.out(JSON.stringify(raw, null, 2));
     return 0;
   }
+  // The objective, tool, ids and reasons are agent- or server-supplied: shown escaped, so
+  // that none can rewrite what the approver reads (e.g. move up and overwrite the arguments).
+  const a = safeData(raw);
   io.out(`${paint(io.color, 'bold', a.id)}  ${paint(io.color, STYLE[a.status] ?? 'dim', a.status)}${a.approver !== undefined ? ` by ${a.approver.id}` : ''}${a.reason !== undefined ? ` (${a.reason})` : ''}`);
   io.out(`  tool       ${a.tool}`);
-  io.out(`  arguments  ${a.context.arguments !== undefined ? JSON.stringify(a.context.arguments) : `(not disclosed: capture ${a.context.capture})`}`);
+  io.out(`  arguments  ${raw.context.arguments !== undefined ? safeJson(raw.context.arguments) : `(not disclosed: capture ${a.context.capture})`}`);
   io.out(`  session    ${a.session}${a.context.session.objective !== undefined ? `: ${a.context.session.objective}` : ''}`);
   io.out(`  chain      ${a.context.chain.map((l) => l.principal.id).join(' → ')}`);
   io.out(`  why        ${a.context.reasons.join('; ')} [${a.context.policies.join(', ')}]`);
@@ -84,14 +88,15 @@ export async function runApprovalsShow(id: string, opts: Conn, io: Output): Prom
 /** `custody approvals approve|deny <id>`. */
 export async function runApprovalsDecide(id: string, decision: 'approve' | 'deny', opts: Conn & { reason?: string }, io: Output): Promise<number> {
   const conn = resolveConnection(opts);
-  const a = await apiJson<ApprovalJson>(conn, `/v1/approvals/${encodeURIComponent(id)}`, {
+  const raw = await apiJson<ApprovalJson>(conn, `/v1/approvals/${encodeURIComponent(id)}`, {
     method: 'POST',
     body: JSON.stringify({ decision, ...(opts.reason !== undefined ? { reason: opts.reason } : {}) }),
   });
   if (opts.json) {
-    io.out(JSON.stringify(a, null, 2));
+    io.out(JSON.stringify(raw, null, 2));
     return 0;
   }
+  const a = safeData(raw);
   io.out(`${paint(io.color, STYLE[a.status] ?? 'dim', a.status)} ${a.id}: ${a.tool} for ${a.context.agent.id} (approver ${a.approver?.id ?? '?'})`);
   return 0;
 }

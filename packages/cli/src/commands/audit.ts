@@ -2,7 +2,7 @@ import { audit, Ledger } from '@custody/ledger';
 import { SingleBar } from 'cli-progress';
 
 import { dataDir, loadLogSeed, openStore } from '../local-config.js';
-import { jsonFailures, type Output, paint } from '../output.js';
+import { jsonFailures, type Output, paint, safeData, safeText } from '../output.js';
 
 export interface AuditCommandOptions {
   data?: string;
@@ -55,13 +55,13 @@ async function auditStore(opts: AuditCommandOptions, io: Output): Promise<number
     if (opts.json) {
       io.out(JSON.stringify(report, null, 2));
     } else {
-      for (const t of report.tenants) {
+      for (const t of safeData(report.tenants)) {
         const mark = t.ok ? paint(io.color, 'green', '✔') : paint(io.color, 'red', '✘');
         io.out(`${mark} ${t.tenant}: ${plural(t.entries, 'entry', 'entries')}, ${plural(t.checkpoints, 'checkpoint')}, ${plural(t.sessions, 'session')}${t.ok ? ' — every entry, index row, node, checkpoint, session and chain holds' : ''}`);
         for (const p of t.problems) io.out(`  ${p.index !== undefined ? `index ${p.index}: ` : ''}${paint(io.color, 'bold', p.code)} ${p.message}`);
       }
       if (report.tenants.length === 0) io.out('no logs to audit');
-      if (!report.ok && report.first) io.out(`FAILED: first bad index ${report.first.index ?? '-'} in tenant ${report.first.tenant}`);
+      if (!report.ok && report.first) io.out(`FAILED: first bad index ${report.first.index ?? '-'} in tenant ${safeText(report.first.tenant)}`);
     }
     return report.ok ? 0 : 1;
   } finally {

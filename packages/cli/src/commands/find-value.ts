@@ -3,7 +3,7 @@
  * compares HMAC digests under a per-tenant key; it does not store the value.
  */
 import { apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output } from '../output.js';
+import { CliError, type Output, safeData, safeText } from '../output.js';
 
 /** Options of `custody find-value`. */
 export interface FindValueOptions extends ConnectionOptions {
@@ -36,7 +36,7 @@ export async function runFindValue(match: string, opts: FindValueOptions, io: Ou
       n++;
       if (opts.json) io.out(JSON.stringify(v));
       else {
-        const e = v.event;
+        const e = safeData(v.event);
         io.out(`${e.time}  ${e.type.padEnd(16)} ${e.tool?.name ?? ''}  session ${e.session ? `${e.session.id}#${e.session.seq}` : '-'}  by ${e.actor.id}${e.initiator ? ` for ${e.initiator.id}` : ''}  (${e.id})`);
       }
     }
@@ -60,6 +60,6 @@ export async function runDigests(action: 'list' | 'set', paths: string[], opts: 
       : await apiJson<{ paths: string[] }>(conn, '/v1/records/digest-paths', { method: 'PUT', body: JSON.stringify({ paths }) });
   if (opts.json) io.out(JSON.stringify(r.paths));
   else if (r.paths.length === 0) io.out('no values are indexed');
-  else for (const p of r.paths) io.out(p);
+  else for (const p of r.paths) io.out(safeText(p));
   return 0;
 }

@@ -3,7 +3,7 @@ import { createApiKey } from '@custody/server';
 
 import { apiFetch, resolveConnection } from '../connection.js';
 import { dataDir, loadLogSeed, openStore } from '../local-config.js';
-import { CliError, type Output } from '../output.js';
+import { CliError, type Output, safeData } from '../output.js';
 
 const ROLES = ['ingest', 'read', 'approve', 'admin'] as const;
 type Role = (typeof ROLES)[number];
@@ -88,7 +88,8 @@ function printCreated(k: { id: string; key: string; role: string; name: string; 
     io.out(JSON.stringify(k));
     return;
   }
-  io.out(`created ${k.role} key ${k.id}${k.tenant ? ` in tenant ${k.tenant}` : ''} (${k.name})`);
+  const shown = safeData(k);
+  io.out(`created ${shown.role} key ${shown.id}${shown.tenant ? ` in tenant ${shown.tenant}` : ''} (${shown.name})`);
   io.out(k.key);
   io.err('this is the only time the key is shown: store it now');
 }
@@ -98,7 +99,8 @@ function printList(keys: KeyInfo[], opts: KeysOptions, io: Output): void {
     io.out(JSON.stringify({ keys }, null, 2));
     return;
   }
-  const rows = [['ID', 'TENANT', 'ROLE', 'NAME', 'CREATED', 'STATUS'], ...keys.map((k) => [k.id, k.tenant ?? '', k.role, k.name, k.createdAt ?? '', k.revokedAt ? `revoked ${k.revokedAt}` : 'active'])];
+  // Key names are the approvers' names: shown escaped, like every server- or store-supplied value.
+  const rows = [['ID', 'TENANT', 'ROLE', 'NAME', 'CREATED', 'STATUS'], ...safeData(keys).map((k) => [k.id, k.tenant ?? '', k.role, k.name, k.createdAt ?? '', k.revokedAt ? `revoked ${k.revokedAt}` : 'active'])];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) io.out(r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
 }

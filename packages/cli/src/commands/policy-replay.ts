@@ -8,7 +8,7 @@ import type { EventView } from '@custody/ledger';
 import { type CompiledPolicySet, PolicyEngine, PolicyError, type PolicyRequest } from '@custody/policy';
 
 import { apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
-import { type Output, paint } from '../output.js';
+import { type Output, paint, safeData } from '../output.js';
 import { parseTimeFlag, printTable, progress, shortTime } from '../render.js';
 
 /** Options of `custody policy replay`. */
@@ -159,7 +159,7 @@ export async function runPolicyReplay(opts: ReplayOptions, io: Output, load: (di
     printTable(
       io,
       ['TIME', 'SESSION', 'TOOL', 'RECORDED', 'REPLAYED', 'BY', 'MISSING'],
-      shown.map((r) => [shortTime(r.time), r.session, r.tool, r.recorded, r.recorded === r.replayed ? r.replayed : paint(io.color, 'yellow', r.replayed), r.policies.join(', '), r.missing.join(', ')]),
+      safeData(shown).map((r) => [shortTime(r.time), r.session, r.tool, r.recorded, r.recorded === r.replayed ? r.replayed : paint(io.color, 'yellow', r.replayed), r.policies.join(', '), r.missing.join(', ')]),
     );
   }
   io.out(`${rows.length} recorded decisions replayed under ${set.version}: ${changed.length === 0 ? paint(io.color, 'green', 'none would change') : paint(io.color, 'yellow', `${changed.length} would change`)}`);

@@ -3,7 +3,7 @@
  * legal holds and purge runs through the API. Every change is an `admin.*` entry.
  */
 import { apiFetch, apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output } from '../output.js';
+import { CliError, type Output, safeData } from '../output.js';
 
 /** Options of `custody purge`. */
 export interface PurgeOptions extends ConnectionOptions {
@@ -99,7 +99,8 @@ interface Hold {
   liftedAt?: string;
 }
 
-function describeHold(h: Hold): string {
+function describeHold(hold: Hold): string {
+  const h = safeData(hold);
   const what = h.kind === 'range' ? `recorded ${h.since} .. ${h.until}` : `${h.kind} ${h.target}`;
   return `${h.id}  ${h.liftedAt ? 'lifted ' : 'IN FORCE'}  ${what}  (${h.reason}; by ${h.createdBy} at ${h.createdAt})`;
 }

@@ -4,7 +4,7 @@
  * page by page with progress). Each redacted event gets an `admin.redacted` entry.
  */
 import { apiJson, type ConnectionOptions, resolveConnection } from '../connection.js';
-import { CliError, type Output } from '../output.js';
+import { CliError, type Output, safeData } from '../output.js';
 
 /** Options of `custody redact`. */
 export interface RedactOptions extends ConnectionOptions {
@@ -53,14 +53,15 @@ export async function runRedact(eventId: string | undefined, opts: RedactOptions
   }
   if (eventId === undefined) throw new CliError('REDACT_TARGET', 'name the event (custody redact <event-id> --field /data/arguments) or the data subject (--subject <principal-id>)');
   if ((opts.field?.length ?? 0) === 0) throw new CliError('FIELD_REQUIRED', 'name the fields to redact with --field <JSON Pointer>, e.g. --field /data/arguments');
-  const r = await apiJson<RedactResult>(conn, `/v1/events/${encodeURIComponent(eventId)}/redact`, {
+  const raw = await apiJson<RedactResult>(conn, `/v1/events/${encodeURIComponent(eventId)}/redact`, {
     method: 'POST',
     body: JSON.stringify({ fields: opts.field, reason: opts.reason }),
   });
   if (opts.json) {
-    io.out(JSON.stringify(r));
+    io.out(JSON.stringify(raw));
     return 0;
   }
+  const r = safeData(raw);
   if (r.redacted.length > 0) io.out(`redacted ${r.redacted.join(', ')} of event ${r.event} (recorded as admin.redacted ${r.entry ?? ''})`.trim());
   if (r.alreadyRedacted.length > 0) io.out(`already redacted: ${r.alreadyRedacted.join(', ')}`);
   return 0;

@@ -14,7 +14,7 @@ import {
 } from '@custody/ledger';
 
 import { apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output, paint } from '../output.js';
+import { CliError, type Output, paint, safeData, safeText } from '../output.js';
 import { collectPages, effectStyle, parseIntFlag, parseTimeFlag, printTable, shortTime, tint } from '../render.js';
 
 /** Reports the CLI knows (GET /v1/reports/<name>). */
@@ -84,11 +84,13 @@ export async function runReport(name: string, opts: ReportOptions, io: Output): 
     return 0;
   }
   printRows(io, req.name, res.items);
-  if (res.nextCursor !== undefined) io.err(`more rows follow: add --cursor ${res.nextCursor} (or --all)`);
+  if (res.nextCursor !== undefined) io.err(`more rows follow: add --cursor ${safeText(res.nextCursor)} (or --all)`);
   return 0;
 }
 
-function printRows(io: Output, name: string, rows: AnyRow[]): void {
+function printRows(io: Output, name: string, rawRows: AnyRow[]): void {
+  // Tool names, ids, reasons and chains are agent- or server-supplied: made safe before styling.
+  const rows = safeData(rawRows);
   const c = io.color;
   if (rows.length === 0) {
     io.out(name === 'acted-after-end' ? `${paint(c, 'green', '✔')} no session acted after its revocation, expiry or seal` : 'no rows');
@@ -150,7 +152,8 @@ function printRows(io: Output, name: string, rows: AnyRow[]): void {
   io.out(paint(c, 'dim', `${rows.length} row${rows.length === 1 ? '' : 's'}; open a session with: custody timeline ${session}`));
 }
 
-function printActivity(io: Output, a: PrincipalActivity): void {
+function printActivity(io: Output, raw: PrincipalActivity): void {
+  const a = safeData(raw);
   io.out(`${paint(io.color, 'bold', a.principal)}: ${a.entries} entries`);
   const counts = (title: string, m: Record<string, number>) => {
     const rows = Object.entries(m).sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1));
@@ -189,7 +192,8 @@ async function runCompliance(opts: ReportOptions, io: Output): Promise<number> {
   return 0;
 }
 
-function complianceText(io: Output, r: ComplianceReport): string {
+function complianceText(io: Output, raw: ComplianceReport): string {
+  const r = safeData(raw);
   const c = io.color;
   const lines = [
     paint(c, 'bold', r.frameworkTitle),

@@ -1,7 +1,7 @@
 import type { EventView } from '@custody/ledger';
 
 import { apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output } from '../output.js';
+import { CliError, type Output, safeData, safeJson, safeText } from '../output.js';
 import { collectPages, effectStyle, parseIntFlag, parseTimeFlag, printTable, shortTime, tint } from '../render.js';
 
 /** Options of `custody search`. */
@@ -56,15 +56,16 @@ export function searchQuery(opts: SearchOptions, now = Date.now()): Record<strin
   };
 }
 
-/** A one-line summary of what an event says beyond its type. */
-export function eventDetail(io: Output, e: EventView['event']): string {
+/** A one-line summary of what an event says beyond its type (of the event as the server gave it: values are shown through `safeText`). */
+export function eventDetail(io: Output, raw: EventView['event']): string {
+  const e = safeData(raw);
   const bits: string[] = [];
   if (e.tool) bits.push(e.tool.name);
   if (e.decision) bits.push(tint(io, effectStyle(e.decision.effect), e.decision.effect) + (e.decision.policies.length > 0 ? ` [${e.decision.policies.join(', ')}]` : ''));
   if (e.approval) bits.push(`${tint(io, effectStyle(e.approval.status), e.approval.status ?? 'approval')}${e.approval.approver ? ` by ${e.approval.approver.id}` : ''}`);
   if (e.credential) bits.push(`jti ${e.credential.jti}${e.credential.expiresAt ? `, expires ${shortTime(e.credential.expiresAt)}` : ''}`);
   if (e.seal) bits.push(`seal: ${e.seal.count} entries`);
-  if (e.type === 'session.opened' || e.type === 'session.delegated') if (e.session?.objective) bits.push(JSON.stringify(e.session.objective));
+  if (raw.type === 'session.opened' || raw.type === 'session.delegated') if (raw.session?.objective) bits.push(safeJson(raw.session.objective));
   return bits.join('  ');
 }
 
@@ -87,8 +88,8 @@ export async function runSearch(opts: SearchOptions, io: Output): Promise<number
   printTable(
     io,
     ['INDEX', 'TIME', 'TYPE', 'SESSION', 'ACTOR', 'DETAIL'],
-    res.items.map((v) => [String(v.index), shortTime(v.event.time), v.event.type, v.event.session?.id ?? '-', v.event.actor.id, eventDetail(io, v.event)]),
+    res.items.map((v) => [String(v.index), shortTime(safeText(v.event.time)), safeText(v.event.type), safeText(v.event.session?.id ?? '-'), safeText(v.event.actor.id), eventDetail(io, v.event)]),
   );
-  if (res.nextCursor !== undefined) io.err(`more events follow: add --cursor ${res.nextCursor} (or --all)`);
+  if (res.nextCursor !== undefined) io.err(`more events follow: add --cursor ${safeText(res.nextCursor)} (or --all)`);
   return 0;
 }

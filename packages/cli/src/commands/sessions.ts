@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 
 import { addConnectionOptions, apiJson, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output, paint } from '../output.js';
+import { CliError, type Output, paint, safeData } from '../output.js';
 import { printTable } from '../render.js';
 
 /** A session as GET /v1/authority/sessions answers it (the fields the CLI shows). */
@@ -62,7 +62,7 @@ export async function runSessionsList(opts: Conn & { status?: string; initiator?
   printTable(
     io,
     ['SESSION', 'STATUS', 'DEPTH', 'INITIATOR', 'AGENT', 'SCOPE', 'EXPIRES'],
-    res.sessions.map((s) => [s.id, status(io, s.status), String(s.depth), s.initiator.id, s.agent.id, s.scope.join(' '), s.expiresAt]),
+    safeData(res.sessions).map((s) => [s.id, status(io, s.status), String(s.depth), s.initiator.id, s.agent.id, s.scope.join(' '), s.expiresAt]),
   );
   if (res.nextCursor !== undefined) io.out(paint(io.color, 'dim', `(more: --limit to see more)`));
   return 0;
@@ -71,11 +71,13 @@ export async function runSessionsList(opts: Conn & { status?: string; initiator?
 /** `custody sessions show <id>`. */
 export async function runSessionsShow(id: string, opts: Conn, io: Output): Promise<number> {
   const conn = resolveConnection(opts);
-  const res = await apiJson<{ session: SessionJson; descendants: SessionJson[] }>(conn, `/v1/authority/sessions/${encodeURIComponent(id)}`);
+  const raw = await apiJson<{ session: SessionJson; descendants: SessionJson[] }>(conn, `/v1/authority/sessions/${encodeURIComponent(id)}`);
   if (opts.json) {
-    io.out(JSON.stringify(res, null, 2));
+    io.out(JSON.stringify(raw, null, 2));
     return 0;
   }
+  // The objective (the agent's side may write it), ids and reasons: shown escaped.
+  const res = safeData(raw);
   const s = res.session;
   io.out(`${paint(io.color, 'bold', s.id)}  ${status(io, s.status)}${s.endedAt !== undefined ? ` at ${s.endedAt} by ${s.endedBy ?? '?'} (${s.endReason ?? ''})` : ''}`);
   io.out(`  objective  ${s.objective}`);
@@ -99,14 +101,15 @@ export async function runSessionsShow(id: string, opts: Conn, io: Output): Promi
 /** `custody sessions revoke <id>`. */
 export async function runSessionsRevoke(id: string, opts: Conn & { reason?: string }, io: Output): Promise<number> {
   const conn = resolveConnection(opts);
-  const res = await apiJson<{ session: string; revoked: string[]; recorded: boolean }>(conn, `/v1/sessions/${encodeURIComponent(id)}/revoke`, {
+  const raw = await apiJson<{ session: string; revoked: string[]; recorded: boolean }>(conn, `/v1/sessions/${encodeURIComponent(id)}/revoke`, {
     method: 'POST',
     body: JSON.stringify(opts.reason !== undefined ? { reason: opts.reason } : {}),
   });
   if (opts.json) {
-    io.out(JSON.stringify(res, null, 2));
+    io.out(JSON.stringify(raw, null, 2));
     return 0;
   }
+  const res = safeData(raw);
   if (res.revoked.length === 0) io.out(`session ${id} and its descendants were already inactive`);
   else io.out(`${paint(io.color, 'red', 'revoked')} ${res.revoked.length} session${res.revoked.length === 1 ? '' : 's'}: ${res.revoked.join(', ')}`);
   if (!res.recorded) io.err('custody: the revocation is in force; its ledger entries are queued and will be appended shortly');

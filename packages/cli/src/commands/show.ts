@@ -12,7 +12,7 @@ import {
 import type { EventView } from '@custody/ledger';
 
 import { apiFetch, apiJson, type ConnectionOptions, resolveConnection } from '../connection.js';
-import { CliError, type Output, paint } from '../output.js';
+import { CliError, type Output, paint, safeData, safeJson } from '../output.js';
 import { shortTime } from '../render.js';
 import { eventDetail } from './search.js';
 
@@ -82,11 +82,13 @@ function fromBase64Std(b64: string): Uint8Array {
 
 /** `custody show <event-id>`: one event, its receipt status, and its disclosed and redacted fields. Exit 1 when the receipt does not verify. */
 export async function runShow(id: string, opts: ShowOptions, io: Output): Promise<number> {
-  const r = await showEvent(id, opts);
+  const raw = await showEvent(id, opts);
   if (opts.json) {
-    io.out(JSON.stringify(r, null, 2));
-    return r.receipt.ok ? 0 : 1;
+    io.out(JSON.stringify(raw, null, 2));
+    return raw.receipt.ok ? 0 : 1;
   }
+  // Every value is server-supplied (much of it agent-supplied): shown escaped.
+  const r = safeData(raw);
   const e = r.event.event;
   const c = io.color;
   io.out(`${paint(c, 'bold', e.type)}  ${e.id}`);
@@ -101,7 +103,7 @@ export async function runShow(id: string, opts: ShowOptions, io: Output): Promis
   line('workload', e.workload ? `${e.workload.spiffeId ?? e.workload.subject ?? ''} (${e.workload.method}${e.workload.verified ? ', verified' : ''})` : undefined);
   line('cause', e.cause);
   line('trace', e.trace?.traceId);
-  line('detail', eventDetail(io, e));
+  line('detail', eventDetail(io, raw.event.event));
   if (e.decision) for (const reason of e.decision.reasons) line('reason', reason);
   line('log', `index ${r.event.index}, digest ${r.event.digest}`);
   if (r.receipt.ok) {
@@ -112,6 +114,6 @@ export async function runShow(id: string, opts: ShowOptions, io: Output): Promis
   if (r.receipt.keySource === 'server') io.err(paint(c, 'yellow', "note: checked against the server's own log key; pin the key with --key <verifierKey> to trust nothing the server says"));
   line('disclosed', r.disclosed === undefined ? '(not checked for events without a session)' : r.disclosed.length > 0 ? r.disclosed.join(', ') : '(none)');
   line('redacted', r.redacted.length > 0 ? paint(c, 'yellow', r.redacted.join(', ')) : '(none)');
-  if (e.data !== undefined) io.out(`  ${'data'.padEnd(11)}${JSON.stringify(e.data)}`);
+  if (raw.event.event.data !== undefined) io.out(`  ${'data'.padEnd(11)}${safeJson(raw.event.event.data)}`);
   return r.receipt.ok ? 0 : 1;
 }

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 
 import { addConnectionOptions, apiJson, type Connection, type ConnectionOptions, resolveConnection } from '../connection.js';
-import { CliError, type Output } from '../output.js';
+import { CliError, type Output, safeData, safeText } from '../output.js';
 
 /** A stream as the API shows it. */
 interface StreamView {
@@ -70,7 +70,8 @@ function target(s: StreamView): string {
   return s.target.url ?? `${s.target.tls ? 'tls' : 'tcp'}://${s.target.host}:${s.target.port}`;
 }
 
-function line(s: StreamView): string {
+function line(view: StreamView): string {
+  const s = safeData(view);
   const state = s.status === 'dead_letter' ? 'DEAD LETTER' : s.failures > 0 ? `retrying (${s.failures} failures)` : 'active';
   return `${s.id}  ${s.name.padEnd(20)} ${s.kind.padEnd(10)} ${state.padEnd(24)} cursor ${s.cursor}${s.lag !== undefined ? ` lag ${s.lag}` : ''}  → ${target(s)}`;
 }
@@ -132,8 +133,8 @@ export async function runStreams(action: 'list' | 'add' | 'remove' | 'status' | 
     if (opts.json) io.out(JSON.stringify(v));
     else {
       io.out(line(v));
-      if (v.lastDeliveredAt) io.out(`  last delivered ${v.lastDeliveredAt}`);
-      if (v.lastError) io.out(`  last error ${v.lastErrorAt ?? ''}: ${v.lastError}`);
+      if (v.lastDeliveredAt) io.out(`  last delivered ${safeText(v.lastDeliveredAt)}`);
+      if (v.lastError) io.out(`  last error ${safeText(v.lastErrorAt ?? '')}: ${safeText(v.lastError)}`);
       if (v.status === 'dead_letter') io.out(`  stopped: fix the target, then custody streams retry ${v.name}`);
     }
     return v.status === 'dead_letter' ? 2 : 0;

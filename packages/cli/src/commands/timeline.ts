@@ -1,7 +1,7 @@
 import type { CauseNode, EventView, SessionRow } from '@custody/ledger';
 
 import { apiJson, type ConnectionOptions, resolveConnection } from '../connection.js';
-import { CliError, type Output, paint } from '../output.js';
+import { CliError, type Output, paint, safeData } from '../output.js';
 import { effectStyle, shortTime, tint } from '../render.js';
 
 /** Options of `custody timeline`. */
@@ -67,8 +67,13 @@ function chainOf(events: EventView[]): string {
   return first ? `${first.initiator?.id ?? '?'} → ${first.actor.id}` : '';
 }
 
-/** Prints a session's timeline: the header, then the causal tree (by `cause`; roots and siblings in seq order). */
-export function printTimeline(io: Output, t: Timeline): void {
+/**
+ * Prints a session's timeline: the header, then the causal tree (by `cause`; roots and
+ * siblings in seq order). Every value is shown through `safeText` (objectives, tool names,
+ * ids and reasons are agent- or server-supplied).
+ */
+export function printTimeline(io: Output, timeline: Timeline): void {
+  const t = safeData(timeline);
   const s = t.session;
   const byId = new Map(t.events.map((v) => [v.event.id, v]));
   const first = t.events[0]?.event;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 
 import { type BundleReport, FormatError, parseVerifierKey, verifyBundle } from '@custody/core';
 
-import { CliError, type Output, paint } from '../output.js';
+import { CliError, type Output, paint, safeData } from '../output.js';
 
 export interface VerifyOptions {
   key?: string;
@@ -93,7 +93,9 @@ function describeRecord(report: BundleReport, record: number | undefined): strin
   return `record ${record}${bits ? ` (${bits})` : ''}`;
 }
 
-function printReport(report: BundleReport, io: Output): void {
+function printReport(raw: BundleReport, io: Output): void {
+  // The bundle is untrusted input: what its records say (types, messages) is shown escaped.
+  const report = safeData(raw);
   if (report.ok) {
     io.out(`${paint(io.color, 'green', report.verdict === 'complete' ? '✔' : '●')} ${report.summary}`);
     if (report.key.source === 'bundle') {

@@ -57,12 +57,18 @@ export class PostgresReports implements StoreReports {
     const params: unknown[] = [tenant, before ?? Number.MAX_SAFE_INTEGER];
     const time = timeWhere('d', range, params);
     params.push(limit);
-    // entries.principals is encodePrincipals' JSON ([[role, type, id], …], no spaces).
+    // A human approval names in `cause` the call, the decision, or the approval.requested
+    // that names either (as the server's approvals write it). entries.principals is
+    // encodePrincipals' JSON ([[role, type, id], …], no spaces).
     const sql = `SELECT d.idx FROM ${q}.entries d
       WHERE d.tenant = $1 AND d.decision = 'approval_required' AND d.type = 'policy.decided' AND d.idx < $2${time}
         AND NOT EXISTS (SELECT 1 FROM ${q}.entries g
           WHERE g.tenant = d.tenant AND g.session_id = d.session_id AND g.type = 'approval.granted'
-            AND (g.cause = d.cause OR g.cause = d.id) AND strpos(g.principals, '["approver","human",') > 0)
+            AND strpos(g.principals, '["approver","human",') > 0
+            AND (g.cause = d.cause OR g.cause = d.id
+              OR EXISTS (SELECT 1 FROM ${q}.entries r
+                WHERE r.tenant = g.tenant AND r.id = g.cause AND r.session_id = g.session_id AND r.type = 'approval.requested'
+                  AND (r.cause = d.cause OR r.cause = d.id))))
       ORDER BY d.idx DESC LIMIT $${params.length}`;
     return this.#indexes(sql, params);
   }

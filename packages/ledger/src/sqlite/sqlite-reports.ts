@@ -48,13 +48,19 @@ export class SqliteReports extends SqlitePart implements StoreReports {
 
   async unapprovedCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
     const t = timeWhere('d', range);
-    // A human approval: an approval.granted whose approver is a human. entries.principals is
-    // encodePrincipals' JSON ([[role, type, id], …], no spaces), so the pair is a fixed substring.
+    // A human approval: an approval.granted whose approver is a human, naming in `cause` the
+    // call, the decision, or (as the server's approvals write it) the approval.requested that
+    // names either. entries.principals is encodePrincipals' JSON ([[role, type, id], …], no
+    // spaces), so the pair is a fixed substring.
     const sql = `SELECT d.idx FROM entries d INDEXED BY entries_decision
       WHERE d.tenant = ? AND d.decision = 'approval_required' AND d.type = 'policy.decided' AND d.idx < ?${t.sql}
         AND NOT EXISTS (SELECT 1 FROM entries g INDEXED BY entries_session
           WHERE g.tenant = d.tenant AND g.session_id = d.session_id AND g.type = 'approval.granted'
-            AND (g.cause = d.cause OR g.cause = d.id) AND instr(g.principals, '["approver","human",') > 0)
+            AND instr(g.principals, '["approver","human",') > 0
+            AND (g.cause = d.cause OR g.cause = d.id
+              OR EXISTS (SELECT 1 FROM entries r INDEXED BY entries_id
+                WHERE r.tenant = g.tenant AND r.id = g.cause AND r.session_id = g.session_id AND r.type = 'approval.requested'
+                  AND (r.cause = d.cause OR r.cause = d.id))))
       ORDER BY d.idx DESC LIMIT ?`;
     return this.#indexes(sql, [tenant, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]);
   }

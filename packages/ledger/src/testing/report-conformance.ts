@@ -152,6 +152,61 @@ function caseDrafts(prefix: string): EventDraft[] {
   const notTrue = call('not-true', 'payments.transfer', 'allow');
   ev('not-true', 'session.expired');
   refusal('not-true', notTrue.req.id, 'true');
+
+  // Approvals as the server writes them (POST /v1/decisions, then POST /v1/approvals/:id or
+  // the expiry sweep): approval.requested names the call in `cause`; approval.granted,
+  // approval.denied and approval.expired name the approval.requested in `cause` and the
+  // call in `data.call`.
+  const served = (sid: string, tool: string, who: Pick<EventDraft, 'actor'> & Partial<EventDraft> = servedAgent) => {
+    const base = { tool: { name: tool, server: tool.slice(0, tool.indexOf('.')) } };
+    const credential = { jti: uuidv7(), fingerprint: 'C'.repeat(43) };
+    const req = ev(sid, 'tool.requested', { ...base, credential, data: { arguments: { amount: 4900 }, capture: 'full' } }, who);
+    const dec = ev(
+      sid,
+      'policy.decided',
+      { ...base, cause: req.id, decision: { effect: 'approval_required', policyVersion: 'sha256:v1', policies: ['transfer-needs-approval'], reasons: ['transfers need a human'] }, data: { decidedBy: 'server' } },
+      { ...who, actor: servicePolicy },
+    );
+    const id = `apr-${uuidv7()}`;
+    const approval = { id, expiresAt: '2026-03-01T01:00:00.000Z', argumentsDigest: 'D'.repeat(43) };
+    const requested = ev(
+      sid,
+      'approval.requested',
+      { ...base, cause: req.id, approval: { ...approval, status: 'pending' }, data: { policies: ['transfer-needs-approval'], reasons: ['transfers need a human'], policyVersion: 'sha256:v1', requestedBy: servicePolicy.id } },
+      { ...who, actor: serviceApprovals },
+    );
+    const answer = (status: 'granted' | 'denied', approver: { type: 'human' | 'agent'; id: string }, inSession = sid) =>
+      ev(
+        inSession,
+        status === 'granted' ? 'approval.granted' : 'approval.denied',
+        { ...base, cause: requested.id, approval: { ...approval, status, approver, source: { ip: '127.0.0.1', userAgent: 'custody-cli' } }, data: { call: req.id, apiKey: 'key:k-1' } },
+        { ...who, actor: approver },
+      );
+    const expire = () =>
+      ev(sid, 'approval.expired', { ...base, cause: requested.id, approval: { ...approval, status: 'expired' }, data: { call: req.id, reason: 'no human answered in time' } }, { ...who, actor: serviceApprovals });
+    return { req, dec, requested, answer, expire, base, credential };
+  };
+  const servedAgent = { initiator: human('ivy@example.com'), actor: agent('agent:served'), chain: [{ principal: human('ivy@example.com') }, { principal: agent('agent:served') }] };
+  const servicePolicy = { type: 'service' as const, id: 'custody-policy' };
+  const serviceApprovals = { type: 'service' as const, id: 'custody-approvals' };
+  ev('served', 'session.opened', { session: { id: `${prefix}-served`, objective: 'served approvals' } }, servedAgent);
+  // Granted by a human, then used: the call with the approval is a new call, allowed, that runs. Approved: not reported.
+  const granted = served('served', 'payments.transfer');
+  granted.answer('granted', human('bob@example.com'));
+  const use = ev('served', 'tool.requested', { ...granted.base, credential: granted.credential, data: { arguments: { amount: 4900 }, capture: 'full' } }, servedAgent);
+  ev('served', 'policy.decided', { ...granted.base, cause: use.id, decision: { effect: 'allow', policyVersion: 'sha256:v1', policies: [], reasons: [] }, data: { decidedBy: 'server' } }, { ...servedAgent, actor: servicePolicy });
+  ev('served', 'tool.completed', { ...granted.base, cause: use.id }, servedAgent);
+  // Denied by a human; expired by the sweep; still pending; granted by an agent (only a human counts).
+  served('served', 'payments.transfer').answer('denied', human('bob@example.com'));
+  served('served', 'payments.refund').expire();
+  served('served', 'payments.payout');
+  served('served', 'payments.transfer').answer('granted', agent('agent:rubber-stamp'));
+  // Near misses, pending: a human grant in another session naming this session's request,
+  // and a human grant whose cause is an entry of the call that is not an approval.requested.
+  served('served', 'payments.close').answer('granted', human('bob@example.com'), 'served-elsewhere');
+  const notRequest = served('served', 'payments.freeze');
+  const output = ev('served', 'model.output', { cause: notRequest.req.id, data: { output: 'ok' } }, servedAgent);
+  ev('served', 'approval.granted', { ...notRequest.base, cause: output.id, approval: { id: 'apr-x', status: 'granted', approver: human('bob@example.com') }, data: { call: notRequest.req.id } }, { ...servedAgent, actor: human('bob@example.com') });
   return out;
 }
 
@@ -181,9 +236,10 @@ function reference(all: Decoded[], range: ReportRange, depth = 2) {
   const unapproved = all.filter(({ env }) => {
     if (env.type !== 'policy.decided' || env.decision?.effect !== 'approval_required') return false;
     const keys = new Set([env.cause ?? env.id, env.id]);
-    return !(bySession.get(env.session!.id) ?? []).some(
-      (g) => g.env.type === 'approval.granted' && g.env.cause !== undefined && keys.has(g.env.cause) && g.env.approval?.approver?.type === 'human',
-    );
+    const session = bySession.get(env.session!.id) ?? [];
+    // The approval.requested entries of the call: a decision naming one answers the call.
+    for (const r of session) if (r.env.type === 'approval.requested' && r.env.cause !== undefined && keys.has(r.env.cause)) keys.add(r.env.id);
+    return !session.some((g) => g.env.type === 'approval.granted' && g.env.cause !== undefined && keys.has(g.env.cause) && g.env.approval?.approver?.type === 'human');
   });
   const denied = all.filter(
     ({ env }) =>
@@ -294,6 +350,20 @@ function defineSuite(opts: StoreConformanceOptions): void {
     // An approval in another session does not count.
     expect(bySession('appr2').map((r) => r.approval)).toEqual(['none']);
     expect(bySession('appr2')[0]!.policies).toEqual(['p-stripe.refund']);
+  });
+
+  it('unapproved-calls follows the approval.requested hop of approvals as the server writes them', async () => {
+    const rows = (await unapprovedCallsReport(store, tenant, { limit: 1000 })).rows.filter((r) => r.session === `${prefix}-served`);
+    // The human grant (used later by another call) leaves no row; the rest, newest first.
+    expect(rows.map((r) => [r.tool, r.approval, r.ran])).toEqual([
+      ['payments.freeze', 'pending', false],
+      ['payments.close', 'pending', false],
+      ['payments.transfer', 'granted-not-human', false],
+      ['payments.payout', 'pending', false],
+      ['payments.refund', 'expired', false],
+      ['payments.transfer', 'denied', false],
+    ]);
+    for (const r of rows) expect(r.call).not.toBe(r.event);
   });
 
   it.each(windows)('denied-calls (denied and out of scope) match the reference over %s, across pages', async (_, range) => {
