@@ -177,6 +177,9 @@ if (pgEnv.skip === false) {
 
 // 3. Over HTTP, against `custody up` in its own process.
 const server = await startServer();
+// Each server first takes 5,000 uncounted events the same way (JIT, its workers' too, the page cache).
+const warmUp = (s: { url: string; key: string }) => httpClosedLoop(s.url, s.key, events(5_000, 29), 500, 4);
+await warmUp(server);
 const http500 = await httpClosedLoop(server.url, server.key, events(N, 11), 500, 4);
 const half = await httpOpenLoop(server.url, server.key, events(N, 13), 500, http500.rate / 2, quick ? 3 : 8);
 // Single events: one second at the same rate first (JIT, connection pool, SQLite page cache), not counted.
@@ -186,6 +189,7 @@ const serverPeak = server.peakMiB();
 server.stop();
 // The same closed loop against a server that prepares every body on its request thread.
 const inlineServer = await startServer(['--prepare-workers', '0']);
+await warmUp(inlineServer);
 const inline500 = await httpClosedLoop(inlineServer.url, inlineServer.key, events(N, 23), 500, 4);
 inlineServer.stop();
 agent.destroy();
@@ -219,7 +223,7 @@ const body = `## Ingest: the ledger against plain inserts (\`bench/ingest\`)
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}${quick ? ' — QUICK run (BENCH_QUICK=1), smaller sizes' : ''}.
 Settings: ${fmt(N)} events of ${fmt(avgEntry)} bytes on average (entry bytes), from the fixture generator of \`@custody/ledger/testing\` (1,000 people, realistic sessions, identities, trace context, committed arguments); batches of ${BATCH}; SQLite in WAL mode with \`synchronous=FULL\` for baseline and ledger alike; PostgreSQL 15 on loopback with default durability.
 The baseline inserts the very entry rows the store writes into the store's own \`entries\` table DDL, with the same indexes, and nothing else: no sealing, hashing, tree nodes, principals index, sessions, heads or checkpoints (median of ${quick ? 1 : 3} alternating runs). The whole-ledger rows use fresh events from the same generator.
-HTTP runs against \`custody up\` on SQLite in a separate process, with the clients in this process (node:http on a keep-alive pool; fetch cost several times the CPU per request): both share the machine's 2 cores. The server runs its default preparation workers (${fmt(defaultPrepareWorkers())} here: bodies of 32 KiB or more are parsed and prepared off the request thread), and once more with none for comparison. The single-event run follows one uncounted second at the same rate.
+HTTP runs against \`custody up\` on SQLite in a separate process, with the clients in this process (node:http on a keep-alive pool; fetch cost several times the CPU per request): both share the machine's 2 cores. The server runs its default preparation workers (${fmt(defaultPrepareWorkers())} here: bodies of 32 KiB or more are parsed and prepared off the request thread), and once more with none for comparison. Each server first takes 5,000 uncounted events in batches of 500; the single-event run follows one uncounted second at the same rate.
 Load average before this run: ${loadBefore}.
 Peak RSS: this process ${fmt(peakRssMiB())} MiB; the server ${fmt(serverPeak)} MiB.
 
