@@ -3,13 +3,14 @@
  * exchange and delivers their events through an outbox and a spool.
  */
 import { credentialFacts } from './credential-claims.js';
-import { RequestError, RevokedError, SdkError } from './errors.js';
+import { ConfigError, RequestError, RevokedError, SdkError } from './errors.js';
 import { parseHandoff } from './handoff.js';
 import { type FetchLike, Http, refused } from './http.js';
 import { type DeliveryOptions, Outbox } from './outbox.js';
 import { Session, type UnavailableMode } from './session.js';
 import { MemorySpool, type SpoolStore } from './spool-store.js';
 import { activeOtelContext, loadOtel, newTraceId, type OtelApi } from './trace-context.js';
+import { optionalFunction, optionalMode, optionalMs, optionalPositiveInteger, optionalString, optionsObject, requiredString, tokenList } from './validate.js';
 
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT = 'urn:ietf:params:oauth:token-type:jwt';
@@ -108,15 +109,44 @@ export class Custody implements CustodyCore {
   otel: OtelApi | undefined;
   readonly #otelSetting: OtelApi | false | undefined;
 
+  /** @throws ConfigError (`SDK_CONFIG_INVALID`, `option` names the option) for a missing or wrong option */
   constructor(opts: CustodyOptions) {
-    if (typeof opts.url !== 'string' || !/^https?:\/\//.test(opts.url)) throw new SdkError('SDK_CONFIG_INVALID', 'url must be an http(s) URL of the Custody server');
-    if (typeof opts.apiKey !== 'string' || opts.apiKey === '') throw new SdkError('SDK_CONFIG_INVALID', 'apiKey is required (an ingest API key of the tenant)');
+    const o = optionsObject('Custody options', opts, false);
+    const url = o['url'];
+    let parsed: URL | undefined;
+    try {
+      parsed = typeof url === 'string' ? new URL(url) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.hostname === '') throw new ConfigError('url', 'must be an http(s) URL of the Custody server, e.g. http://127.0.0.1:8470');
+    if (typeof o['apiKey'] !== 'string' || o['apiKey'].trim() === '') throw new ConfigError('apiKey', 'is required (an ingest API key of the tenant)');
+    const mode = optionalMode('toolsWhenUnavailable', o['toolsWhenUnavailable']);
+    const approvalTimeoutMs = optionalMs('approvalTimeoutMs', o['approvalTimeoutMs']);
+    const requestTimeoutMs = optionalMs('requestTimeoutMs', o['requestTimeoutMs']);
+    const toolServer = o['toolServer'];
+    if (toolServer !== undefined && (typeof toolServer !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(toolServer))) throw new ConfigError('toolServer', 'must be 1-64 characters of A-Z a-z 0-9 _ -');
+    const delivery = optionsObject('delivery', o['delivery'], true);
+    optionalPositiveInteger('delivery.batchSize', delivery['batchSize'], 1000);
+    const initial = optionalMs('delivery.initialBackoffMs', delivery['initialBackoffMs']);
+    const max = optionalMs('delivery.maxBackoffMs', delivery['maxBackoffMs']);
+    if (initial !== undefined && max !== undefined && max < initial) throw new ConfigError('delivery.maxBackoffMs', 'must be at least delivery.initialBackoffMs');
+    optionalFunction('delivery.onError', delivery['onError']);
+    optionalFunction('delivery.onDropped', delivery['onDropped']);
+    const spool = o['spool'];
+    if (spool !== undefined) {
+      const missing = ['pending', 'append', 'peek', 'ack', 'reject', 'close'].filter((m) => spool === null || typeof spool !== 'object' || typeof (spool as Record<string, unknown>)[m] !== 'function');
+      if (missing.length > 0) throw new ConfigError('spool', `expected a SpoolStore (new FileSpool({ dir }) or new MemorySpool()); missing ${missing.join(', ')}`);
+    }
+    optionalFunction('fetch', o['fetch']);
+    const otel = o['otel'];
+    if (otel !== undefined && otel !== false && (otel === null || typeof otel !== 'object')) throw new ConfigError('otel', 'expected the @opentelemetry/api module, or false');
     this.http = new Http(opts.url, opts.fetch);
     this.apiKey = opts.apiKey;
     this.options = {
-      toolsWhenUnavailable: opts.toolsWhenUnavailable ?? 'fail-closed',
-      approvalTimeoutMs: opts.approvalTimeoutMs ?? 300_000,
-      requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
+      toolsWhenUnavailable: mode ?? 'fail-closed',
+      approvalTimeoutMs: approvalTimeoutMs ?? 300_000,
+      requestTimeoutMs: requestTimeoutMs ?? 10_000,
       toolServer: opts.toolServer ?? 'app',
     };
     this.#otelSetting = opts.otel;
@@ -131,16 +161,24 @@ export class Custody implements CustodyCore {
    * @throws RequestError `SDK_EXCHANGE_FAILED` (refused: its `apiCode` is the authority's `custody_code`), LedgerUnavailableError
    */
   async openSession(opts: OpenSessionOptions): Promise<Session> {
+    const o = optionsObject('openSession', opts, false);
+    const subjectToken = requiredString('openSession.subjectToken', o['subjectToken']);
+    const actorToken = requiredString('openSession.actorToken', o['actorToken']);
+    const scope = tokenList('openSession.scope', o['scope']);
+    const objective = requiredString('openSession.objective', o['objective']);
+    const audience = o['audience'] === undefined ? undefined : tokenList('openSession.audience', o['audience']);
+    const lifetime = optionalPositiveInteger('openSession.lifetimeSeconds', o['lifetimeSeconds']);
+    const subjectTokenType = optionalString('openSession.subjectTokenType', o['subjectTokenType']);
     return this.exchange(
       {
-        subject_token: opts.subjectToken,
-        subject_token_type: opts.subjectTokenType ?? JWT,
-        actor_token: opts.actorToken,
+        subject_token: subjectToken,
+        subject_token_type: subjectTokenType ?? JWT,
+        actor_token: actorToken,
         actor_token_type: JWT,
-        scope: Array.isArray(opts.scope) ? opts.scope.join(' ') : opts.scope,
-        objective: opts.objective,
-        ...(opts.audience !== undefined ? { audience: Array.isArray(opts.audience) ? opts.audience.join(' ') : opts.audience } : {}),
-        ...(opts.lifetimeSeconds !== undefined ? { requested_lifetime: String(opts.lifetimeSeconds) } : {}),
+        scope: scope.join(' '),
+        objective,
+        ...(audience !== undefined ? { audience: audience.join(' ') } : {}),
+        ...(lifetime !== undefined ? { requested_lifetime: String(lifetime) } : {}),
       },
       undefined,
       undefined,
@@ -150,10 +188,20 @@ export class Custody implements CustodyCore {
   /**
    * A session object for a credential obtained elsewhere (another process of the
    * same agent): records into the same session.
+   * @throws ConfigError `SDK_CONFIG_INVALID` (`option: 'resume.credential'`) for a credential that is not a session credential
    */
   async resume(credential: string, opts: { cause?: string; traceId?: string } = {}): Promise<Session> {
+    requiredString('resume.credential', credential);
+    const o = optionsObject('resume.options', opts, true);
+    optionalString('resume.cause', o['cause']);
+    optionalString('resume.traceId', o['traceId']);
+    let facts;
+    try {
+      facts = credentialFacts(credential);
+    } catch (cause) {
+      throw new ConfigError('resume.credential', `not a Custody session credential: ${(cause as Error).message}`);
+    }
     await this.#ensureOtel();
-    const facts = credentialFacts(credential);
     return new Session(this, credential, facts, { traceId: opts.traceId ?? activeOtelContext(this.otel)?.traceId ?? newTraceId(), ...(opts.cause !== undefined ? { cause: opts.cause } : {}) });
   }
 

@@ -12,6 +12,11 @@ export type SdkErrorCode =
   | 'SDK_APPROVAL_TIMEOUT'
   | 'SDK_REVOKED'
   | 'SDK_LEDGER_UNAVAILABLE'
+  | 'SDK_DELIVERY_UNACKNOWLEDGED'
+  | 'SDK_EVENT_DROPPED'
+  | 'SDK_EVENT_TYPE_RESERVED'
+  | 'SDK_OUTCOME_UNRECORDED'
+  | 'SDK_ABORTED'
   | 'SDK_REQUEST_FAILED'
   | 'SDK_EXCHANGE_FAILED'
   | 'SDK_CONFIG_INVALID'
@@ -51,8 +56,8 @@ export class DeniedError extends SdkError<'SDK_DENIED' | 'SDK_APPROVAL_DENIED' |
 export class ApprovalTimeoutError extends SdkError<'SDK_APPROVAL_TIMEOUT'> {
   readonly tool: string;
   readonly approval: string;
-  constructor(tool: string, approval: string, waitedMs: number) {
-    super('SDK_APPROVAL_TIMEOUT', `no answer to approval ${approval} for ${tool} within ${Math.round(waitedMs / 1000)} s; the call did not run`);
+  constructor(tool: string, approval: string, waitedMs: number, options?: { cause?: unknown }) {
+    super('SDK_APPROVAL_TIMEOUT', `no answer to approval ${approval} for ${tool} within ${Math.round(waitedMs / 1000)} s; the call did not run`, options);
     this.tool = tool;
     this.approval = approval;
   }
@@ -69,17 +74,37 @@ export class RevokedError extends SdkError<'SDK_REVOKED'> {
 
 /**
  * The ledger (or the decision point) could not be reached or could not record.
- * For a tool call under fail-closed, the call did not run.
+ * For a tool call under fail-closed, the call did not run. `SDK_DELIVERY_UNACKNOWLEDGED`:
+ * something answered a delivery without acknowledging each event by id (a
+ * maintenance page, a proxy, a wrong `url`); the events stay spooled.
  */
-export class LedgerUnavailableError extends SdkError<'SDK_LEDGER_UNAVAILABLE'> {}
+export class LedgerUnavailableError extends SdkError<'SDK_LEDGER_UNAVAILABLE' | 'SDK_DELIVERY_UNACKNOWLEDGED'> {}
+
+/** An option of the SDK has a wrong type or value; `option` names it (e.g. `toolsWhenUnavailable`, `openSession.scope`). */
+export class ConfigError extends SdkError<'SDK_CONFIG_INVALID'> {
+  readonly option: string;
+  constructor(option: string, message: string) {
+    super('SDK_CONFIG_INVALID', `${option}: ${message}`);
+    this.option = option;
+  }
+}
+
+/** The caller aborted the call (its `signal`): it did not run. */
+export class AbortedError extends SdkError<'SDK_ABORTED'> {
+  readonly tool: string;
+  constructor(tool: string, message: string, options?: { cause?: unknown }) {
+    super('SDK_ABORTED', message, options);
+    this.tool = tool;
+  }
+}
 
 /** The server refused a request for a reason the caller must fix (its `apiCode` is the server's code). */
-export class RequestError extends SdkError<'SDK_REQUEST_FAILED' | 'SDK_EXCHANGE_FAILED'> {
+export class RequestError extends SdkError<'SDK_REQUEST_FAILED' | 'SDK_EXCHANGE_FAILED' | 'SDK_EVENT_DROPPED'> {
   /** HTTP status. */
   readonly status: number;
   /** The server's error code (`error.code`, or `custody_code` / `error` of an OAuth answer). */
   readonly apiCode: string;
-  constructor(code: 'SDK_REQUEST_FAILED' | 'SDK_EXCHANGE_FAILED', status: number, apiCode: string, message: string) {
+  constructor(code: 'SDK_REQUEST_FAILED' | 'SDK_EXCHANGE_FAILED' | 'SDK_EVENT_DROPPED', status: number, apiCode: string, message: string) {
     super(code, `${message} (${status} ${apiCode})`);
     this.status = status;
     this.apiCode = apiCode;

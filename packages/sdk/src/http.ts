@@ -24,6 +24,22 @@ export interface HttpRequest {
   form?: Record<string, string>;
   traceparent?: string;
   timeoutMs: number;
+  /** The caller's abort signal (the request ends when it aborts, as on a timeout). */
+  signal?: AbortSignal;
+}
+
+/** A signal that aborts after `ms` or when `other` aborts. */
+function deadline(ms: number, other: AbortSignal | undefined): AbortSignal {
+  const timeout = AbortSignal.timeout(ms);
+  if (other === undefined) return timeout;
+  const any = (AbortSignal as { any?: (signals: AbortSignal[]) => AbortSignal }).any;
+  if (any !== undefined) return any([timeout, other]);
+  const c = new AbortController();
+  const abort = () => c.abort();
+  timeout.addEventListener('abort', abort, { once: true });
+  other.addEventListener('abort', abort, { once: true });
+  if (other.aborted) c.abort();
+  return c.signal;
 }
 
 /** Statuses that mean "nothing was recorded; try again later". */
@@ -76,7 +92,7 @@ export class Http {
     }
     let res: Response;
     try {
-      res = await this.#fetch(this.url(req.path), { method: req.method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(req.timeoutMs) });
+      res = await this.#fetch(this.url(req.path), { method: req.method, headers, ...(body !== undefined ? { body } : {}), signal: deadline(req.timeoutMs, req.signal) });
     } catch (cause) {
       throw new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `cannot reach Custody at ${this.#base} (${req.method} ${req.path}): ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     }

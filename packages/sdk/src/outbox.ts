@@ -7,8 +7,8 @@
  * lost answer never writes an entry twice.
  * @internal
  */
-import { LedgerUnavailableError, type SdkError } from './errors.js';
-import { apiErrorOf, type Http, refused } from './http.js';
+import { LedgerUnavailableError, RequestError, type SdkError } from './errors.js';
+import { apiErrorOf, type Http, type HttpAnswer, refused } from './http.js';
 import type { OutgoingEvent, SpoolStore } from './spool-store.js';
 
 /** Where a recorded event went. */
@@ -33,8 +33,46 @@ export interface DeliveryOptions {
   initialBackoffMs?: number;
   /** Longest retry delay in ms (default 30,000). */
   maxBackoffMs?: number;
-  /** Called when a delivery attempt fails (the events stay spooled). */
+  /**
+   * Called when a delivery attempt fails (the events stay spooled: `SDK_LEDGER_UNAVAILABLE`,
+   * `SDK_DELIVERY_UNACKNOWLEDGED`), when a spooled event is set aside (`SDK_EVENT_DROPPED`,
+   * also given to `onDropped`), and when a tool's outcome could not be recorded
+   * (`SDK_OUTCOME_UNRECORDED`). Without it, the SDK emits a process warning where
+   * there is one (Node), else stays silent.
+   */
   onError?: (err: SdkError | Error) => void;
+  /**
+   * Called once for each spooled event the ledger refused for good (400, or a 403
+   * naming the event, or a per-event error of a 207): the event left the spool for
+   * the store's dead letters (`FileSpool.deadLetters()`, `MemorySpool.rejected`)
+   * and is never retried. `error` is a RequestError `SDK_EVENT_DROPPED` with the server's `apiCode`.
+   */
+  onDropped?: (event: OutgoingEvent, error: RequestError) => void;
+}
+
+/** The index `i` of an error's `field` that names one event of the request (`events[i]…`). */
+function eventIndexOf(answer: HttpAnswer): number | undefined {
+  const body = answer.body as { error?: { field?: unknown } } | undefined;
+  const field = body !== null && typeof body === 'object' ? body.error?.field : undefined;
+  const m = typeof field === 'string' ? /^events\[(\d+)\]/.exec(field) : null;
+  return m === null ? undefined : Number(m[1]);
+}
+
+/** True when `item` acknowledges `event`: its id, and where it landed (index) or why it was refused (error). */
+function acknowledges(item: unknown, event: OutgoingEvent): item is AppendItem {
+  if (item === null || typeof item !== 'object') return false;
+  const i = item as Record<string, unknown>;
+  if (i['id'] !== event.id) return false;
+  if (i['error'] !== undefined) return i['error'] !== null && typeof i['error'] === 'object' && typeof (i['error'] as { code?: unknown }).code === 'string';
+  return typeof i['index'] === 'number' && Number.isSafeInteger(i['index']);
+}
+
+function unacknowledged(answer: HttpAnswer, acknowledged: number, sent: number): LedgerUnavailableError {
+  const what = typeof answer.body === 'string' ? `a body that is not Custody's (${JSON.stringify(answer.body.slice(0, 80))})` : 'results that do not acknowledge every event by id';
+  return new LedgerUnavailableError(
+    'SDK_DELIVERY_UNACKNOWLEDGED',
+    `POST /v1/events answered ${answer.status} with ${what}: ${acknowledged} of ${sent} event(s) acknowledged; the others stay spooled and are sent again (is \`url\` Custody, or is a proxy or maintenance page answering?)`,
+  );
 }
 
 interface AppendItem {
@@ -55,6 +93,7 @@ export class Outbox {
   readonly #initial: number;
   readonly #max: number;
   readonly #onError: ((err: Error) => void) | undefined;
+  readonly #onDropped: ((event: OutgoingEvent, error: RequestError) => void) | undefined;
   #chain: Promise<unknown> = Promise.resolve();
   #attempt = 0;
   #nextAt = 0;
@@ -71,6 +110,7 @@ export class Outbox {
     this.#initial = opts.initialBackoffMs ?? 250;
     this.#max = opts.maxBackoffMs ?? 30_000;
     this.#onError = opts.onError;
+    this.#onDropped = opts.onDropped;
     // Events left by an earlier process (or before a restart) are delivered at once.
     if (store.pending() > 0) this.#schedule(0);
   }
@@ -135,19 +175,37 @@ export class Outbox {
   }
 
   async #sendOne(event: OutgoingEvent): Promise<RecordResult> {
-    const answer = await this.#http.send<{ results?: AppendItem[] }>({ method: 'POST', path: '/v1/events', bearer: this.#apiKey, json: [event], timeoutMs: this.#timeoutMs });
-    const item = answer.body.results?.[0];
-    if ((answer.status === 200 || answer.status === 201 || answer.status === 207) && item !== undefined) {
-      if (item.error !== undefined) throw refused({ ...answer, body: { error: item.error } }, `the ledger refused event ${event.id} (${event.type})`);
+    const answer = await this.#http.send<{ results?: unknown[] }>({ method: 'POST', path: '/v1/events', bearer: this.#apiKey, json: [event], timeoutMs: this.#timeoutMs });
+    if (answer.status === 200 || answer.status === 201 || answer.status === 207) {
+      const item = (answer.body as { results?: unknown } | undefined)?.results;
+      const first = Array.isArray(item) && item.length === 1 ? item[0] : undefined;
+      // Only an answer naming this event is an acknowledgement; anything else (a maintenance page, `{}`) is a failed attempt.
+      if (!acknowledges(first, event)) throw unacknowledged(answer, 0, 1);
+      if (first.error !== undefined) throw refused({ ...answer, body: { error: first.error } }, `the ledger refused event ${event.id} (${event.type})`);
       this.#attempt = 0;
       this.#lastError = undefined;
-      return { id: item.id, spooled: false, ...(item.index !== undefined ? { index: item.index } : {}), ...(item.seq !== undefined ? { seq: item.seq } : {}), duplicate: item.duplicate === true };
+      return { id: first.id, spooled: false, ...(first.index !== undefined ? { index: first.index } : {}), ...(first.seq !== undefined ? { seq: first.seq } : {}), duplicate: first.duplicate === true };
     }
-    if (answer.status === 401 || answer.status === 403) {
+    if (answer.status === 401 || (answer.status === 403 && eventIndexOf(answer) === undefined)) {
       // A key problem is not the event's fault: keep it (spooled) until an operator fixes the key.
-      throw new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `the ledger refused the API key: ${apiErrorOf(answer).message}`);
+      throw new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `the ledger refused the API key (${answer.status}): ${apiErrorOf(answer).message}`);
     }
-    throw refused(answer, `the ledger refused event ${event.id} (${event.type})`);
+    if (answer.status === 400 || answer.status === 403 || answer.status === 413) throw refused(answer, `the ledger refused event ${event.id} (${event.type})`);
+    // 404/405/415…: the request went somewhere that is not Custody's events route, or not as expected: keep the event.
+    throw new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `POST /v1/events answered ${answer.status} (${apiErrorOf(answer).code}); the event stays spooled`);
+  }
+
+  /** Sets a refused event aside for good (dead letter), says so, and acknowledges it. */
+  async #drop(event: OutgoingEvent, error: { code: string; message: string }, status: number): Promise<void> {
+    await this.#store.reject(event, error);
+    await this.#store.ack(1);
+    const err = new RequestError('SDK_EVENT_DROPPED', status, error.code, `the ledger refused spooled event ${event.id} (${event.type}) for good; it was set aside (dead letter) and will not be sent again: ${error.message}`);
+    try {
+      this.#onDropped?.(event, err);
+    } catch {
+      // A throwing hook must not stop delivery.
+    }
+    this.#report(err);
   }
 
   /** One delivery round; true when nothing waits any more. */
@@ -158,39 +216,74 @@ export class Outbox {
       const batch = this.#store.peek(size);
       let answer;
       try {
-        answer = await this.#http.send<{ results?: AppendItem[] }>({ method: 'POST', path: '/v1/events', bearer: this.#apiKey, json: batch, timeoutMs: this.#timeoutMs });
+        answer = await this.#http.send<{ results?: unknown[] }>({ method: 'POST', path: '/v1/events', bearer: this.#apiKey, json: batch, timeoutMs: this.#timeoutMs });
       } catch (err) {
         if (!(err instanceof LedgerUnavailableError)) throw err;
         this.#failed(err);
         return false;
       }
       if (answer.status === 200 || answer.status === 201 || answer.status === 207) {
-        const results = answer.body.results ?? [];
-        for (let i = 0; i < batch.length; i++) {
-          const error = results[i]?.error;
-          if (error !== undefined) await this.#store.reject(batch[i]!, error);
+        const raw = (answer.body as { results?: unknown } | undefined)?.results;
+        const results = Array.isArray(raw) ? raw : [];
+        // Only the events the answer acknowledges by id, in order, leave the spool.
+        let acked = 0;
+        while (acked < batch.length && acknowledges(results[acked], batch[acked]!)) acked++;
+        await this.#ackResults(batch.slice(0, acked), results.slice(0, acked) as AppendItem[], answer.status);
+        if (acked < batch.length) {
+          this.#failed(unacknowledged(answer, acked, batch.length));
+          return false;
         }
-        await this.#store.ack(batch.length);
         this.#attempt = 0;
         this.#nextAt = 0;
         this.#lastError = undefined;
+        size = this.#batch;
         continue;
       }
-      if ((answer.status === 400 || answer.status === 413) && batch.length > 1) {
-        // One event spoils the whole request (validation is all or nothing): find it one by one.
-        size = 1;
+      const at = eventIndexOf(answer);
+      const eventRefused = answer.status === 400 || answer.status === 413 || (answer.status === 403 && at !== undefined);
+      if (eventRefused && batch.length > 1) {
+        // One event spoils the whole request (validation is all or nothing): send what precedes the
+        // event the answer names, or find the culprit one by one.
+        size = at !== undefined && at > 0 && at < batch.length ? at : 1;
         continue;
       }
-      if (answer.status === 400 || answer.status === 413) {
-        await this.#store.reject(batch[0]!, apiErrorOf(answer));
-        await this.#store.ack(1);
+      if (eventRefused) {
+        // 400, or a 403 naming the event (a type only Custody records): this event is refused for good.
+        await this.#drop(batch[0]!, apiErrorOf(answer), answer.status);
+        size = this.#batch;
         continue;
       }
-      // 401/403/404/415…: nothing was appended and nothing is wrong with the events: keep them, retry later.
-      this.#failed(refused(answer, 'delivering spooled events'));
+      // 401, a 403 for the key as a whole, 404/415…: nothing was appended and nothing is wrong with the events: keep them, retry later.
+      this.#failed(answer.status === 401 || answer.status === 403 ? new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `delivering spooled events: the ledger refused the API key (${answer.status}): ${apiErrorOf(answer).message}`) : refused(answer, 'delivering spooled events'));
       return false;
     }
     return true;
+  }
+
+  /** Acknowledges delivered events, setting aside those with a per-event error. */
+  async #ackResults(events: readonly OutgoingEvent[], results: readonly AppendItem[], status: number): Promise<void> {
+    let run = 0;
+    for (let i = 0; i < events.length; i++) {
+      const error = results[i]!.error;
+      if (error === undefined) {
+        run++;
+        continue;
+      }
+      if (run > 0) await this.#store.ack(run);
+      run = 0;
+      await this.#drop(events[i]!, error, status);
+    }
+    if (run > 0) await this.#store.ack(run);
+  }
+
+  /** Tells the caller's hook, else the process (a warning), of a problem the caller did not see thrown. */
+  #report(err: Error): void {
+    reportError(this.#onError, err);
+  }
+
+  /** @internal Reports a problem through the delivery hook (what sessions use for unrecorded outcomes). */
+  report(err: Error): void {
+    this.#report(err);
   }
 
   #failed(err: Error): void {
@@ -198,7 +291,8 @@ export class Outbox {
     this.#attempt += 1;
     const base = Math.min(this.#max, this.#initial * 2 ** Math.min(this.#attempt - 1, 30));
     this.#nextAt = Date.now() + Math.round(base * (0.5 + Math.random() * 0.5));
-    this.#onError?.(err);
+    // Transient failures go to the hook only; an answer that is not Custody's is worth a warning without one.
+    if (this.#onError !== undefined || (err as { code?: string }).code === 'SDK_DELIVERY_UNACKNOWLEDGED') this.#report(err);
   }
 
   #schedule(delayMs: number): void {
@@ -224,4 +318,18 @@ export class Outbox {
     this.#chain = run.catch(() => undefined);
     return run;
   }
+}
+
+/** Calls `onError` (a throwing hook is ignored), else emits a process warning where there is one. @internal */
+export function reportError(onError: ((err: Error) => void) | undefined, err: Error): void {
+  if (onError !== undefined) {
+    try {
+      onError(err);
+    } catch {
+      // A throwing hook must not break delivery or a tool call.
+    }
+    return;
+  }
+  const proc = (globalThis as { process?: { emitWarning?: (w: Error | string, o?: { code?: string }) => void } }).process;
+  proc?.emitWarning?.(err.message, { code: (err as { code?: string }).code ?? 'SDK_ERROR' });
 }

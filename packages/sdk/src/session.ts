@@ -9,10 +9,11 @@ import { v7 as uuidv7 } from 'uuid';
 
 import type { CustodyCore } from './client.js';
 import { type CredentialFacts, type DelegationLink, type Principal } from './credential-claims.js';
-import { type DecisionInfo, DeniedError, ApprovalTimeoutError, LedgerUnavailableError, RequestError, RevokedError, SdkError } from './errors.js';
+import { AbortedError, ApprovalTimeoutError, ConfigError, type DecisionInfo, DeniedError, LedgerUnavailableError, RequestError, RevokedError, SdkError } from './errors.js';
 import { encodeHandoff, handoffFingerprint } from './handoff.js';
 import { apiErrorOf, refused } from './http.js';
 import type { RecordResult } from './outbox.js';
+import { optionalCapture, optionalFunction, optionalMode, optionalMs, optionalPositiveInteger, optionalSignal, optionalString, optionsObject, requiredString, tokenList } from './validate.js';
 import type { OutgoingEvent } from './spool-store.js';
 import { activeOtelContext, formatTraceparent, newSpanId, type TraceContext } from './trace-context.js';
 
@@ -52,6 +53,13 @@ export interface ToolOptions {
 export interface CallOptions extends ToolOptions {
   /** The caller's id of the call (e.g. the framework's tool call id). */
   callId?: string;
+  /**
+   * Aborts the call while it is being decided or waits for a human's approval
+   * (`AbortedError`, `SDK_ABORTED`; the call does not run). The integrations pass
+   * the framework's signal (the AI SDK's `abortSignal`, the MCP client's `signal`).
+   * Once the call runs, the signal is the tool's business.
+   */
+  signal?: AbortSignal;
 }
 
 /** Options of `delegate`. */
@@ -103,13 +111,61 @@ interface DecisionAnswer {
 
 const TOOL_SERVER = /^[A-Za-z0-9_-]{1,64}$/;
 
-/** JSON-safe copy of a value (functions, symbols and cycles become strings). */
+/**
+ * Event types only Custody's own services record (the server's CUSTODY_ONLY, in
+ * packages/server/src/ingest.ts, and `admin.*`): the ledger answers 403 to an
+ * ingest key recording one.
+ */
+const CUSTODY_ONLY: ReadonlySet<string> = new Set([
+  'approval.granted',
+  'approval.denied',
+  'approval.expired',
+  'credential.issued',
+  'credential.revoked',
+  'credential.expired',
+  'session.revoked',
+  'session.expired',
+]);
+
+/** True for a type the SDK never sends (see CUSTODY_ONLY). */
+export function reservedType(type: string): boolean {
+  return type.startsWith('admin.') || CUSTODY_ONLY.has(type);
+}
+
+/** Lone UTF-16 surrogates (not part of a pair): JSON can carry them, the ledger refuses them. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/** `s` with every lone surrogate replaced by U+FFFD (what a UTF-8 encoder does). */
+export function wellFormed(s: string): string {
+  return s.replace(LONE_SURROGATE, '\uFFFD');
+}
+
+/** The first `max` UTF-16 units of `s`, never cutting a surrogate pair in two. */
+export function truncate(s: string, max: number): string {
+  if (s.length <= max) return s;
+  const end = max > 0 && /[\uD800-\uDBFF]/.test(s[max - 1]!) && /[\uDC00-\uDFFF]/.test(s[max] ?? '') ? max - 1 : max;
+  return s.slice(0, end);
+}
+
+/** A copy of a JSON value with every string (values and keys) well-formed. */
+function wellFormedDeep(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return wellFormed(value);
+  if (value === null || typeof value !== 'object' || depth > 256) return value;
+  if (Array.isArray(value)) return value.map((v) => wellFormedDeep(v, depth + 1));
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return value; // a Date, a class instance…: JSON.stringify's business
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) Object.defineProperty(out, wellFormed(k), { value: wellFormedDeep(v, depth + 1), enumerable: true, writable: true, configurable: true });
+  return out;
+}
+
+/** JSON-safe copy of a value (functions, symbols and cycles become strings; lone surrogates U+FFFD). */
 function jsonSafe(value: unknown): unknown {
   if (value === undefined) return null;
   try {
-    return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) as unknown;
+    return wellFormedDeep(JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) as unknown);
   } catch {
-    return String(value);
+    return wellFormed(String(value));
   }
 }
 
@@ -121,6 +177,34 @@ function captured(field: string, value: unknown, capture: Capture): Record<strin
   const r = redactSecrets(safe);
   return { [field]: r.value, ...(r.redactions.length > 0 ? { redacted: r.redactions } : {}) };
 }
+
+/** What `tool.failed` records of a thrown value: its name and message (cut on a code point, secrets redacted). */
+function errorData(err: unknown): { name: string; message: string } {
+  const e = err instanceof Error ? { name: wellFormed(truncate(String(err.name), 200)), message: wellFormed(truncate(String(err.message), 4000)) } : { name: 'Error', message: wellFormed(truncate(String(err), 4000)) };
+  return redactSecrets(e).value as { name: string; message: string };
+}
+
+/** True once `signal` has aborted (a function, so that TypeScript does not narrow `aborted` across awaits). */
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (isAborted(signal)) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** How often an approval wait re-checks that the session is still active (s). */
+const REVOCATION_CHECK_S = 5;
 
 function captureOf(c: ToolOptions['capture']): { arguments: Capture; result: Capture } {
   if (c === undefined || typeof c === 'string') return { arguments: c ?? 'full', result: c ?? 'full' };
@@ -184,6 +268,13 @@ export class Session {
    * @example await session.record({ type: 'external.app.note', data: { note: 'cache warmed' } })
    */
   async record(input: RecordInput): Promise<RecordResult> {
+    if (input === null || typeof input !== 'object' || typeof input.type !== 'string' || input.type === '') throw new ConfigError('record.type', 'an event needs a type (a string of the v1 taxonomy, e.g. model.output, or external.*)');
+    if (reservedType(input.type)) {
+      throw new SdkError(
+        'SDK_EVENT_TYPE_RESERVED',
+        `${input.type} events record what Custody itself did (an answered approval, a credential's life, a revocation, the ledger's governance): the ledger refuses them from an agent's key, so the SDK does not send or spool them`,
+      );
+    }
     const event = this.#event(input);
     const result = await this.#core.outbox.submit(event);
     this.#last = event.id;
@@ -212,50 +303,121 @@ export class Session {
    *          await refund({ order: '1234' }); // DeniedError if policy says no
    */
   tool<A extends Record<string, unknown>, R>(name: string, fn: (args: A) => R | Promise<R>, opts: ToolOptions = {}): (args: A) => Promise<R> {
+    requiredString('tool.name', name);
+    optionalFunction('tool.fn', fn);
+    if (fn === undefined) throw new ConfigError('tool.fn', 'expected the tool function');
+    checkToolOptions('tool', opts);
     return (args: A) => this.callTool(name, args, () => fn(args), opts);
   }
 
   /**
    * One policy-checked tool call (what `tool()` wrappers and the framework integrations use).
-   * @throws DeniedError, ApprovalTimeoutError, RevokedError, LedgerUnavailableError (fail-closed), or what `run` throws
+   *
+   * Under `whenUnavailable: 'proceed'` the call runs undecided only when no
+   * decision could be obtained at all. Once the decision point has answered
+   * (`deny`, or `approval_required`), an outage afterwards (while waiting for the
+   * approval, or asking again with it) never runs the call: the wait goes on
+   * until `approvalTimeoutMs` (`ApprovalTimeoutError`), and a failure of the
+   * second decision throws `LedgerUnavailableError`.
+   *
+   * Once `run` has run, its own result is returned (or its own error rethrown)
+   * even when recording the outcome fails; that failure is reported to the
+   * client's `delivery.onError` (`SDK_OUTCOME_UNRECORDED`).
+   * @throws DeniedError, ApprovalTimeoutError, RevokedError, AbortedError, LedgerUnavailableError (fail-closed, or after a decision), or what `run` throws
    */
   async callTool<R>(name: string, args: Record<string, unknown>, run: () => R | Promise<R>, opts: CallOptions = {}): Promise<R> {
+    requiredString('callTool.name', name);
+    if (typeof run !== 'function') throw new ConfigError('callTool.run', 'expected the function that runs the tool');
+    checkToolOptions('callTool', opts);
+    optionalString('callTool.callId', opts.callId);
+    const signal = optionalSignal('callTool.signal', opts.signal);
     const { server, tool } = this.#toolName(name, opts.server);
     const full = `${server}.${tool}`;
     const capture = captureOf(opts.capture);
     const toolPart = { name: full, server, ...(opts.callId !== undefined ? { callId: opts.callId } : {}) };
     const mode = opts.whenUnavailable ?? this.#core.options.toolsWhenUnavailable;
+    const aborted = (cause?: unknown) => new AbortedError(full, `${full}: the caller aborted the call before it ran`, cause === undefined ? undefined : { cause });
+    if (isAborted(signal)) throw aborted(signal?.reason);
+    /** Set once the decision point has answered: from then on, `proceed` never applies. */
+    const progress = { decided: false };
     let call: string;
     try {
-      // What happened before the call is delivered first, so the log keeps the order it happened in.
-      await this.#core.outbox.flush(0);
+      try {
+        // What happened before the call is delivered first, so the log keeps the order it happened in.
+        await this.#core.outbox.flush(0);
+      } catch (err) {
+        // Under proceed, events that cannot be delivered yet must not stop the decision point from deciding.
+        if (!(err instanceof LedgerUnavailableError) || mode !== 'proceed') throw err;
+      }
       const answer = await this.#decideAndWait(
         full,
         { tool: { server, name: tool }, arguments: jsonSafe(args), capture: capture.arguments, ...(opts.callId !== undefined ? { callId: opts.callId } : {}), ...(this.#last !== undefined ? { cause: this.#last } : {}) },
         opts,
+        progress,
+        signal,
       );
       call = answer.call;
     } catch (err) {
-      if (!(err instanceof LedgerUnavailableError) || mode === 'fail-closed') throw err;
+      if (isAborted(signal) && !(err instanceof DeniedError || err instanceof RevokedError)) throw aborted(err);
+      // Only a mode of exactly 'proceed' proceeds, and only when no decision exists.
+      if (!(err instanceof LedgerUnavailableError) || mode !== 'proceed' || progress.decided) throw err;
       // Proceeding without a decision is a deployment's choice: say so in the record.
       const requested = await this.record({
         type: 'tool.requested',
         tool: toolPart,
-        data: { ...captured('arguments', args, capture.arguments), capture: capture.arguments, decision: 'unavailable', whenUnavailable: 'proceed', reason: err.message.slice(0, 1000) },
+        data: { ...captured('arguments', args, capture.arguments), capture: capture.arguments, decision: 'unavailable', whenUnavailable: 'proceed', reason: truncate(err.message, 1000) },
       });
       call = requested.id;
+    }
+    if (isAborted(signal)) {
+      // Decided (and perhaps approved) but aborted before it ran: the call's trail says so, and it does not run.
+      await this.#recordOutcome(full, call, { type: 'tool.failed', cause: call, tool: toolPart, data: { error: { name: 'AbortError', message: 'the caller aborted the call before it ran' }, aborted: true, durationMs: 0 } });
+      throw aborted(signal?.reason);
     }
     const started = Date.now();
     let result: R;
     try {
       result = await run();
     } catch (err) {
-      const e = err instanceof Error ? { name: err.name, message: err.message.slice(0, 4000) } : { name: 'Error', message: String(err).slice(0, 4000) };
-      await this.record({ type: 'tool.failed', cause: call, tool: toolPart, data: { error: redactSecrets(e).value, durationMs: Date.now() - started } });
+      await this.#recordOutcome(full, call, { type: 'tool.failed', cause: call, tool: toolPart, data: { error: errorData(err), durationMs: Date.now() - started } });
       throw err;
     }
-    await this.record({ type: 'tool.completed', cause: call, tool: toolPart, data: { ...captured('result', result, capture.result), capture: capture.result, durationMs: Date.now() - started } });
+    await this.#recordOutcome(full, call, { type: 'tool.completed', cause: call, tool: toolPart, data: { ...captured('result', result, capture.result), capture: capture.result, durationMs: Date.now() - started } });
     return result;
+  }
+
+  /**
+   * Records a call's outcome after the tool ran (or was aborted). Never throws:
+   * the tool's own result or error is what the caller gets. When the ledger
+   * refuses the outcome itself, an outcome without the value (`data.unrecordable`)
+   * is recorded instead; what still fails is reported (`SDK_OUTCOME_UNRECORDED`).
+   */
+  async #recordOutcome(tool: string, call: string, input: RecordInput): Promise<void> {
+    try {
+      await this.record(input);
+      return;
+    } catch (first) {
+      let cause: unknown = first;
+      if (first instanceof RequestError) {
+        try {
+          const { durationMs, capture } = input.data ?? {};
+          await this.record({ ...input, data: { unrecordable: { code: first.apiCode, message: truncate(first.message, 1000) }, ...(capture !== undefined ? { capture } : {}), ...(durationMs !== undefined ? { durationMs } : {}) } });
+          cause = undefined;
+        } catch (second) {
+          cause = second;
+        }
+      }
+      const why = first instanceof Error ? first.message : String(first);
+      this.#core.outbox.report(
+        new SdkError(
+          'SDK_OUTCOME_UNRECORDED',
+          cause === undefined
+            ? `${tool} (call ${call}) ran, but the ledger refused its ${input.type} as recorded: an outcome without the value was recorded instead (${why})`
+            : `${tool} (call ${call}) ran, but its ${input.type} could not be recorded; the caller got the tool's own result or error (${why})`,
+          { cause: first },
+        ),
+      );
+    }
   }
 
   /**
@@ -264,6 +426,12 @@ export class Session {
    * lifetime can only be narrower.
    */
   async delegate(opts: DelegateOptions): Promise<Session> {
+    const o = optionsObject('delegate', opts, false);
+    requiredString('delegate.actorToken', o['actorToken']);
+    if (o['scope'] !== undefined) tokenList('delegate.scope', o['scope']);
+    optionalString('delegate.objective', o['objective']);
+    if (o['audience'] !== undefined) tokenList('delegate.audience', o['audience']);
+    optionalPositiveInteger('delegate.lifetimeSeconds', o['lifetimeSeconds']);
     return this.#core.exchange({
       subject_token: this.credential,
       subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
@@ -296,6 +464,11 @@ export class Session {
    * @throws SdkError `SDK_HANDOFF_INVALID` (a scope wider than this session's, a bad lifetime), RevokedError (this session has ended)
    */
   async handoff(opts: HandoffOptions = {}): Promise<Handoff> {
+    const o = optionsObject('handoff', opts, true);
+    if (o['scope'] !== undefined) tokenList('handoff.scope', o['scope']);
+    optionalString('handoff.objective', o['objective']);
+    optionalString('handoff.to', o['to']);
+    if (o['data'] !== undefined) optionsObject('handoff.data', o['data'], false);
     if (this.#closed) throw new RevokedError(this.id, 'cannot hand off a closed session');
     const scope = opts.scope === undefined ? undefined : [...new Set((Array.isArray(opts.scope) ? opts.scope : opts.scope.split(' ')).filter((t) => t !== ''))].sort();
     if (scope !== undefined) {
@@ -407,12 +580,13 @@ export class Session {
       credential: { jti: this.#facts.jti, fingerprint: this.#facts.fingerprint },
       trace: input.trace ?? this.traceContext(),
       ...(cause !== undefined ? { cause } : {}),
-      ...(input.tool !== undefined ? { tool: input.tool } : {}),
-      ...(input.data !== undefined ? { data: input.data } : {}),
+      ...(input.tool !== undefined ? { tool: wellFormedDeep(input.tool) as RecordInput['tool'] } : {}),
+      // The ledger refuses lone surrogates: they become U+FFFD rather than cost the event.
+      ...(input.data !== undefined ? { data: wellFormedDeep(input.data) as Record<string, unknown> } : {}),
     };
   }
 
-  async #decide(tool: string, body: Record<string, unknown>): Promise<DecisionAnswer> {
+  async #decide(tool: string, body: Record<string, unknown>, signal: AbortSignal | undefined): Promise<DecisionAnswer> {
     const answer = await this.#core.http.send<DecisionAnswer>({
       method: 'POST',
       path: '/v1/decisions',
@@ -420,24 +594,35 @@ export class Session {
       json: body,
       traceparent: formatTraceparent(this.traceContext()),
       timeoutMs: this.#core.options.requestTimeoutMs,
+      ...(signal !== undefined ? { signal } : {}),
     });
-    if (answer.status === 200) return answer.body;
+    if (answer.status === 200) {
+      const b = answer.body as Partial<DecisionAnswer> | undefined;
+      const effect = b !== null && typeof b === 'object' ? b.decision?.effect : undefined;
+      if ((effect !== 'allow' && effect !== 'deny' && effect !== 'approval_required') || typeof b!.call !== 'string') {
+        // Not the decision point's answer (a maintenance page, a proxy): no decision was obtained.
+        throw new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `POST /v1/decisions answered 200 with a body that is not a decision (is \`url\` Custody?): ${typeof (answer.body as unknown) === 'string' ? JSON.stringify((answer.body as unknown as string).slice(0, 80)) : 'no decision'}`);
+      }
+      const d = b!.decision!;
+      return { ...(b as DecisionAnswer), decision: { ...d, policies: Array.isArray(d.policies) ? d.policies : [], reasons: Array.isArray(d.reasons) ? d.reasons : [] } };
+    }
     const e = apiErrorOf(answer);
     if (answer.status === 401) throw new RevokedError(this.id, `the decision point refused the session credential for ${tool}: ${e.message}`);
     if (answer.status === 409 && e.code === 'APPROVAL_NOT_GRANTED') throw new DeniedError('SDK_APPROVAL_DENIED', tool, `${tool}: ${e.message}`);
     throw refused(answer, `deciding ${tool}`);
   }
 
-  async #decideAndWait(tool: string, body: Record<string, unknown>, opts: ToolOptions): Promise<DecisionAnswer> {
-    let answer = await this.#decide(tool, body);
+  async #decideAndWait(tool: string, body: Record<string, unknown>, opts: ToolOptions, progress: { decided: boolean }, signal: AbortSignal | undefined): Promise<DecisionAnswer> {
+    let answer = await this.#decide(tool, body, signal);
+    progress.decided = true;
     if (answer.decision.effect === 'approval_required') {
       const approval = answer.approval?.id;
       if (approval === undefined) throw new RequestError('SDK_REQUEST_FAILED', 200, 'APPROVAL_MISSING', `the decision point asked for approval of ${tool} but opened none`);
-      const status = await this.#awaitApproval(tool, approval, opts.approvalTimeoutMs ?? this.#core.options.approvalTimeoutMs);
+      const status = await this.#awaitApproval(tool, approval, opts.approvalTimeoutMs ?? this.#core.options.approvalTimeoutMs, signal);
       if (status === 'denied') throw new DeniedError('SDK_APPROVAL_DENIED', tool, `a human denied ${tool} (approval ${approval})`, { decision: answer.decision, approval });
       if (status === 'expired') throw new DeniedError('SDK_APPROVAL_EXPIRED', tool, `the approval for ${tool} expired unanswered (approval ${approval})`, { decision: answer.decision, approval });
       // Granted: ask again with the approval, which the decision point checks against this exact call and uses once.
-      answer = await this.#decide(tool, { ...body, approval });
+      answer = await this.#decide(tool, { ...body, approval }, signal);
     }
     if (answer.decision.effect !== 'allow') {
       throw new DeniedError('SDK_DENIED', tool, `policy denied ${tool}${answer.decision.reasons.length > 0 ? `: ${answer.decision.reasons.join('; ')}` : ''}`, { decision: answer.decision });
@@ -445,21 +630,82 @@ export class Session {
     return answer;
   }
 
-  async #awaitApproval(tool: string, id: string, timeoutMs: number): Promise<string> {
-    const started = Date.now();
-    for (;;) {
-      const left = timeoutMs - (Date.now() - started);
-      if (left <= 0) throw new ApprovalTimeoutError(tool, id, timeoutMs);
-      const wait = Math.max(0, Math.min(25, Math.floor(left / 1000)));
-      const answer = await this.#core.http.send<{ status: string }>({
-        method: 'GET',
-        path: `/v1/approvals/${encodeURIComponent(id)}/status?wait=${wait}`,
+  /** True unless Custody says this session's credential is no longer active (revoked, closed or expired, also through an ancestor). */
+  async #stillActive(signal: AbortSignal | undefined): Promise<boolean> {
+    if (Date.parse(this.expiresAt) <= Date.now()) return false;
+    try {
+      const answer = await this.#core.http.send<{ active?: unknown }>({
+        method: 'POST',
+        path: '/oauth/introspect',
         bearer: this.#core.apiKey,
-        timeoutMs: wait * 1000 + this.#core.options.requestTimeoutMs,
+        form: { token: this.credential },
+        timeoutMs: this.#core.options.requestTimeoutMs,
+        ...(signal !== undefined ? { signal } : {}),
       });
-      if (answer.status !== 200) throw refused(answer, `waiting for approval ${id}`);
-      if (answer.body.status !== 'pending') return answer.body.status;
-      if (wait === 0) await new Promise((r) => setTimeout(r, Math.min(left, 250)));
+      return !(answer.status === 200 && answer.body !== null && typeof answer.body === 'object' && answer.body.active === false);
+    } catch {
+      return true; // Unknown (unreachable): the decision point refuses a revoked credential anyway.
     }
   }
+
+  /**
+   * Waits for a human's answer: long polls of at most REVOCATION_CHECK_S seconds,
+   * each followed by a check that the session is still active. An outage does not
+   * end the wait (it is retried until the timeout); a revocation or the caller's
+   * abort does.
+   */
+  async #awaitApproval(tool: string, id: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<string> {
+    const started = Date.now();
+    let outage: LedgerUnavailableError | undefined;
+    let retry = 250;
+    for (;;) {
+      if (isAborted(signal)) throw new AbortedError(tool, `${tool}: the caller aborted the wait for approval ${id}; the call did not run`, { cause: signal?.reason });
+      const left = timeoutMs - (Date.now() - started);
+      if (left <= 0) throw new ApprovalTimeoutError(tool, id, timeoutMs, outage === undefined ? undefined : { cause: outage });
+      const wait = Math.max(0, Math.min(REVOCATION_CHECK_S, Math.floor(left / 1000)));
+      let answer;
+      try {
+        answer = await this.#core.http.send<{ status: string }>({
+          method: 'GET',
+          path: `/v1/approvals/${encodeURIComponent(id)}/status?wait=${wait}`,
+          bearer: this.#core.apiKey,
+          timeoutMs: wait * 1000 + this.#core.options.requestTimeoutMs,
+          ...(signal !== undefined ? { signal } : {}),
+        });
+      } catch (err) {
+        if (!(err instanceof LedgerUnavailableError)) throw err;
+        if (isAborted(signal)) continue;
+        // An outage while a human decides is not "no decision": keep waiting (never proceed) until the timeout.
+        outage = err;
+        await sleep(Math.min(retry, Math.max(0, timeoutMs - (Date.now() - started))), signal);
+        retry = Math.min(retry * 2, 5_000);
+        continue;
+      }
+      retry = 250;
+      if (answer.status !== 200) throw refused(answer, `waiting for approval ${id}`);
+      const status = (answer.body as { status?: unknown } | undefined)?.status;
+      if (status === 'granted' || status === 'denied') return status;
+      if (status !== 'pending' && status !== 'expired') {
+        outage = new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `GET /v1/approvals/${id}/status answered 200 with a body that is not an approval's status`);
+        await sleep(Math.min(1_000, Math.max(0, left)), signal);
+        continue;
+      }
+      // Still pending, or expired (which a revocation also causes): is the session still alive?
+      if (!(await this.#stillActive(signal))) {
+        throw new RevokedError(this.id, `the session was revoked, closed or has expired while ${tool} waited for approval ${id}; the call did not run: stop the task`);
+      }
+      if (status === 'expired') return status;
+      if (wait === 0) await sleep(Math.min(left, 250), signal);
+    }
+  }
+}
+
+/** Checks the options of `tool()` / `callTool()`. */
+function checkToolOptions(fn: string, opts: unknown): void {
+  const o = optionsObject(`${fn}.options`, opts, true);
+  optionalMode(`${fn}.whenUnavailable`, o['whenUnavailable']);
+  optionalMs(`${fn}.approvalTimeoutMs`, o['approvalTimeoutMs']);
+  optionalCapture(`${fn}.capture`, o['capture']);
+  const server = o['server'];
+  if (server !== undefined && (typeof server !== 'string' || !TOOL_SERVER.test(server))) throw new ConfigError(`${fn}.server`, 'must be 1-64 characters of A-Z a-z 0-9 _ -');
 }

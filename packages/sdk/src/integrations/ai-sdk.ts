@@ -38,6 +38,8 @@ export function custodyTools<T extends Record<string, Tool>>(session: Session, t
       execute: (input: unknown, options: ToolExecutionOptions) =>
         session.callTool(name, (input ?? {}) as Record<string, unknown>, () => execute.call(t, input as never, options) as unknown, {
           callId: options.toolCallId,
+          // An aborted generateText ends a decision or an approval wait: the call does not run later.
+          ...(options.abortSignal !== undefined ? { signal: options.abortSignal } : {}),
           ...(opts.server !== undefined ? { server: opts.server } : {}),
           ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
           ...(opts.whenUnavailable !== undefined ? { whenUnavailable: opts.whenUnavailable } : {}),

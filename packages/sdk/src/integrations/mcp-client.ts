@@ -34,6 +34,8 @@ export function custodyMcpClient<C extends Client>(client: C, session: Session, 
     session.callTool(params.name, params.arguments ?? {}, () => original(params, resultSchema, options), {
       server: opts.server,
       callId: `mcp-${++calls}`,
+      // The request's signal also ends the decision and an approval wait.
+      ...(options?.signal !== undefined ? { signal: options.signal } : {}),
       ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
       ...(opts.whenUnavailable !== undefined ? { whenUnavailable: opts.whenUnavailable } : {}),
     });

@@ -47,6 +47,7 @@ export function custodyAgentTools<T extends Tool>(session: Session, tools: reado
       try {
         return await session.callTool(f.name, argsOf(input), () => f.invoke(ctx, input, details), {
           ...(details?.toolCall?.callId !== undefined ? { callId: details.toolCall.callId } : {}),
+          ...(details?.signal !== undefined ? { signal: details.signal } : {}),
           ...(opts.server !== undefined ? { server: opts.server } : {}),
           ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
           ...(opts.whenUnavailable !== undefined ? { whenUnavailable: opts.whenUnavailable } : {}),
