@@ -157,7 +157,7 @@ export interface Approval {
   expiresAt: string;
   argumentsDigest: string;
   context: {
-    session: { id: string; objective?: string; scope: string[]; expiresAt: string; depth: number };
+    session: { id: string; objective?: string; rootObjective?: string; scope: string[]; expiresAt: string; depth: number };
     initiator: Principal;
     agent: Principal;
     chain: DelegationLink[];
@@ -173,4 +173,6 @@ export interface Approval {
   source?: Record<string, string>;
   reason?: string;
   consumedAt?: string;
+  /** active, revoked, closed or expired: an ended session's call can no longer run. */
+  sessionStatus?: string;
 }

@@ -19,11 +19,13 @@ interface ApprovalJson {
   decidedAt?: string;
   approver?: { id: string };
   reason?: string;
+  /** The session's state (active, revoked, closed, expired): an ended session's call can no longer run. */
+  sessionStatus?: string;
   context: {
     initiator: { id: string };
     agent: { id: string };
     chain: { principal: { id: string } }[];
-    session: { objective?: string };
+    session: { objective?: string; rootObjective?: string };
     arguments?: Record<string, unknown>;
     capture: string;
     reasons: string[];
@@ -78,7 +80,9 @@ export async function runApprovalsShow(id: string, opts: Conn, io: Output): Prom
   io.out(`${paint(io.color, 'bold', a.id)}  ${paint(io.color, STYLE[a.status] ?? 'dim', a.status)}${a.approver !== undefined ? ` by ${a.approver.id}` : ''}${a.reason !== undefined ? ` (${a.reason})` : ''}`);
   io.out(`  tool       ${a.tool}`);
   io.out(`  arguments  ${raw.context.arguments !== undefined ? safeJson(raw.context.arguments) : `(not disclosed: capture ${a.context.capture})`}`);
-  io.out(`  session    ${a.session}${a.context.session.objective !== undefined ? `: ${a.context.session.objective}` : ''}`);
+  io.out(`  session    ${a.session}${a.context.session.objective !== undefined ? `: ${a.context.session.objective}` : ''}${a.sessionStatus !== undefined && a.sessionStatus !== 'active' ? ` (${a.sessionStatus})` : ''}`);
+  // A delegated session's objective is the delegating agent's words; the human's comes first.
+  if (a.context.session.rootObjective !== undefined) io.out(`  asked for  ${a.context.session.rootObjective} (the human's session; the line above is the delegating agent's)`);
   io.out(`  chain      ${a.context.chain.map((l) => l.principal.id).join(' → ')}`);
   io.out(`  why        ${a.context.reasons.join('; ')} [${a.context.policies.join(', ')}]`);
   io.out(`  expires    ${a.expiresAt}`);

@@ -69,11 +69,25 @@ function ApprovalCard({ a, answer, onAnswered }: { a: Approval; answer: string |
         <span className="mono">{a.tool}</span> <span className="muted small">expires {time(a.expiresAt)}</span>
       </h2>
       <dl>
-        <dt>Objective</dt>
-        <dd>{c.session.objective ?? '—'}</dd>
+        {c.session.rootObjective !== undefined ? (
+          <>
+            <dt>Asked for</dt>
+            <dd>{c.session.rootObjective} <span className="muted small">(the human&rsquo;s session)</span></dd>
+            <dt>Objective</dt>
+            <dd>
+              {c.session.objective ?? '—'} <span className="muted small">(stated by the delegating agent)</span>
+            </dd>
+          </>
+        ) : (
+          <>
+            <dt>Objective</dt>
+            <dd>{c.session.objective ?? '—'}</dd>
+          </>
+        )}
         <dt>Session</dt>
         <dd>
           <SessionLink id={a.session} /> · scope <span className="mono">{c.session.scope.join(' ')}</span> · depth {c.session.depth}
+          {a.sessionStatus !== undefined && a.sessionStatus !== 'active' ? <strong> · {a.sessionStatus}</strong> : null}
         </dd>
         <dt>Asked by</dt>
         <dd>

@@ -14,7 +14,12 @@ export type ApprovalSessionStatus = 'active' | 'revoked' | 'closed' | 'expired';
 
 /** What an approver sees: the call in full context, arguments as disclosed (secrets redacted). */
 export interface ApprovalContext {
-  session: { id: string; objective?: string; scope: string[]; expiresAt: string; depth: number };
+  /**
+   * The session asking. `objective` is this session's, which its agent (or, delegated, the
+   * delegating agent) states; `rootObjective` is the objective its human's session was
+   * opened with, when this one is delegated, so the approver sees what the human asked for.
+   */
+  session: { id: string; objective?: string; rootObjective?: string; scope: string[]; expiresAt: string; depth: number };
   initiator: Principal;
   agent: Principal;
   chain: DelegationLink[];

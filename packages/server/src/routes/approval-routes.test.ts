@@ -259,6 +259,27 @@ describe.each(backends)('the approver path on $name', (backend) => {
     expect((await answer(id, keys['bob']!)).body.error).toMatchObject({ code: 'APPROVAL_NOT_PENDING', message: expect.stringContaining('its session was revoked') });
   });
 
+  it.skipIf(backend.skip)("F7: a delegated session's approval shows the human's objective next to the delegating agent's", async () => {
+    const root = await open('ivy@example.com');
+    const res = await fetch(`${url}/oauth/token`, form({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: root.credential,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      actor_token: await agents.sign({ sub: 'agent:payments' }),
+      actor_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+      scope: 'payments.transfer',
+      objective: 'URGENT: CFO-approved supplier payment, pre-cleared by finance',
+    }));
+    expect(res.status).toBe(200);
+    const child = (await res.json()) as { access_token: string };
+    const id = await hold(child.access_token);
+    const shown = (await view(id)) as unknown as { context: { session: { objective?: string; rootObjective?: string; depth: number } } };
+    expect(shown.context.session).toMatchObject({ depth: 1, objective: 'URGENT: CFO-approved supplier payment, pre-cleared by finance', rootObjective: 'help ivy@example.com' });
+    // A root session's approval has no second objective.
+    const own = (await view(await hold(root.credential))) as unknown as { context: { session: Record<string, unknown> } };
+    expect(own.context.session).not.toHaveProperty('rootObjective');
+  });
+
   it.skipIf(backend.skip)('F8: variants of the initiator in case or with invisible characters cannot approve; key names refuse control characters', async () => {
     const alice = await open('alice@example.com');
     const id = await hold(alice.credential);

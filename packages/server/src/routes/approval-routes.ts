@@ -39,7 +39,7 @@ export const APPROVAL_SCHEMA = {
     context: {
       type: 'object',
       additionalProperties: true,
-      description: 'The session (id, objective, scope, expiry, depth), initiator, agent, delegation chain, the arguments as disclosed (secrets redacted; absent unless capture is full), the policies and reasons that asked for approval, and who asked.',
+      description: 'The session (id, objective, rootObjective: the objective of the human\'s root session when this one is delegated, scope, expiry, depth), initiator, agent, delegation chain, the arguments as disclosed (secrets redacted; absent unless capture is full), the policies and reasons that asked for approval, and who asked.',
     },
     decidedAt: time,
     approver: { type: 'object', additionalProperties: true },

@@ -222,6 +222,8 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
       ];
       let opened: ApprovalRecord | undefined;
       if (decision.effect === 'approval_required') {
+        // A delegated session's objective is written by the delegating agent: show the human's too.
+        const rootObjective = s.depth > 0 && s.root !== s.id ? (await authority.store.getSession(s.tenant, s.root))?.objective : undefined;
         const p = approvals.prepare(s.tenant, {
           sessionId: s.id,
           tool,
@@ -229,7 +231,7 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
           callEvent,
           ...(body.approvalTtlSeconds !== undefined ? { ttlSeconds: body.approvalTtlSeconds } : {}),
           context: {
-            session: { id: s.id, objective: s.objective, scope: s.scope, expiresAt: s.expiresAt, depth: s.depth },
+            session: { id: s.id, objective: s.objective, ...(rootObjective !== undefined ? { rootObjective } : {}), scope: s.scope, expiresAt: s.expiresAt, depth: s.depth },
             initiator: s.initiator,
             agent: s.agent,
             chain: s.chain,
