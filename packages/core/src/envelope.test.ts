@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { envelopeIssues, isEventType, validateEnvelope } from './envelope.js';
+import { CUSTODY_ONLY_TYPES, EVENT_TYPES, envelopeIssues, isCustodyOnlyType, isEventType, validateEnvelope } from './envelope.js';
 
 const base = {
   v: 1,
@@ -60,5 +60,12 @@ describe('envelope', () => {
     expect(isEventType('admin.retention.changed')).toBe(true);
     expect(isEventType('admin.')).toBe(false);
     expect(isEventType('tool.exploded')).toBe(false);
+  });
+
+  it("names the types only Custody's own services record: answered approvals, credentials, revocations and expiries, and admin.*", () => {
+    expect(EVENT_TYPES.filter((t) => isCustodyOnlyType(t))).toEqual(['session.revoked', 'session.expired', 'approval.granted', 'approval.denied', 'approval.expired', 'credential.issued', 'credential.revoked', 'credential.expired']);
+    expect(CUSTODY_ONLY_TYPES.size).toBe(8);
+    expect(isCustodyOnlyType('admin.key_created')).toBe(true);
+    for (const t of ['session.opened', 'session.delegated', 'session.closed', 'tool.requested', 'policy.decided', 'approval.requested', 'tool.completed', 'external.x']) expect(isCustodyOnlyType(t), t).toBe(false);
   });
 });

@@ -46,6 +46,29 @@ export function isEventType(type: string): type is EventType {
   return KNOWN_TYPES.has(type) || FAMILY_TYPE.test(type);
 }
 
+/**
+ * Event types only Custody's own services record: an answered approval, a credential's
+ * life, a revocation or expiry. The server refuses them (and every `admin.*`, which
+ * records the ledger's own governance) from any key but an admin key, so that an ingest
+ * key cannot forge the human approval a report counts or a revocation that never
+ * happened; the SDK refuses them before sending. See isCustodyOnlyType.
+ */
+export const CUSTODY_ONLY_TYPES: ReadonlySet<string> = new Set<KnownEventType>([
+  'approval.granted',
+  'approval.denied',
+  'approval.expired',
+  'credential.issued',
+  'credential.revoked',
+  'credential.expired',
+  'session.revoked',
+  'session.expired',
+]);
+
+/** True for a type only Custody itself (or an admin key) records: CUSTODY_ONLY_TYPES and `admin.*`. */
+export function isCustodyOnlyType(type: string): boolean {
+  return type.startsWith('admin.') || CUSTODY_ONLY_TYPES.has(type);
+}
+
 /** True for types that need no session: `admin.*` and `external.*`. */
 export function isSessionlessType(type: string): boolean {
   return type.startsWith('admin.') || type.startsWith('external.');

@@ -21,11 +21,13 @@ export { canonicalBytes, canonicalJson, parseCanonical, parseJson } from './cano
 export type { JsonValue } from './canonical-json.js';
 export {
   COMMITMENT_KEY,
+  CUSTODY_ONLY_TYPES,
   DECISION_EFFECTS,
   ENVELOPE_VERSION,
   EVENT_TYPES,
   PRINCIPAL_TYPES,
   envelopeIssues,
+  isCustodyOnlyType,
   isEventType,
   isSessionlessType,
   validateEnvelope,

@@ -4,7 +4,7 @@
  * request with one bad event writes nothing.
  * @internal
  */
-import { type EventDraft, FormatError, type PreparedEvent } from '@custody/core';
+import { type EventDraft, FormatError, isCustodyOnlyType, type PreparedEvent } from '@custody/core';
 import { LedgerError } from '@custody/ledger';
 import secureJson from 'secure-json-parse';
 import { v7 as uuidv7 } from 'uuid';
@@ -144,11 +144,11 @@ export function preparedEventsOf(
     if (draft['time'] === undefined) draft['time'] = time;
     if (!opts.admin) {
       const type = draft['type'];
-      // admin.* entries record the ledger's own governance, and the types in CUSTODY_ONLY record what
+      // admin.* entries record the ledger's own governance, and the types in CUSTODY_ONLY_TYPES record what
       // Custody's own services did (an answered approval, a credential's life, a revocation): only
       // those services, or an admin key, may write them. An ingest key could otherwise forge the
       // human approval that a report counts, or a revocation that never happened.
-      if (typeof type === 'string' && (type.startsWith('admin.') || CUSTODY_ONLY.has(type))) {
+      if (typeof type === 'string' && isCustodyOnlyType(type)) {
         throw new ApiError('FORBIDDEN', 403, `events[${i}].type: only Custody itself (or an admin key) records ${type} events`, { field: `events[${i}].type` });
       }
       // "verified" means Custody verified the identity; a caller's event can only assert it.
@@ -157,18 +157,6 @@ export function preparedEventsOf(
     return prepare(draft as unknown as EventDraft, opts.prepare, i);
   });
 }
-
-/** Event types only Custody's own services record (or an admin key, e.g. to restore a log). */
-export const CUSTODY_ONLY: ReadonlySet<string> = new Set([
-  'approval.granted',
-  'approval.denied',
-  'approval.expired',
-  'credential.issued',
-  'credential.revoked',
-  'credential.expired',
-  'session.revoked',
-  'session.expired',
-]);
 
 /**
  * Sets `verified: true` to false on every principal of a caller's event (initiator,

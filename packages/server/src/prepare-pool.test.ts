@@ -10,14 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { prepareEvent, verifyBundle } from '@custody/core';
+import { isCustodyOnlyType, prepareEvent, verifyBundle } from '@custody/core';
 import { Ledger, SqliteStore } from '@custody/ledger';
 import { bulkDrafts } from '@custody/ledger/testing';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { createApiKey } from './api-keys.js';
-import { CUSTODY_ONLY, preparedBodyOf } from './ingest.js';
+import { preparedBodyOf } from './ingest.js';
 import { PreparePool } from './prepare-pool.js';
 import type { PrepareTask } from './prepare-protocol.js';
 import { createServer } from './server.js';
@@ -46,7 +46,7 @@ const post = (app: FastifyInstance, key: string, body: string, type = 'applicati
 /** A batch well over the size that goes to a worker. */
 function bigBatch(seed: number): Record<string, unknown>[] {
   // What an ingest key may write: not Custody's own records.
-  const drafts = bulkDrafts(600, { seed, crowd: 50 }).filter((d) => !d.type.startsWith('admin.') && !CUSTODY_ONLY.has(d.type));
+  const drafts = bulkDrafts(600, { seed, crowd: 50 }).filter((d) => !isCustodyOnlyType(d.type));
   return drafts.slice(0, 300) as unknown as Record<string, unknown>[];
 }
 

@@ -9,7 +9,9 @@
  * it held are prepared on the request thread instead, and the worker is replaced.
  * @internal
  */
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
 import type { PreparedEvent } from '@custody/core';
@@ -176,13 +178,17 @@ export class PreparePool {
 
 /**
  * Built (dist/*.js): the worker's own module. From the TypeScript sources (tests, tsx),
- * Node cannot load a .ts worker, so a small bootstrap registers tsx in the worker first.
+ * Node cannot load a .ts worker, so a small bootstrap registers tsx in the worker first,
+ * with the repository's tsconfig.spec.json when there is one, whose paths resolve the
+ * workspace packages to their sources too (as the tests' own aliases do), not to dist.
  */
 function spawnWorker(workerData: { sensitivePaths: readonly string[] | undefined }): Worker {
   const self = import.meta.url;
   if (self.endsWith('.ts')) {
     const entry = new URL('./prepare-worker.ts', self).href;
-    const bootstrap = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })`;
+    const tsconfig = fileURLToPath(new URL('../../../tsconfig.spec.json', self));
+    const options = existsSync(tsconfig) ? { tsconfig } : {};
+    const bootstrap = `import('tsx/esm/api').then(({ register }) => { register(${JSON.stringify(options)}); return import(${JSON.stringify(entry)}); })`;
     return new Worker(bootstrap, { eval: true, workerData });
   }
   return new Worker(new URL('./prepare-worker.js', self), { workerData });
