@@ -297,9 +297,17 @@ export class Custody implements CustodyCore {
     return this.outbox.flush(timeoutMs);
   }
 
-  /** Stops delivery and releases the spool (a durable spool keeps what waits for the next process). */
-  close(): Promise<void> {
-    return this.outbox.close();
+  /**
+   * Stops delivery and releases the spool. A spool that does not survive the process (the
+   * in-memory default) is first flushed for up to `flushTimeoutMs` (default 10 s); a durable
+   * spool keeps what waits for the next process (no flush unless `flushTimeoutMs` is given).
+   * @throws UndeliveredError (`SDK_EVENTS_UNDELIVERED`, `undelivered` = how many) when events of an in-memory spool were never delivered (the client is closed anyway; they are lost)
+   */
+  close(opts: { flushTimeoutMs?: number } = {}): Promise<void> {
+    const o = optionsObject('close', opts, true);
+    const wait = o['flushTimeoutMs'];
+    if (wait !== undefined && (typeof wait !== 'number' || !Number.isFinite(wait) || wait < 0)) return Promise.reject(new ConfigError('close.flushTimeoutMs', 'expected a number of milliseconds, 0 or more'));
+    return this.outbox.close(wait as number | undefined);
   }
 
   async #ensureOtel(): Promise<void> {

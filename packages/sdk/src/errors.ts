@@ -13,6 +13,7 @@ export type SdkErrorCode =
   | 'SDK_REVOKED'
   | 'SDK_LEDGER_UNAVAILABLE'
   | 'SDK_DELIVERY_UNACKNOWLEDGED'
+  | 'SDK_EVENTS_UNDELIVERED'
   | 'SDK_EVENT_DROPPED'
   | 'SDK_EVENT_TYPE_RESERVED'
   | 'SDK_OUTCOME_UNRECORDED'
@@ -79,6 +80,18 @@ export class RevokedError extends SdkError<'SDK_REVOKED'> {
  * maintenance page, a proxy, a wrong `url`); the events stay spooled.
  */
 export class LedgerUnavailableError extends SdkError<'SDK_LEDGER_UNAVAILABLE' | 'SDK_DELIVERY_UNACKNOWLEDGED'> {}
+
+/**
+ * `custody.close()` stopped with events still undelivered in a spool that does not survive
+ * the process (the in-memory default): they are lost. `undelivered` says how many.
+ */
+export class UndeliveredError extends SdkError<'SDK_EVENTS_UNDELIVERED'> {
+  readonly undelivered: number;
+  constructor(undelivered: number, message: string, options?: { cause?: unknown }) {
+    super('SDK_EVENTS_UNDELIVERED', message, options);
+    this.undelivered = undelivered;
+  }
+}
 
 /** An option of the SDK has a wrong type or value; `option` names it (e.g. `toolsWhenUnavailable`, `openSession.scope`). */
 export class ConfigError extends SdkError<'SDK_CONFIG_INVALID'> {

@@ -10,7 +10,7 @@ export { Session } from './session.js';
 export type { Capture, CallOptions, DelegateOptions, Handoff, HandoffOptions, RecordInput, ToolOptions, UnavailableMode } from './session.js';
 export { handoffFingerprint, parseHandoff } from './handoff.js';
 export type { HandoffContext } from './handoff.js';
-export { AbortedError, ApprovalTimeoutError, ConfigError, DeniedError, LedgerUnavailableError, RequestError, RevokedError, SdkError } from './errors.js';
+export { AbortedError, ApprovalTimeoutError, ConfigError, DeniedError, LedgerUnavailableError, RequestError, RevokedError, SdkError, UndeliveredError } from './errors.js';
 export type { DecisionInfo, SdkErrorCode } from './errors.js';
 export type { DeliveryOptions, RecordResult } from './outbox.js';
 export { MemorySpool } from './spool-store.js';

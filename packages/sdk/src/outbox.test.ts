@@ -7,9 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { backends, type Fault, faultyFetch, startCustody, type TestCustody } from '../test-support/custody-server.js';
 import { Custody } from './client.js';
-import { LedgerUnavailableError, RequestError, type SdkError } from './errors.js';
+import { LedgerUnavailableError, RequestError, type SdkError, UndeliveredError } from './errors.js';
+import { FileSpool } from './spool/file-spool.js';
 import type { OutgoingEvent } from './spool-store.js';
 import { MemorySpool } from './spool-store.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const stores = await backends();
 
@@ -144,8 +148,50 @@ describe.each(stores)('outbox on $name', ({ name, skip }) => {
     expect((await resumed.modelOutput('kept')).spooled).toBe(true);
     await expect(custody.flush(0)).rejects.toBeInstanceOf(LedgerUnavailableError);
     expect(custody.pending()).toBe(1);
-    await custody.close();
+    await expect(custody.close({ flushTimeoutMs: 0 })).rejects.toMatchObject({ code: 'SDK_EVENTS_UNDELIVERED', undelivered: 1 });
     await session.close();
     await opener.close();
+  });
+
+  it.skipIf(skip)('L3: close() delivers what waits in the in-memory spool (bounded), and rejects naming how many events are lost instead of dropping them silently; a FileSpool keeps them', async () => {
+    let fault: Fault = 'unavailable';
+    const custody = client(() => fault);
+    const session = await custody.openSession({ ...(await server.tokens()), scope: 'files.read_file', objective: 'L3 close' });
+    const a = await session.modelOutput('spooled 1');
+    const b = await session.modelOutput('spooled 2');
+    expect([a.spooled, b.spooled]).toEqual([true, true]);
+    // The ledger comes back while close() flushes: nothing is lost.
+    setTimeout(() => (fault = 'forward'), 200);
+    await custody.close();
+    const recorded = (await server.events(session.id)).map((e) => e.event.id);
+    expect(recorded).toEqual(expect.arrayContaining([a.id, b.id]));
+
+    fault = 'unavailable';
+    const again = client(() => fault);
+    const resumed = await again.resume(session.credential);
+    await resumed.modelOutput('lost 1');
+    await resumed.modelOutput('lost 2');
+    await resumed.modelOutput('lost 3');
+    const started = Date.now();
+    const err = await again.close({ flushTimeoutMs: 300 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(UndeliveredError);
+    expect(err).toMatchObject({ code: 'SDK_EVENTS_UNDELIVERED', undelivered: 3, message: expect.stringContaining('3 event(s)') });
+    expect(Date.now() - started).toBeLessThan(5_000);
+
+    // A durable spool keeps them for the next process: close() neither waits nor throws.
+    const dir = mkdtempSync(join(tmpdir(), 'custody-l3-'));
+    try {
+      const durable = new Custody({ url: server.url, apiKey: server.ingest, otel: false, spool: new FileSpool({ dir }), fetch: faultyFetch(() => 'unavailable') });
+      const kept = await durable.resume(session.credential);
+      await kept.modelOutput('kept on disk');
+      await durable.close();
+      const reopened = new FileSpool({ dir });
+      expect(reopened.pending()).toBe(1);
+      await reopened.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    fault = 'forward';
+    await session.close();
   });
 });

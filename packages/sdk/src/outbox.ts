@@ -7,7 +7,7 @@
  * lost answer never writes an entry twice.
  * @internal
  */
-import { LedgerUnavailableError, RequestError, type SdkError } from './errors.js';
+import { LedgerUnavailableError, RequestError, type SdkError, UndeliveredError } from './errors.js';
 import { apiErrorOf, type Http, type HttpAnswer, refused } from './http.js';
 import type { OutgoingEvent, SpoolStore } from './spool-store.js';
 
@@ -166,12 +166,30 @@ export class Outbox {
     );
   }
 
-  /** Stops delivery and releases the store; pending events stay in a durable store. */
-  async close(): Promise<void> {
+  /**
+   * Tries to deliver what waits for up to `flushTimeoutMs` (default: 10 s when the store does not
+   * survive the process, no attempt for a durable one), then stops delivery and releases the store.
+   * Pending events stay in a durable store.
+   * @throws UndeliveredError (`SDK_EVENTS_UNDELIVERED`) when events of a non-durable store were still undelivered: they are lost
+   */
+  async close(flushTimeoutMs?: number): Promise<void> {
+    let left: Error | undefined;
+    const wait = flushTimeoutMs ?? (this.#store.durable ? undefined : 10_000);
+    if (!this.#closed && wait !== undefined && this.#store.pending() > 0) {
+      try {
+        await this.flush(wait);
+      } catch (err) {
+        left = err as Error;
+      }
+    }
+    const lost = this.#store.durable ? 0 : this.#store.pending();
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     await this.#chain;
     await this.#store.close();
+    if (lost > 0) {
+      throw new UndeliveredError(lost, `closed with ${lost} event(s) the ledger never took, in a spool that does not survive the process: they are lost${left !== undefined ? ` (${left.message})` : ''}. Use a FileSpool to keep them for the next process.`, { cause: left });
+    }
   }
 
   async #sendOne(event: OutgoingEvent): Promise<RecordResult> {

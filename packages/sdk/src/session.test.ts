@@ -2,14 +2,20 @@
  * Tool calls against a real Custody server (SQLite; PostgreSQL when reachable)
  * and its example policies: `proceed` never bypasses an approval (H3), options are
  * checked (M1, L1), a tool that ran keeps its own result or error (M5), and an
- * approval wait ends on abort and on revocation (M7).
+ * approval wait ends on abort and on revocation (M7), and a streaming AI SDK tool
+ * stays a stream under the real `generateText` (M6).
  */
+import { generateText, stepCountIs, tool } from 'ai';
+import { MockLanguageModelV3 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 
 import { backends, faultyFetch, startCustody, type TestCustody } from '../test-support/custody-server.js';
 import { Custody, type CustodyOptions } from './client.js';
 import { AbortedError, ApprovalTimeoutError, ConfigError, LedgerUnavailableError, RevokedError } from './errors.js';
 import { custodyTools } from './integrations/ai-sdk.js';
+import { recordRun } from './integrations/openai-agents.js';
+import { Runner } from '@openai/agents';
 import { MemorySpool } from './spool-store.js';
 
 const stores = await backends();
@@ -231,6 +237,90 @@ describe.each(stores)('tool calls on $name', ({ name, skip }) => {
     await expect(call).rejects.toBeInstanceOf(RevokedError);
     expect(Date.now() - started).toBeLessThan(15_000);
     expect(ran).toBe(false);
+    await custody.close();
+  });
+
+  it.skipIf(skip)('M6: a streaming AI SDK tool (async *execute) works under the real generateText; tool.completed records its last value when the stream ends, tool.failed its error', async () => {
+    const custody = client();
+    const session = await open(custody);
+    const usage = { inputTokens: { total: 1, noCache: 1, cacheRead: 0, cacheWrite: 0 }, outputTokens: { total: 1, text: 1, reasoning: 0 } };
+    const ran: string[] = [];
+    const tools = custodyTools(
+      session,
+      {
+        read_file: tool({
+          description: 'reads a file, reporting progress',
+          inputSchema: z.object({ path: z.string() }),
+          async *execute({ path }) {
+            ran.push(`start ${path}`);
+            yield { status: 'reading' };
+            await new Promise((r) => setTimeout(r, 50));
+            if (path === 'broken.txt') throw new Error(`disk error while reading ${path}`);
+            ran.push(`end ${path}`);
+            yield { status: 'done', content: `hello from ${path}` };
+          },
+        }),
+      },
+      { server: 'files' },
+    );
+    const run = async (path: string) => {
+      let step = 0;
+      const model = new MockLanguageModelV3({
+        doGenerate: async () =>
+          ++step === 1
+            ? { content: [{ type: 'tool-call', toolCallId: `call-${path}`, toolName: 'read_file', input: JSON.stringify({ path }) }], finishReason: { unified: 'tool-calls', raw: 'tool_calls' }, usage, warnings: [] }
+            : { content: [{ type: 'text', text: 'done' }], finishReason: { unified: 'stop', raw: 'stop' }, usage, warnings: [] },
+      });
+      return generateText({ model, tools, prompt: 'read', stopWhen: stepCountIs(3) });
+    };
+
+    const ok = await run('a.txt');
+    const results = ok.steps[0]!.content.filter((c) => c.type === 'tool-result');
+    expect(results.map((c) => (c as { output: unknown }).output)).toEqual([{ status: 'done', content: 'hello from a.txt' }]);
+    const broken = await run('broken.txt');
+    const errors = broken.steps[0]!.content.filter((c) => c.type === 'tool-error');
+    expect(errors.map((c) => String((c as { error: unknown }).error))).toEqual(['Error: disk error while reading broken.txt']);
+    expect(ran).toEqual(['start a.txt', 'end a.txt', 'start broken.txt']);
+
+    const events = (await server.events(session.id)).filter((e) => e.event.tool !== undefined).map((e) => ({ type: e.event.type, data: e.event.data }));
+    expect(events.map((e) => e.type)).toEqual(['tool.requested', 'policy.decided', 'tool.completed', 'tool.requested', 'policy.decided', 'tool.failed']);
+    expect(events[2]!.data).toMatchObject({ result: { status: 'done', content: 'hello from a.txt' }, chunks: 2 });
+    expect(events[5]!.data).toMatchObject({ error: { message: 'disk error while reading broken.txt' }, chunks: 1 });
+
+    // A reader that stops early: the tool did not finish, and the trail says so.
+    const stream = session.callToolStream('files.read_file', { path: 'c.txt' }, async function* () {
+      yield 1;
+      yield 2;
+    });
+    for await (const v of stream) if (v === 1) break;
+    const last = (await server.events(session.id)).at(-1)!.event;
+    expect(last).toMatchObject({ type: 'tool.failed', data: { cancelled: true, chunks: 1 } });
+    // Denied: the stream throws DeniedError at its first read, and the tool's code never runs.
+    let deniedRan = false;
+    const denied = session.callToolStream('files.read_file', { path: '.env' }, async function* () {
+      deniedRan = true;
+      yield 'secret';
+    });
+    await expect(denied.next()).rejects.toMatchObject({ code: 'SDK_DENIED' });
+    expect(deniedRan).toBe(false);
+    await session.close();
+    await custody.close();
+  });
+
+  it.skipIf(skip)('L3: handoff() of a revoked session refuses with RevokedError; recordRun reports what it cannot record to delivery.onError', async () => {
+    const errors: Error[] = [];
+    const custody = client({ delivery: { onError: (e) => errors.push(e) } });
+    const session = await open(custody);
+    expect(await server.revoke(session.id)).toBe(200);
+    await expect(session.handoff({ to: 'agent:summariser' })).rejects.toBeInstanceOf(RevokedError);
+    expect((await server.events(session.id)).some((e) => e.event.type === 'session.delegated')).toBe(false);
+    // A real Runner's agent_handoff hook, for the revoked session: the failure is reported, not swallowed.
+    const runner = new Runner();
+    const stop = recordRun(session, runner);
+    runner.emit('agent_handoff', {} as never, { name: 'triage' } as never, { name: 'refunds' } as never);
+    for (let i = 0; i < 100 && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    stop();
+    expect(errors).toEqual([expect.objectContaining({ code: 'SDK_REVOKED' })]);
     await custody.close();
   });
 });

@@ -4,7 +4,7 @@
  * chain, with causation ids and W3C trace context filled in, and runs tool calls
  * through the decision point.
  */
-import { createDisclosure, redactSecrets } from '@custody/core';
+import { createDisclosure, isCustodyOnlyType, redactSecrets } from '@custody/core';
 import { v7 as uuidv7 } from 'uuid';
 
 import type { CustodyCore } from './client.js';
@@ -110,27 +110,6 @@ interface DecisionAnswer {
 }
 
 const TOOL_SERVER = /^[A-Za-z0-9_-]{1,64}$/;
-
-/**
- * Event types only Custody's own services record (the server's CUSTODY_ONLY, in
- * packages/server/src/ingest.ts, and `admin.*`): the ledger answers 403 to an
- * ingest key recording one.
- */
-const CUSTODY_ONLY: ReadonlySet<string> = new Set([
-  'approval.granted',
-  'approval.denied',
-  'approval.expired',
-  'credential.issued',
-  'credential.revoked',
-  'credential.expired',
-  'session.revoked',
-  'session.expired',
-]);
-
-/** True for a type the SDK never sends (see CUSTODY_ONLY). */
-export function reservedType(type: string): boolean {
-  return type.startsWith('admin.') || CUSTODY_ONLY.has(type);
-}
 
 /** Lone UTF-16 surrogates (not part of a pair): JSON can carry them, the ledger refuses them. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
@@ -269,7 +248,8 @@ export class Session {
    */
   async record(input: RecordInput): Promise<RecordResult> {
     if (input === null || typeof input !== 'object' || typeof input.type !== 'string' || input.type === '') throw new ConfigError('record.type', 'an event needs a type (a string of the v1 taxonomy, e.g. model.output, or external.*)');
-    if (reservedType(input.type)) {
+    // Only Custody's own services record these (the ledger refuses them, 403, from an ingest key).
+    if (isCustodyOnlyType(input.type)) {
       throw new SdkError(
         'SDK_EVENT_TYPE_RESERVED',
         `${input.type} events record what Custody itself did (an answered approval, a credential's life, a revocation, the ledger's governance): the ledger refuses them from an agent's key, so the SDK does not send or spool them`,
@@ -328,9 +308,65 @@ export class Session {
   async callTool<R>(name: string, args: Record<string, unknown>, run: () => R | Promise<R>, opts: CallOptions = {}): Promise<R> {
     requiredString('callTool.name', name);
     if (typeof run !== 'function') throw new ConfigError('callTool.run', 'expected the function that runs the tool');
-    checkToolOptions('callTool', opts);
-    optionalString('callTool.callId', opts.callId);
-    const signal = optionalSignal('callTool.signal', opts.signal);
+    const { full, call, toolPart, capture } = await this.#authorize('callTool', name, args, opts);
+    const started = Date.now();
+    let result: R;
+    try {
+      result = await run();
+    } catch (err) {
+      await this.#recordOutcome(full, call, { type: 'tool.failed', cause: call, tool: toolPart, data: { error: errorData(err), durationMs: Date.now() - started } });
+      throw err;
+    }
+    await this.#recordOutcome(full, call, { type: 'tool.completed', cause: call, tool: toolPart, data: { ...captured('result', result, capture.result), capture: capture.result, durationMs: Date.now() - started } });
+    return result;
+  }
+
+  /**
+   * One policy-checked call of a tool that streams (an async iterable of partial results,
+   * e.g. an AI SDK tool whose `execute` is an `async function*`). The call is decided (and
+   * approved) when the stream is first read; only then does `run` run. Every value passes
+   * through unchanged. When the stream ends, `tool.completed` records the last value (what
+   * the AI SDK takes as the tool's output) as `data.result` and `data.chunks` (how many
+   * values); when it throws, `tool.failed` records the error (and `data.chunks`); when the
+   * reader stops early, `tool.failed` records `data.cancelled: true`.
+   * @throws (from the stream) what `callTool` throws, or what the tool's stream throws
+   */
+  async *callToolStream<T>(name: string, args: Record<string, unknown>, run: () => AsyncIterable<T>, opts: CallOptions = {}): AsyncGenerator<T, void, undefined> {
+    requiredString('callToolStream.name', name);
+    if (typeof run !== 'function') throw new ConfigError('callToolStream.run', 'expected the function that runs the tool');
+    const { full, call, toolPart, capture } = await this.#authorize('callToolStream', name, args, opts);
+    const started = Date.now();
+    let chunks = 0;
+    let last: T | undefined;
+    let ended = false;
+    try {
+      const stream = run();
+      if (stream === null || typeof stream !== 'object' || typeof (stream as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] !== 'function') throw new ConfigError('callToolStream.run', 'expected a function that returns an async iterable');
+      for await (const value of stream) {
+        chunks++;
+        last = value;
+        yield value;
+      }
+      ended = true;
+    } catch (err) {
+      ended = true;
+      await this.#recordOutcome(full, call, { type: 'tool.failed', cause: call, tool: toolPart, data: { error: errorData(err), chunks, durationMs: Date.now() - started } });
+      throw err;
+    } finally {
+      if (!ended) {
+        // The reader stopped early (break, return()): the tool did not finish.
+        await this.#recordOutcome(full, call, { type: 'tool.failed', cause: call, tool: toolPart, data: { error: { name: 'StreamCancelled', message: `the caller stopped reading the stream after ${chunks} value(s)` }, cancelled: true, chunks, durationMs: Date.now() - started } });
+      }
+    }
+    await this.#recordOutcome(full, call, { type: 'tool.completed', cause: call, tool: toolPart, data: { ...captured('result', last, capture.result), capture: capture.result, chunks, durationMs: Date.now() - started } });
+  }
+
+  /** Decides (and awaits approval of) one call; returns once it may run, with what recording its outcome needs. */
+  async #authorize(fn: string, name: string, args: Record<string, unknown>, opts: CallOptions): Promise<{ full: string; call: string; toolPart: { name: string; server: string; callId?: string }; capture: { arguments: Capture; result: Capture } }> {
+    requiredString(`${fn}.name`, name);
+    checkToolOptions(fn, opts);
+    optionalString(`${fn}.callId`, opts.callId);
+    const signal = optionalSignal(`${fn}.signal`, opts.signal);
     const { server, tool } = this.#toolName(name, opts.server);
     const full = `${server}.${tool}`;
     const capture = captureOf(opts.capture);
@@ -374,16 +410,7 @@ export class Session {
       await this.#recordOutcome(full, call, { type: 'tool.failed', cause: call, tool: toolPart, data: { error: { name: 'AbortError', message: 'the caller aborted the call before it ran' }, aborted: true, durationMs: 0 } });
       throw aborted(signal?.reason);
     }
-    const started = Date.now();
-    let result: R;
-    try {
-      result = await run();
-    } catch (err) {
-      await this.#recordOutcome(full, call, { type: 'tool.failed', cause: call, tool: toolPart, data: { error: errorData(err), durationMs: Date.now() - started } });
-      throw err;
-    }
-    await this.#recordOutcome(full, call, { type: 'tool.completed', cause: call, tool: toolPart, data: { ...captured('result', result, capture.result), capture: capture.result, durationMs: Date.now() - started } });
-    return result;
+    return { full, call, toolPart, capture };
   }
 
   /**
@@ -470,6 +497,8 @@ export class Session {
     optionalString('handoff.to', o['to']);
     if (o['data'] !== undefined) optionsObject('handoff.data', o['data'], false);
     if (this.#closed) throw new RevokedError(this.id, 'cannot hand off a closed session');
+    // A revoked (or closed elsewhere) session's context could never be continued: refuse rather than record an offer nobody can take.
+    if (!(await this.#stillActive(undefined))) throw new RevokedError(this.id, 'cannot hand off: the session was revoked, closed or has expired');
     const scope = opts.scope === undefined ? undefined : [...new Set((Array.isArray(opts.scope) ? opts.scope : opts.scope.split(' ')).filter((t) => t !== ''))].sort();
     if (scope !== undefined) {
       const wider = scope.filter((t) => !this.scope.includes(t));
@@ -511,6 +540,11 @@ export class Session {
       },
     });
     return { id, context, traceparent: formatTraceparent(trace), ...(trace.state !== undefined ? { tracestate: trace.state } : {}), expiresAt, recorded };
+  }
+
+  /** @internal Reports a problem the caller did not see thrown (the client's `delivery.onError`, else a process warning). */
+  report(err: Error): void {
+    this.#core.outbox.report(err);
   }
 
   /** @internal Records the consumer's side of a handoff (what `continueHandoff` calls). */

@@ -69,14 +69,17 @@ export function custodyAgentTools<T extends Tool>(session: Session, tools: reado
  * (`agent_handoff`) with `session.handoff()`: a `session.delegated` entry with
  * `data.handoff` (`stage: "offered"`, `to`: the next agent, `from`, `framework`).
  * The next agent runs in the same process and continues this session, so the
- * context is not used. Returns a function that stops recording.
+ * context is not used. What cannot be recorded (e.g. `RevokedError` for a handoff
+ * of a revoked session) goes to the client's `delivery.onError` (a process warning
+ * without one). Returns a function that stops recording.
  */
 export function recordRun(session: Session, runner: Runner, opts: { handoffs?: boolean } = {}): () => void {
   const onEnd = (_ctx: unknown, agent: { name: string }, output: string) => {
-    void session.modelOutput(output, { data: { agent: agent.name } }).catch(() => undefined);
+    // A hook cannot throw into the run: a recording failure goes to the client's delivery.onError (else a process warning).
+    void session.modelOutput(output, { data: { agent: agent.name } }).catch((err: unknown) => session.report(err instanceof Error ? err : new Error(String(err))));
   };
   const onHandoff = (_ctx: unknown, from: { name: string }, to: { name: string }) => {
-    void session.handoff({ to: to.name, data: { from: from.name, framework: 'openai-agents', inProcess: true } }).catch(() => undefined);
+    void session.handoff({ to: to.name, data: { from: from.name, framework: 'openai-agents', inProcess: true } }).catch((err: unknown) => session.report(err instanceof Error ? err : new Error(String(err))));
   };
   runner.on('agent_end', onEnd);
   if (opts.handoffs !== false) runner.on('agent_handoff', onHandoff);

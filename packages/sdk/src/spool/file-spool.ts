@@ -6,11 +6,31 @@
  * again, and the ledger answers an id it already holds with its original result,
  * so nothing is written twice. Node-only.
  *
+ * A write that fails (ENOSPC, EIO, a short write) is taken back out of the
+ * segment (truncated to the last complete record, else the spool continues in a
+ * fresh segment) before the failed `append` rejects, so no later event is ever
+ * appended onto a torn record. On open, an incomplete last record is dropped (it
+ * was never acknowledged) and an unreadable record in the middle is set aside
+ * (copied to `corrupt.ndjson`, reported with its file and byte position) while
+ * every intact record is still delivered.
+ *
  * Folder layout: `segment-<n>.ndjson` (one event per line), `cursor`
  * (`{ "segment": n, "offset": bytes }`), `dead-letter.ndjson` (events the
- * ledger refused for good, with why), `lock` (the owning process id).
+ * ledger refused for good, with why), `corrupt.ndjson` (unreadable bytes found
+ * in a segment, with where), `lock` (the owning process).
+ *
+ * The lock names its owner by pid and by a random token of the owning process
+ * (and, on Linux, the boot id and the process's start time), is created whole
+ * and atomically (`link` of a written temp file: it exists complete or not at
+ * all), and a dead owner's lock is removed only under a takeover guard
+ * (`mkdir lock.takeover`) after re-reading that it is still the stale one, so
+ * of processes racing for a spool exactly one wins. A lock with this process's
+ * pid but another token is an earlier incarnation's (a restarted container whose
+ * agent is PID 1 again): stale.
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 import { SdkError } from '../errors.js';
@@ -22,6 +42,14 @@ export interface FileSpoolOptions {
   dir: string;
   /** Start a new segment file once the current one holds this many bytes (default 16 MiB). */
   segmentBytes?: number;
+  /**
+   * Told what the spool recovered from when it opened: an incomplete last record
+   * (a crash or a failed write; never acknowledged) that was dropped, or an
+   * unreadable record in the middle of a segment that was set aside
+   * (`SDK_SPOOL_CORRUPT`; the message names the file and byte position).
+   * Default: a process warning.
+   */
+  onWarning?: (warning: SdkError) => void;
 }
 
 interface Queued {
@@ -36,6 +64,30 @@ const NEWLINE = 0x0a;
 
 const segmentName = (n: number) => `segment-${String(n).padStart(10, '0')}.ndjson`;
 
+/** The event a spool line holds, or undefined when it is not one. */
+function parseEvent(line: string): OutgoingEvent | undefined {
+  try {
+    const v = JSON.parse(line) as unknown;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof (v as { id?: unknown }).id === 'string' && typeof (v as { type?: unknown }).type === 'string') return v as OutgoingEvent;
+  } catch {
+    // not JSON
+  }
+  return undefined;
+}
+
+/**
+ * A complete event at the end of an unreadable line: what an earlier SDK
+ * left after a failed write (the torn bytes, then the next acknowledged event
+ * appended onto them). Spool lines start with the event's id.
+ */
+function salvage(line: string): OutgoingEvent | undefined {
+  for (let at = line.lastIndexOf('{"id":'); at > 0; at = line.lastIndexOf('{"id":', at - 1)) {
+    const event = parseEvent(line.slice(at));
+    if (event !== undefined) return event;
+  }
+  return undefined;
+}
+
 /** True when process `pid` exists (EPERM: it exists but is not ours). */
 function alive(pid: number): boolean {
   try {
@@ -44,6 +96,86 @@ function alive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** What a lock says of its owner. */
+interface LockOwner {
+  pid: number;
+  /** Random, once per process (shared by every copy of the SDK the process loaded). */
+  token: string;
+  host: string;
+  /** Linux: /proc/sys/kernel/random/boot_id. */
+  bootId?: string;
+  /** Linux: the process's start time in clock ticks since boot (/proc/<pid>/stat field 22). */
+  startTicks?: number;
+  since: string;
+}
+
+const readOr = (path: string): string | undefined => {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+};
+
+/** The start time of process `pid` in clock ticks since boot (Linux), undefined elsewhere. */
+function startTicks(pid: number | 'self'): number | undefined {
+  const stat = readOr(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[19]);
+  return Number.isSafeInteger(ticks) ? ticks : undefined;
+}
+
+const statOr = (path: string): { mtimeMs: number } | undefined => {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+};
+
+const TOKEN = Symbol.for('custody.sdk.spool.processToken');
+
+/** This process as a lock names it. */
+function thisProcess(): LockOwner {
+  const g = globalThis as { [TOKEN]?: string };
+  g[TOKEN] ??= randomUUID();
+  const bootId = readOr('/proc/sys/kernel/random/boot_id')?.trim();
+  const ticks = startTicks('self');
+  return { pid: process.pid, token: g[TOKEN], host: hostname(), ...(bootId !== undefined ? { bootId } : {}), ...(ticks !== undefined ? { startTicks: ticks } : {}), since: new Date().toISOString() };
+}
+
+/** Parses a lock: this SDK's JSON, or an earlier SDK's bare pid. */
+function parseLock(raw: string): Partial<LockOwner> | undefined {
+  const t = raw.trim();
+  if (/^\d+$/.test(t)) return { pid: Number(t) };
+  try {
+    const v = JSON.parse(t) as Partial<LockOwner>;
+    return v !== null && typeof v === 'object' && Number.isSafeInteger(v.pid) && (v.pid as number) > 0 ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why the lock `held` no longer has a live owner, or undefined when its owner may be alive. */
+function staleness(held: Partial<LockOwner>, me: LockOwner): string | undefined {
+  const pid = held.pid!;
+  if (held.token === me.token) return undefined; // this very process (another FileSpool on the folder)
+  if (pid === me.pid) return `it names this process's pid ${pid} with another process's token: an earlier process with the same pid (a restarted container)`;
+  if (!alive(pid)) return `its owner, process ${pid}, has exited`;
+  if (held.bootId !== undefined && me.bootId !== undefined && held.bootId !== me.bootId) return `it was taken before the machine restarted (boot ${held.bootId})`;
+  if (held.startTicks !== undefined && held.bootId === me.bootId) {
+    const now = startTicks(pid);
+    if (now !== undefined && now !== held.startTicks) return `process ${pid} is not the process that took it (the pid was reused)`;
+  }
+  return undefined;
+}
+
+/** Blocks this thread for `ms` (the lock is taken in a constructor, synchronously). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /**
@@ -62,10 +194,16 @@ export class FileSpool implements SpoolStore {
   #fd: number;
   #size: number;
   #closed = false;
+  /** True after a failed write whose bytes could not be taken back out yet: repaired before the next append. */
+  #torn = false;
+  /** What this spool's lock file holds. */
+  #lockContent = '';
+  readonly #onWarning: ((warning: SdkError) => void) | undefined;
 
   constructor(opts: FileSpoolOptions) {
     this.dir = opts.dir;
     this.#segmentBytes = opts.segmentBytes ?? 16 * 1024 * 1024;
+    this.#onWarning = opts.onWarning;
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     this.#lock();
     const cursor = this.#readCursor();
@@ -93,13 +231,26 @@ export class FileSpool implements SpoolStore {
   async append(events: readonly OutgoingEvent[]): Promise<void> {
     this.#open();
     if (events.length === 0) return;
+    if (this.#torn) this.#repair();
     if (this.#size >= this.#segmentBytes) this.#rotate();
     const lines = events.map((e) => Buffer.from(`${JSON.stringify(e)}\n`, 'utf8'));
     const buf = Buffer.concat(lines);
-    let written = 0;
-    while (written < buf.length) written += writeSync(this.#fd, buf, written, buf.length - written);
-    // Durable before the caller is told the events are kept.
-    fsyncSync(this.#fd);
+    try {
+      let written = 0;
+      while (written < buf.length) written += writeSync(this.#fd, buf, written, buf.length - written);
+      // Durable before the caller is told the events are kept.
+      fsyncSync(this.#fd);
+    } catch (err) {
+      // Not acknowledged (ENOSPC, EIO, a failed fsync): whatever part of it reached the file comes back out,
+      // so the next event starts on a clean line. If that fails too, it is retried before the next append.
+      this.#torn = true;
+      try {
+        this.#repair();
+      } catch {
+        // #torn stays set
+      }
+      throw err;
+    }
     let end = this.#size;
     events.forEach((event, i) => {
       end += lines[i]!.length;
@@ -158,15 +309,65 @@ export class FileSpool implements SpoolStore {
     if (this.#closed) return;
     this.#closed = true;
     closeSync(this.#fd);
-    try {
-      unlinkSync(join(this.dir, 'lock'));
-    } catch {
-      // already gone
+    // Only our own lock: never one another process took meanwhile.
+    const path = join(this.dir, 'lock');
+    if (readOr(path) === this.#lockContent) {
+      try {
+        unlinkSync(path);
+      } catch {
+        // already gone
+      }
     }
     return Promise.resolve();
   }
 
-  /** Reads segment `s` from `offset`; drops a torn last line (a crash mid-write: never acknowledged). Returns the valid size. */
+  /** Cuts the active segment back to its last complete record after a failed write; else continues in a fresh segment. */
+  #repair(): void {
+    try {
+      ftruncateSync(this.#fd, this.#size);
+      fsyncSync(this.#fd);
+    } catch (cause) {
+      // The segment cannot be cut back (EIO…): its torn tail is dropped when the spool is opened again.
+      try {
+        this.#rotate();
+      } catch {
+        throw new SdkError('SDK_SPOOL_CORRUPT', `${join(this.dir, segmentName(this.#active))}: a failed write could not be taken back out of the spool, nor a new segment started; nothing more is appended until it can be`, { cause });
+      }
+    }
+    this.#torn = false;
+  }
+
+  #warn(message: string): void {
+    const warning = new SdkError('SDK_SPOOL_CORRUPT', message);
+    if (this.#onWarning !== undefined) {
+      try {
+        this.#onWarning(warning);
+      } catch {
+        // a throwing hook must not stop the spool from opening
+      }
+      return;
+    }
+    process.emitWarning(message, { code: 'SDK_SPOOL_CORRUPT' });
+  }
+
+  /** Copies an unreadable record to `corrupt.ndjson` (once per position), so setting it aside deletes nothing. */
+  #setAside(segment: number, offset: number, bytes: Buffer): void {
+    const path = join(this.dir, 'corrupt.ndjson');
+    if (existsSync(path) && readFileSync(path, 'utf8').includes(`"segment":${segment},"offset":${offset},`)) return;
+    const fd = openSync(path, 'a', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify({ foundAt: new Date().toISOString(), segment, offset, length: bytes.length, text: bytes.toString('utf8') })}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Reads segment `s` from `offset`. An incomplete last record (a crash or a failed write: never acknowledged)
+   * is dropped; an unreadable record in the middle is set aside and reported, and a complete event at its end
+   * (what an older SDK appended onto a torn record) is kept. Returns the valid size.
+   */
   #load(s: number, offset: number, last: boolean): number {
     const path = join(this.dir, segmentName(s));
     const bytes = readFileSync(path);
@@ -175,17 +376,26 @@ export class FileSpool implements SpoolStore {
     while (start < bytes.length) {
       const nl = bytes.indexOf(NEWLINE, start);
       if (nl === -1) break;
-      const line = bytes.subarray(start, nl).toString('utf8');
+      const at = start;
+      const raw = bytes.subarray(start, nl);
+      const line = raw.toString('utf8');
       start = nl + 1;
       valid = start;
       if (line.trim() === '') continue;
-      let event: OutgoingEvent;
-      try {
-        event = JSON.parse(line) as OutgoingEvent;
-      } catch (cause) {
-        throw new SdkError('SDK_SPOOL_CORRUPT', `${path}: a line before byte ${nl} is not JSON; move the file aside to continue`, { cause });
+      const event = parseEvent(line);
+      if (event !== undefined) {
+        this.#queue.push({ event, segment: s, end: start });
+        continue;
       }
-      this.#queue.push({ event, segment: s, end: start });
+      const kept = salvage(line);
+      this.#setAside(s, at, raw);
+      this.#warn(
+        `${path}: the record at bytes ${at}-${nl} is not a spooled event; it was set aside in ${join(this.dir, 'corrupt.ndjson')}${kept !== undefined ? `, and the complete event ${kept.id} at its end was kept` : ''}. Every other record is delivered.`,
+      );
+      if (kept !== undefined) this.#queue.push({ event: kept, segment: s, end: start });
+    }
+    if (valid < bytes.length) {
+      this.#warn(`${path}: dropped an incomplete last record (${bytes.length - valid} bytes from byte ${valid}): a write cut short by a crash or a failed write, never acknowledged`);
     }
     if (valid < bytes.length && last) {
       const fd = openSync(path, 'r+');
@@ -247,21 +457,80 @@ export class FileSpool implements SpoolStore {
 
   #lock(): void {
     const path = join(this.dir, 'lock');
-    for (let i = 0; i < 2; i++) {
+    const me = thisProcess();
+    const mine = JSON.stringify(me);
+    const tmp = join(this.dir, `lock.${me.token}.${randomUUID()}.tmp`);
+    writeFileSync(tmp, mine, { mode: 0o600 });
+    try {
+      for (let attempt = 0; attempt < 500; attempt++) {
+        try {
+          // Atomic: the lock appears whole, naming us, or not at all (EEXIST).
+          linkSync(tmp, path);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+          const raw = readOr(path);
+          if (raw === undefined) continue; // removed meanwhile: try again
+          const held = parseLock(raw);
+          if (held === undefined) {
+            // Not a lock this SDK writes whole: an earlier SDK may be writing it right now; an old one is garbage.
+            const age = Date.now() - (statOr(path)?.mtimeMs ?? 0);
+            if (age < 2_000) throw new SdkError('SDK_SPOOL_LOCKED', `the spool ${this.dir} is being locked by another process (its lock is not readable yet)`);
+            this.#takeOver(path, raw);
+            continue;
+          }
+          const why = staleness(held, me);
+          if (why === undefined) {
+            const who = held.token === me.token ? 'this process (another FileSpool)' : `process ${held.pid}${held.host !== undefined && held.host !== me.host ? ` on ${held.host}` : ''}`;
+            throw new SdkError('SDK_SPOOL_LOCKED', `the spool ${this.dir} is in use by ${who}; one process owns a spool at a time`);
+          }
+          // The owner is gone (a crash, a restart): take over, atomically.
+          this.#takeOver(path, raw);
+          continue;
+        }
+        // Ours, unless something removed it in between: check.
+        if (readOr(path) === mine) {
+          this.#lockContent = mine;
+          return;
+        }
+      }
+      throw new SdkError('SDK_SPOOL_LOCKED', `could not lock the spool ${this.dir}: other processes kept taking it`);
+    } finally {
       try {
-        writeFileSync(path, String(process.pid), { flag: 'wx', mode: 0o600 });
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        unlinkSync(tmp);
+      } catch {
+        // gone
       }
-      const pid = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) {
-        throw new SdkError('SDK_SPOOL_LOCKED', `the spool ${this.dir} is in use by process ${pid}; one process owns a spool at a time`);
-      }
-      // The owner died (a crash): take over.
-      unlinkSync(path);
     }
-    throw new SdkError('SDK_SPOOL_LOCKED', `could not lock the spool ${this.dir}`);
+  }
+
+  /**
+   * Removes the lock iff it still holds `stale`, under the takeover guard: of processes that all
+   * found the same dead owner, one removes its lock and the others then find the winner's.
+   */
+  #takeOver(path: string, stale: string): void {
+    const guard = join(this.dir, 'lock.takeover');
+    try {
+      mkdirSync(guard, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // Another process is taking over (it holds the guard for microseconds). A guard older than 10 s
+      // was left by a process that died inside it.
+      if (Date.now() - (statOr(guard)?.mtimeMs ?? Date.now()) > 10_000) {
+        try {
+          rmdirSync(guard);
+        } catch {
+          // someone else cleared it
+        }
+      } else {
+        pause(2);
+      }
+      return;
+    }
+    try {
+      if (readOr(path) === stale) unlinkSync(path);
+    } finally {
+      rmdirSync(guard);
+    }
   }
 
   #open(): void {
