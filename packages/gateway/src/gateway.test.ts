@@ -438,8 +438,15 @@ describe('the MCP gateway', () => {
     const after = await fetch(`${gatewayUrl}/mcp`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }) });
     expect(after.status).toBe(401);
     await client.close().catch(() => undefined);
+    // The held approval is expired because its session ended (as the sweeper does every second).
+    await approvals.sweep();
     const types = await trail(session);
     expect(types).toContain('session.revoked');
+    // After the end: the gateway's cancellation of the held call and the approval's expiry,
+    // Custody's bookkeeping, which acted-after-end does not count as the agent acting.
+    expect(types.slice(types.indexOf('session.revoked'))).toEqual(expect.arrayContaining(['tool.failed', 'approval.expired']));
+    const report = (await (await api('/v1/reports/acted-after-end?limit=1000', keys['read']!)).json()) as { rows: { session: string }[] };
+    expect(report.rows.filter((row) => row.session === session)).toEqual([]);
   });
 
   it('cancels a call in flight once the ledger has been unreachable for revocationGraceMs (fail closed), and records it when the ledger is back', async () => {

@@ -197,6 +197,13 @@ describe.each(backends)('audit on $name', (b) => {
       code: 'ENTRY_UNREADABLE',
       index: 1,
     },
+    // JSON, but not the list of strings the stores write (which the stores refuse as STORE_CORRUPT).
+    ...['{}', 'null', '"x"', '[1]'].map((text) => ({
+      name: `a disclosures column of JSON ${text}`,
+      tamper: (f: Awaited<ReturnType<typeof fixture>>) => f.exec('UPDATE entries SET disclosures = ? WHERE tenant = \'acme\' AND idx = 4', [text]).then(() => undefined),
+      code: 'ENTRY_UNREADABLE',
+      index: 4,
+    })),
   ];
 
   it.skipIf(b.skip).each(cases)('fails at the first bad index on $name', async (c) => {
@@ -222,9 +229,9 @@ describe.each(backends)('audit on $name', (b) => {
     expect((await f.run()).first?.code).toBe('DISCLOSURE_MISMATCH');
   });
 
-  it.skipIf(b.skip)('reports a corrupt disclosures column at its index and goes on to later problems', async () => {
+  it.skipIf(b.skip).each(['{', '{}', 'null'])('reports a corrupt disclosures column (%s) at its index and goes on to later problems', async (text) => {
     const f = await fixture(b);
-    await f.exec("UPDATE entries SET disclosures = '{' WHERE tenant = 'acme' AND idx = 1");
+    await f.exec("UPDATE entries SET disclosures = ? WHERE tenant = 'acme' AND idx = 1", [text]);
     await f.exec("UPDATE entries SET time_key = 'x' WHERE tenant = 'acme' AND idx = 5");
     const report = await f.run(false);
     expect(report.tenants[0]!.problems.map((p) => [p.code, p.index])).toEqual([

@@ -31,6 +31,42 @@ export function isRefusal(env: Pick<Envelope, 'type' | 'cause' | 'data'>): boole
   return env.type === 'tool.failed' && env.cause !== undefined && env.data?.['refused'] === true;
 }
 
+/** The principal id of Custody's approvals service (`{ type: "service", id }`), which records approval expiries. */
+export const APPROVALS_SERVICE_ID = 'custody-approvals';
+/** `data.sessionEnded` of an `approval.expired` written because its session ended. */
+export const SESSION_ENDED_STATES = ['revoked', 'closed', 'expired'] as const;
+
+/**
+ * True for Custody's own bookkeeping after a session's end, of something recorded before
+ * that end (`before(id)`: the type and log index of an entry of the same session, or
+ * undefined; `end`: the end entry's index). Two shapes, as their writers write them:
+ *
+ * - a **cancellation**: a `tool.failed` with `data.cancelled: true` whose `cause` is a
+ *   `tool.requested` of the session recorded before the end (the gateway's kill switch
+ *   cancelling a call in flight);
+ * - a **session expiry of an approval**: an `approval.expired` by the approvals service
+ *   (actor `{ type: "service", id: "custody-approvals" }`) with `data.sessionEnded` one of
+ *   {@link SESSION_ENDED_STATES}, whose `cause` is an `approval.requested` of the session
+ *   recorded before the end (only Custody or an admin key can write approval.expired).
+ *
+ * `acted-after-end` does not count them; every store's SQL implements this same rule.
+ */
+export function isEndBookkeeping(env: Pick<Envelope, 'type' | 'cause' | 'data' | 'actor'>, before: (id: string) => { type: string; index: number } | undefined, end: number): boolean {
+  if (env.cause === undefined) return false;
+  let causeType: string;
+  if (env.type === 'tool.failed' && env.data?.['cancelled'] === true) causeType = 'tool.requested';
+  else if (
+    env.type === 'approval.expired' &&
+    env.actor.type === 'service' &&
+    env.actor.id === APPROVALS_SERVICE_ID &&
+    (SESSION_ENDED_STATES as readonly unknown[]).includes(env.data?.['sessionEnded'])
+  ) {
+    causeType = 'approval.requested';
+  } else return false;
+  const cause = before(env.cause);
+  return cause !== undefined && cause.type === causeType && cause.index < end;
+}
+
 /** Default `depth` of `deep-delegation`: a chain deeper than root → agent → sub-agent. */
 export const DEFAULT_DELEGATION_DEPTH = 2;
 
@@ -74,7 +110,8 @@ export interface StoreReports {
   /**
    * The first end entry (`session.revoked`, `session.expired`, `session.closed`)
    * of each session that has a later entry (in log order) of a type other than
-   * {@link AFTER_END_ALLOWED} that is not a refusal ({@link isRefusal}).
+   * {@link AFTER_END_ALLOWED} that is not a refusal ({@link isRefusal}) nor Custody's
+   * bookkeeping of something recorded before the end ({@link isEndBookkeeping}).
    */
   actedAfterEnd(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]>;
   /** `session.opened` / `session.delegated` entries whose chain has more than `links` links. */
@@ -363,12 +400,20 @@ export async function actedAfterEndReport(store: LedgerStore, tenant: string, re
   const ends = indexes.map((i) => entries.get(i)).filter((e): e is StoredEntry => e !== undefined);
   const sessions = await sessionsOf(store, tenant, ends.map((e) => e.sessionId ?? ''));
   const allowed: ReadonlySet<string> = new Set(AFTER_END_ALLOWED);
-  // Only a tool.failed with a cause can be a refusal: the others are judged by the index fields.
-  const acting = (s: StoredEntry) => !allowed.has(s.type) && !(s.type === 'tool.failed' && s.cause !== undefined && isRefusal(decodeEntry(s.entry)));
+  // Only a tool.failed or approval.expired with a cause can be a refusal or bookkeeping: the
+  // others are judged by the index fields.
+  const acting = (s: StoredEntry, byId: ReadonlyMap<string, StoredEntry>, end: number) => {
+    if (allowed.has(s.type)) return false;
+    if (s.cause === undefined || (s.type !== 'tool.failed' && s.type !== 'approval.expired')) return true;
+    const env = decodeEntry(s.entry);
+    return !isRefusal(env) && !isEndBookkeeping(env, (id) => byId.get(id), end);
+  };
   const rows: ActedAfterEndRow[] = [];
   for (const e of ends) {
     const env = decodeEntry(e.entry);
-    const later = (sessions.get(e.sessionId ?? '') ?? []).filter((s) => s.index > e.index && acting(s));
+    const entries = sessions.get(e.sessionId ?? '') ?? [];
+    const byId = new Map(entries.map((s) => [s.id, s]));
+    const later = entries.filter((s) => s.index > e.index && acting(s, byId, e.index));
     const first = later[0];
     if (first === undefined) continue; // cannot happen: the store selected it for such an entry
     rows.push({

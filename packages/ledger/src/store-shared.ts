@@ -390,6 +390,27 @@ export function parseJson<T>(text: string, what: string): T {
   }
 }
 
+/**
+ * Parses an entry's stored `disclosures` column, which the stores write as a JSON list of
+ * strings. Anything else (not JSON, or JSON such as `{}`, `null` or `"x"`) would make
+ * bundles drop the entry's disclosures silently (the fields would look redacted), so it
+ * is refused. `custody audit` reports such an entry as ENTRY_UNREADABLE at its index.
+ * @throws StoreError `STORE_CORRUPT` naming the tenant and the entry's index
+ * @internal
+ */
+export function parseDisclosures(text: string, tenant: string, index: number): string[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (cause) {
+    throw new StoreError('STORE_CORRUPT', `tenant ${tenant}, entry ${index}: the stored disclosures column is not JSON`, { cause });
+  }
+  if (!Array.isArray(v) || !v.every((d) => typeof d === 'string')) {
+    throw new StoreError('STORE_CORRUPT', `tenant ${tenant}, entry ${index}: the stored disclosures column is not a JSON list of strings`);
+  }
+  return v as string[];
+}
+
 /** The derived columns `audit` compares, in the stores' column order (not the entry bytes, digest or disclosures). @internal */
 export const DERIVED_ENTRY_COLUMNS = [
   'id',

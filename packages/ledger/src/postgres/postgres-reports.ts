@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 
-import { AFTER_END_ALLOWED, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, type StoreReports, type TopPrincipal, type TypeCount, sessionPath } from '../reports.js';
+import { AFTER_END_ALLOWED, APPROVALS_SERVICE_ID, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, SESSION_ENDED_STATES, type StoreReports, type TopPrincipal, type TypeCount, sessionPath } from '../reports.js';
 import { BUCKET, clockKey, decodePostings, filterTimeKey, ROLE_BIT } from '../store-shared.js';
 
 /** Runs one statement the way the store does (maps driver errors). */
@@ -103,6 +103,20 @@ export class PostgresReports implements StoreReports {
     // A refusal (isRefusal: a tool.failed with a cause and data.refused true) is not acting;
     // the CASE parses only such candidates' bytes.
     const refusal = `(CASE WHEN a.type = 'tool.failed' AND a.cause IS NOT NULL THEN convert_from(a.entry, 'UTF8')::jsonb @> '{"data":{"refused":true}}'::jsonb ELSE false END)`;
+    // Custody's bookkeeping of something recorded before the end (isEndBookkeeping): the
+    // gateway's cancellation of a call in flight, and the approvals service expiring an
+    // approval because its session ended. The cause is looked up by id in the same session.
+    const causeBefore = (type: string) =>
+      `EXISTS (SELECT 1 FROM ${q}.entries c WHERE c.tenant = a.tenant AND c.id = a.cause AND c.session_id = a.session_id AND c.type = '${type}' AND c.idx < t.idx)`;
+    // coalesce: a missing field makes the test NULL, and NOT NULL would drop the entry.
+    const cancellation = `coalesce(CASE WHEN a.type = 'tool.failed' AND a.cause IS NOT NULL
+      THEN convert_from(a.entry, 'UTF8')::jsonb @> '{"data":{"cancelled":true}}'::jsonb AND ${causeBefore('tool.requested')} ELSE false END, false)`;
+    const expiry = `coalesce(CASE WHEN a.type = 'approval.expired' AND a.actor_id = '${APPROVALS_SERVICE_ID}' AND a.cause IS NOT NULL
+      THEN convert_from(a.entry, 'UTF8')::jsonb @> '{"actor":{"type":"service"}}'::jsonb
+        AND jsonb_typeof(convert_from(a.entry, 'UTF8')::jsonb -> 'data' -> 'sessionEnded') = 'string'
+        AND convert_from(a.entry, 'UTF8')::jsonb -> 'data' ->> 'sessionEnded' IN (${list(SESSION_ENDED_STATES)})
+        AND ${causeBefore('approval.requested')}
+      ELSE false END, false)`;
     const lists = await Promise.all(
       SESSION_END_TYPES.map((type) => {
         const params: unknown[] = [tenant, type, before ?? Number.MAX_SAFE_INTEGER];
@@ -114,7 +128,7 @@ export class PostgresReports implements StoreReports {
             AND NOT EXISTS (SELECT 1 FROM ${q}.entries p
               WHERE p.tenant = t.tenant AND p.session_id = t.session_id AND p.idx < t.idx AND p.type IN (${list(SESSION_END_TYPES)}))
             AND EXISTS (SELECT 1 FROM ${q}.entries a
-              WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}) AND NOT ${refusal})
+              WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}) AND NOT ${refusal} AND NOT ${cancellation} AND NOT ${expiry})
           ORDER BY t.idx DESC LIMIT $${params.length}`;
         return this.#indexes(sql, params);
       }),

@@ -8,7 +8,7 @@
  * @internal
  */
 
-import { AFTER_END_ALLOWED, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, type StoreReports, type TopPrincipal, type TypeCount, sessionPath } from '../reports.js';
+import { AFTER_END_ALLOWED, APPROVALS_SERVICE_ID, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, SESSION_ENDED_STATES, type StoreReports, type TopPrincipal, type TypeCount, sessionPath } from '../reports.js';
 import { BUCKET, clockKey, decodePostings, filterTimeKey, ROLE_BIT } from '../store-shared.js';
 import { SqlitePart } from './sqlite-part.js';
 
@@ -94,6 +94,16 @@ export class SqliteReports extends SqlitePart implements StoreReports {
     // sessions that go on after this end. A refusal (isRefusal: a tool.failed with a cause
     // and data.refused true) is not acting; only such candidates' bytes are parsed.
     const refusal = `(a.type = 'tool.failed' AND a.cause IS NOT NULL AND json_type(CAST(a.entry AS TEXT), '$.data.refused') IS 'true')`;
+    // Custody's bookkeeping of something recorded before the end (isEndBookkeeping): the
+    // gateway's cancellation of a call in flight, and the approvals service expiring an
+    // approval because its session ended. The cause is looked up by id in the same session.
+    const causeBefore = (type: string) =>
+      `EXISTS (SELECT 1 FROM entries c INDEXED BY entries_id WHERE c.tenant = a.tenant AND c.id = a.cause AND c.session_id = a.session_id AND c.type = '${type}' AND c.idx < t.idx)`;
+    const cancellation = `(a.type = 'tool.failed' AND a.cause IS NOT NULL AND json_type(CAST(a.entry AS TEXT), '$.data.cancelled') IS 'true' AND ${causeBefore('tool.requested')})`;
+    const expiry = `(a.type = 'approval.expired' AND a.actor_id = '${APPROVALS_SERVICE_ID}' AND a.cause IS NOT NULL
+      AND json_extract(CAST(a.entry AS TEXT), '$.actor.type') IS 'service'
+      AND json_type(CAST(a.entry AS TEXT), '$.data.sessionEnded') IS 'text' AND json_extract(CAST(a.entry AS TEXT), '$.data.sessionEnded') IN (${list(SESSION_ENDED_STATES)})
+      AND ${causeBefore('approval.requested')})`;
     const lists = SESSION_END_TYPES.map((type) => {
       const sql = `SELECT t.idx FROM entries t INDEXED BY entries_end_walk
         CROSS JOIN sessions s ON s.tenant = t.tenant AND s.id = t.session_id
@@ -101,7 +111,7 @@ export class SqliteReports extends SqlitePart implements StoreReports {
           AND NOT EXISTS (SELECT 1 FROM entries p INDEXED BY entries_session_ends
             WHERE p.tenant = t.tenant AND p.session_id = t.session_id AND p.idx < t.idx AND p.type IN (${list(SESSION_END_TYPES)}))
           AND EXISTS (SELECT 1 FROM entries a INDEXED BY entries_session
-            WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}) AND NOT ${refusal})
+            WHERE a.tenant = t.tenant AND a.session_id = t.session_id AND a.idx > t.idx AND a.type NOT IN (${list(AFTER_END_ALLOWED)}) AND NOT ${refusal} AND NOT ${cancellation} AND NOT ${expiry})
         ORDER BY t.idx DESC LIMIT ?`;
       return this.#indexes(sql, [tenant, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]);
     });

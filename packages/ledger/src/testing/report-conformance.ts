@@ -207,6 +207,71 @@ function caseDrafts(prefix: string): EventDraft[] {
   const notRequest = served('served', 'payments.freeze');
   const output = ev('served', 'model.output', { cause: notRequest.req.id, data: { output: 'ok' } }, servedAgent);
   ev('served', 'approval.granted', { ...notRequest.base, cause: output.id, approval: { id: 'apr-x', status: 'granted', approver: human('bob@example.com') }, data: { call: notRequest.req.id } }, { ...servedAgent, actor: human('bob@example.com') });
+
+  // Custody's bookkeeping after an end, shaped as its writers write it; not acting.
+  // The gateway's kill switch cancels a call in flight (packages/gateway, Gateway#record):
+  // tool.failed by the agent, `cause` the call, `data.cancelled: true`.
+  const cancel = (sid: string, cause: string, cancelled: unknown = true) =>
+    ev(
+      sid,
+      'tool.failed',
+      {
+        tool: { name: 'payments.transfer', server: 'payments', callId: '7' },
+        cause,
+        data: { capture: 'full', durationMs: 812.5, upstreamCredentials: [], error: `session ${prefix}-${sid} was revoked`, cancelled },
+      },
+      servedAgent,
+    );
+  // The approvals service expires a session's pending approval because it ended (Approvals#record).
+  const expireEnded = (sid: string, o: ReturnType<typeof served>, sessionEnded: unknown = 'revoked', actor: EventDraft['actor'] = serviceApprovals, cause = o.requested.id) =>
+    ev(
+      sid,
+      'approval.expired',
+      {
+        ...o.base,
+        cause,
+        approval: { id: o.requested.approval!.id, status: 'expired', expiresAt: '2026-03-01T01:00:00.000Z', argumentsDigest: 'D'.repeat(43) },
+        data: { call: o.req.id, reason: `the session ended (${String(sessionEnded)}) before anyone answered`, sessionEnded },
+      },
+      { ...servedAgent, actor },
+    );
+  const killed = (sid: string, end: 'session.revoked' | 'session.expired' = 'session.revoked') => {
+    ev(sid, 'session.opened', {}, servedAgent);
+    const c = call(sid, 'payments.transfer', 'allow');
+    const held = served(sid, 'payments.transfer');
+    ev(sid, end, {}, { ...servedAgent, actor: { type: 'service', id: 'custody-authority' } });
+    if (end === 'session.revoked') ev(sid, 'credential.revoked', { credential: { jti: 'j-k', fingerprint: 'K'.repeat(43) } }, { ...servedAgent, actor: { type: 'service', id: 'custody-authority' } });
+    return { c, held };
+  };
+  const kill = killed('killed');
+  cancel('killed', kill.c.req.id);
+  expireEnded('killed', kill.held);
+  const lapsed = killed('expired-held', 'session.expired');
+  expireEnded('expired-held', lapsed.held, 'expired');
+  // Near misses, acting: a cancellation of a call recorded after the end, of an entry that
+  // is not a call, of another session's call, or whose cancelled is not true.
+  ev('cancel-late', 'session.opened', {}, servedAgent);
+  ev('cancel-late', 'session.revoked', {}, servedAgent);
+  cancel('cancel-late', call('cancel-late', 'payments.transfer', 'allow').req.id);
+  cancel('cancel-not-call', killed('cancel-not-call').c.dec.id);
+  const elsewhere = call('cancel-source', 'payments.transfer', 'allow');
+  killed('cancel-elsewhere');
+  cancel('cancel-elsewhere', elsewhere.req.id);
+  cancel('cancel-not-true', killed('cancel-not-true').c.req.id, 'true');
+  // ...and expiries not by the approvals service, not for a session's end (the TTL), with a
+  // sessionEnded that is not one of the end states, naming no approval.requested, or of a
+  // request recorded after the end.
+  expireEnded('expiry-by-agent', killed('expiry-by-agent').held, 'revoked', servedAgent.actor);
+  expireEnded('expiry-not-service', killed('expiry-not-service').held, 'revoked', { type: 'agent', id: 'custody-approvals' });
+  killed('expiry-ttl').held.expire();
+  const odd = killed('expiry-odd-state');
+  expireEnded('expiry-odd-state', odd.held, 'gone');
+  expireEnded('expiry-odd-state', odd.held, ['revoked']);
+  const notRequested = killed('expiry-not-request');
+  expireEnded('expiry-not-request', notRequested.held, 'revoked', serviceApprovals, notRequested.held.req.id);
+  ev('expiry-late', 'session.opened', {}, servedAgent);
+  ev('expiry-late', 'session.revoked', {}, servedAgent);
+  expireEnded('expiry-late', served('expiry-late', 'payments.transfer'));
   return out;
 }
 
@@ -251,7 +316,18 @@ function reference(all: Decoded[], range: ReportRange, depth = 2) {
   const after: Decoded[] = [];
   for (const entries of bySession.values()) {
     const end = entries.find((d) => ends.has(d.env.type));
-    if (end !== undefined && entries.some((d) => d.e.index > end.e.index && !allowed.has(d.env.type) && !isRefusal(d.env))) after.push(end);
+    if (end === undefined) continue;
+    // Custody's bookkeeping of something recorded before the end: the gateway's cancellation
+    // of a call, the approvals service's expiry of an approval because its session ended.
+    const before = (id: string | undefined, type: string) => entries.some((c) => c.env.id === id && c.env.type === type && c.e.index < end.e.index);
+    const bookkeeping = ({ env }: Decoded) =>
+      (env.type === 'tool.failed' && env.data?.['cancelled'] === true && before(env.cause, 'tool.requested')) ||
+      (env.type === 'approval.expired' &&
+        env.actor.type === 'service' &&
+        env.actor.id === 'custody-approvals' &&
+        ['revoked', 'closed', 'expired'].includes(env.data?.['sessionEnded'] as string) &&
+        before(env.cause, 'approval.requested'));
+    if (entries.some((d) => d.e.index > end.e.index && !allowed.has(d.env.type) && !isRefusal(d.env) && !bookkeeping(d))) after.push(end);
   }
   const deep = all.filter(({ env }) => (env.type === 'session.opened' || env.type === 'session.delegated') && (env.chain?.length ?? 0) > depth + 1);
   return { unapproved: desc(unapproved), denied: desc(denied), after: desc(after), deep: desc(deep) };
@@ -380,7 +456,17 @@ function defineSuite(opts: StoreConformanceOptions): void {
     const rows = await allPages((r) => actedAfterEndReport(store, tenant, r), { limit: 1 });
     expect(rows.map((r) => r.index)).toEqual(ref);
     expect(rows.map((r) => [r.session.slice(prefix.length + 1), r.type, r.first.type, r.after]).sort()).toEqual([
+      ['cancel-elsewhere', 'session.revoked', 'tool.failed', 1],
+      ['cancel-late', 'session.revoked', 'tool.requested', 3],
+      ['cancel-not-call', 'session.revoked', 'tool.failed', 1],
+      ['cancel-not-true', 'session.revoked', 'tool.failed', 1],
       ['expired', 'session.expired', 'model.output', 1],
+      ['expiry-by-agent', 'session.revoked', 'approval.expired', 1],
+      ['expiry-late', 'session.revoked', 'tool.requested', 4],
+      ['expiry-not-request', 'session.revoked', 'approval.expired', 1],
+      ['expiry-not-service', 'session.revoked', 'approval.expired', 1],
+      ['expiry-odd-state', 'session.revoked', 'approval.expired', 2],
+      ['expiry-ttl', 'session.revoked', 'approval.expired', 1],
       ['late-call', 'session.revoked', 'tool.requested', 2],
       ['no-cause', 'session.revoked', 'tool.failed', 1],
       ['not-true', 'session.expired', 'tool.failed', 1],
@@ -397,6 +483,12 @@ function defineSuite(opts: StoreConformanceOptions): void {
     const inflight = all.filter((d) => d.env.session?.id === `${prefix}-inflight`).map((d) => d.env.type);
     expect(inflight).toEqual(['session.opened', 'tool.requested', 'policy.decided', 'session.revoked', 'credential.revoked', 'tool.failed']);
     expect(session('inflight')).toBeUndefined();
+    // Killed with a call in flight and an approval pending: the gateway's cancellation and the
+    // approvals service's expiry follow the end, and are not acting (nor after an expiry).
+    const killed = all.filter((d) => d.env.session?.id === `${prefix}-killed`).map((d) => d.env.type);
+    expect(killed.slice(killed.indexOf('session.revoked'))).toEqual(['session.revoked', 'credential.revoked', 'tool.failed', 'approval.expired']);
+    expect(session('killed')).toBeUndefined();
+    expect(session('expired-held')).toBeUndefined();
     // The refusal between the end and the run is skipped: `first` is what ran.
     const ran = session('ran-anyway')!;
     const completed = all.find((d) => d.env.session?.id === `${prefix}-ran-anyway` && d.env.type === 'tool.completed')!;

@@ -116,6 +116,15 @@ export function assertAppended(results: readonly PromiseSettledResult<unknown>[]
   if (failed !== undefined) throw failed.reason;
 }
 
+/** A call's approval refused (409): it is bound to another call, or cannot be used. Carries the approval as it stands. */
+export class ApprovalRefused extends ApiError {
+  readonly approval: ApprovalRecord;
+  constructor(code: 'APPROVAL_MISMATCH' | 'APPROVAL_NOT_GRANTED', message: string, approval: ApprovalRecord) {
+    super(code, 409, message);
+    this.approval = approval;
+  }
+}
+
 /** The approval service over a store and the ledger. */
 export class Approvals {
   readonly store: ApprovalStore;
@@ -364,25 +373,62 @@ export class Approvals {
   }
 
   /**
-   * Uses a granted approval for the call it is bound to (once).
-   * @throws ApiError `APPROVAL_NOT_FOUND`, `APPROVAL_MISMATCH`, `APPROVAL_NOT_GRANTED`
+   * Until when a granted approval can be used: its expiry, or `useWindowSeconds` after
+   * the grant when that is later.
+   */
+  usableUntil(a: ApprovalRecord): string {
+    return new Date(Math.max(Date.parse(a.expiresAt), Date.parse(a.decidedAt ?? a.expiresAt) + this.#useWindowMs)).toISOString();
+  }
+
+  /** Whether a granted approval lapsed unused: its use window ({@link Approvals.usableUntil}) has passed. */
+  lapsed(a: ApprovalRecord): boolean {
+    return a.status === 'granted' && a.consumedAt === undefined && Date.parse(this.usableUntil(a)) <= this.#now().getTime();
+  }
+
+  /** For a granted approval: until when it can be used, and whether it lapsed unused (as the API shows it). */
+  use(a: ApprovalRecord): { usableUntil: string; lapsed: boolean } | undefined {
+    return a.status === 'granted' ? { usableUntil: this.usableUntil(a), lapsed: this.lapsed(a) } : undefined;
+  }
+
+  /** Why an approval that matches the call cannot be used, or undefined when it can. */
+  #unusable(a: ApprovalRecord): string | undefined {
+    if (a.consumedAt !== undefined) return `the approval ${a.id} was already used at ${a.consumedAt}: approvals are single-use`;
+    if (a.status !== 'granted') return `the approval ${a.id} is ${a.status}, not granted`;
+    if (this.lapsed(a)) {
+      return `the approval ${a.id} lapsed unused at ${this.usableUntil(a)}: a granted approval is usable until its expiry or ${this.#useWindowMs / 1000} s after the grant, whichever is later; ask again`;
+    }
+    return undefined;
+  }
+
+  /**
+   * The granted approval a call brings, checked against the call it is bound to.
+   * @throws ApiError `APPROVAL_NOT_FOUND`; {@link ApprovalRefused} `APPROVAL_MISMATCH` (another session, tool or
+   *   arguments), `APPROVAL_NOT_GRANTED` (not granted, already used, or lapsed)
    */
   async check(tenant: string, id: string, binding: { sessionId: string; tool: string; argumentsDigest: string }): Promise<ApprovalRecord> {
     const a = await this.get(tenant, id);
-    if (a.sessionId !== binding.sessionId || a.tool !== binding.tool || a.argumentsDigest !== binding.argumentsDigest) {
-      throw new ApiError('APPROVAL_MISMATCH', 409, `approval ${id} is bound to another call (its session, tool and arguments digest must match exactly)`);
+    const other = a.sessionId !== binding.sessionId ? 'another session' : a.tool !== binding.tool ? 'another tool' : a.argumentsDigest !== binding.argumentsDigest ? 'other arguments' : undefined;
+    if (other !== undefined) {
+      throw new ApprovalRefused(
+        'APPROVAL_MISMATCH',
+        `the approval ${id} was ${a.status === 'granted' ? 'granted' : 'requested'} for ${other}: an approval is bound to one exact call (its session, tool and arguments digest must match exactly)`,
+        a,
+      );
     }
-    if (a.status !== 'granted' || a.consumedAt !== undefined) {
-      throw new ApiError('APPROVAL_NOT_GRANTED', 409, a.consumedAt !== undefined ? `approval ${id} was already used at ${a.consumedAt}: approvals are single-use` : `approval ${id} is ${a.status}, not granted`);
-    }
+    const why = this.#unusable(a);
+    if (why !== undefined) throw new ApprovalRefused('APPROVAL_NOT_GRANTED', why, a);
     return a;
   }
 
-  /** Marks a checked approval used. @throws ApiError `APPROVAL_NOT_GRANTED` when another call used it first or it is no longer usable */
+  /**
+   * Marks a checked approval used.
+   * @throws {@link ApprovalRefused} `APPROVAL_NOT_GRANTED` when another call used it first or it lapsed meanwhile
+   */
   async consume(a: ApprovalRecord): Promise<void> {
-    const until = Math.max(Date.parse(a.expiresAt), Date.parse(a.decidedAt ?? a.expiresAt) + this.#useWindowMs);
-    const ok = await this.store.consume(a.tenant, a.id, { sessionId: a.sessionId, tool: a.tool, argumentsDigest: a.argumentsDigest }, this.#now().toISOString(), new Date(until).toISOString());
-    if (!ok) throw new ApiError('APPROVAL_NOT_GRANTED', 409, `approval ${a.id} was used by another call or is no longer usable`);
+    const ok = await this.store.consume(a.tenant, a.id, { sessionId: a.sessionId, tool: a.tool, argumentsDigest: a.argumentsDigest }, this.#now().toISOString(), this.usableUntil(a));
+    if (ok) return;
+    const now = (await this.store.get(a.tenant, a.id)) ?? a;
+    throw new ApprovalRefused('APPROVAL_NOT_GRANTED', this.#unusable(now) ?? `the approval ${a.id} is no longer usable`, now);
   }
 
   /**
@@ -493,8 +539,11 @@ export class Approvals {
   }
 }
 
-/** An approval as the API shows it; `sessionStatus`: its session's state, when known. */
-export function viewOf(a: ApprovalRecord, sessionStatus?: ApprovalSessionStatus): Record<string, unknown> {
+/**
+ * An approval as the API shows it; `sessionStatus`: its session's state, when known;
+ * `use`: for a granted approval, until when it can be used and whether it lapsed unused.
+ */
+export function viewOf(a: ApprovalRecord, sessionStatus?: ApprovalSessionStatus, use?: { usableUntil: string; lapsed: boolean }): Record<string, unknown> {
   return {
     id: a.id,
     status: a.status,
@@ -510,6 +559,7 @@ export function viewOf(a: ApprovalRecord, sessionStatus?: ApprovalSessionStatus)
     ...(a.source !== undefined ? { source: a.source } : {}),
     ...(a.reason !== undefined ? { reason: a.reason } : {}),
     ...(a.consumedAt !== undefined ? { consumedAt: a.consumedAt } : {}),
+    ...(use !== undefined && a.status === 'granted' ? { usableUntil: use.usableUntil, ...(use.lapsed ? { lapsed: true } : {}) } : {}),
     ...(sessionStatus !== undefined ? { sessionStatus } : {}),
   };
 }

@@ -11,7 +11,9 @@
  *   when the session is closed (F5);
  * - the self-approval check ignores case and invisible characters; key names refuse
  *   control characters (F8);
- * - the same approver repeating an answer gets it back; others get a 409 naming it (F11).
+ * - the same approver repeating an answer gets it back; others get a 409 naming it (F11);
+ * - refused uses of an approval (another call, reused, lapsed) are recorded as denied calls
+ *   naming the refusal and the approval; a lapsed grant says so and is shown lapsed (F10).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
@@ -107,7 +109,8 @@ describe.each(backends)('the approver path on $name', (backend) => {
     authority = await Authority.open({ store: stores.authority, ledger, trust, signingKey: signingKeyFromSeed(new Uint8Array(32).fill(4)), issuer: ISSUER, sweepIntervalMs: 0 });
     await stores.approvals.migrate();
     const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
-    approvals = new Approvals({ store: stores.approvals, sweepIntervalMs: 0, webhook: { url: hookUrl }, log: (m) => logs.push(m) }, ledger);
+    // A use window of 1 s: an approval granted with a 1 s TTL lapses a second after the grant (F10).
+    approvals = new Approvals({ store: stores.approvals, sweepIntervalMs: 0, useWindowSeconds: 1, webhook: { url: hookUrl }, log: (m) => logs.push(m) }, ledger);
     app = await createServer({ ledger, authority, approvals, policy: new PolicyEngine(loadPolicySet(join(root, 'examples/policies'))) });
     url = (await app.listen({ port: 0, host: '127.0.0.1' })).replace(/\/$/, '');
     keys['admin'] = (await createApiKey(ledger, { tenant: 'default', role: 'admin', name: 'admin' })).key;
@@ -143,11 +146,11 @@ describe.each(backends)('the approver path on $name', (backend) => {
     return { credential: body.access_token, session: body.session_id, subjectToken };
   };
   /** A transfer the example policies hold for approval; its approval id. */
-  const hold = async (credential: string, amount = 4_000_000) => {
+  const hold = async (credential: string, amount = 4_000_000, approvalTtlSeconds?: number) => {
     const res = await fetch(`${url}/v1/decisions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ tool: { server: 'payments', name: 'transfer' }, arguments: { amount, currency: 'EUR', to: 'LT12 1000 0111 0100 1000' } }),
+      body: JSON.stringify({ tool: { server: 'payments', name: 'transfer' }, arguments: { amount, currency: 'EUR', to: 'LT12 1000 0111 0100 1000' }, ...(approvalTtlSeconds !== undefined ? { approvalTtlSeconds } : {}) }),
     });
     const body = (await res.json()) as { decision: { effect: string }; approval?: { id: string } };
     expect(body.decision.effect).toBe('approval_required');
@@ -257,6 +260,9 @@ describe.each(backends)('the approver path on $name', (backend) => {
     }
     // Later answers name the expiry and why.
     expect((await answer(id, keys['bob']!)).body.error).toMatchObject({ code: 'APPROVAL_NOT_PENDING', message: expect.stringContaining('its session was revoked') });
+    // Those expiries follow the revocation, but are Custody's bookkeeping, not the agent acting.
+    const report = (await (await fetch(`${url}/v1/reports/acted-after-end?limit=1000`, { headers: { authorization: `Bearer ${keys['read']!}` } })).json()) as { rows: { session: string }[] };
+    expect(report.rows.filter((r) => r.session === s.session || r.session === other.session)).toEqual([]);
   });
 
   it.skipIf(backend.skip)("F7: a delegated session's approval shows the human's objective next to the delegating agent's", async () => {
@@ -319,6 +325,89 @@ describe.each(backends)('the approver path on $name', (backend) => {
       expect(r.body.error).toMatchObject({ code: 'APPROVAL_NOT_PENDING', message: `approval ${id} was already granted by bob@example.com at ${first.body.decidedAt!}` });
     }
     expect(await entriesOf(s.session, id)).toEqual(['approval.requested', 'approval.granted']);
+  });
+
+  it.skipIf(backend.skip)('F10: refused uses of an approval are recorded as denied calls naming the refusal; a lapsed grant says lapsed and is shown so', async () => {
+    const s = await open('kim@example.com');
+    const other = await open('leo@example.com');
+    const args = { amount: 4_000_000, currency: 'EUR', to: 'LT12 1000 0111 0100 1000' };
+    const id = await hold(s.credential);
+    expect((await answer(id, keys['bob']!)).status).toBe(200);
+    type Decided = { status: number; body: { decision?: { effect: string }; call?: string; error?: { code: string; message: string; call?: string } } };
+    const use = async (credential: string, approval: string, name = 'transfer', a: Record<string, unknown> = args): Promise<Decided> => {
+      const res = await fetch(`${url}/v1/decisions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ tool: { server: 'payments', name }, arguments: a, approval }),
+      });
+      return { status: res.status, body: (await res.json()) as Decided['body'] };
+    };
+    /** The refused attempts recorded in a session: each call's tool.requested and its policy.decided deny. */
+    const refusals = async (session: string, approval: string) => {
+      const entries = await log(session);
+      return entries
+        .filter((e) => e.type === 'policy.decided' && e.approval?.id === approval && e.decision?.effect === 'deny')
+        .map((d) => ({ call: entries.find((e) => e.id === d.cause)?.type, actor: d.actor.id, reasons: d.decision?.reasons, approval: d.approval, data: d.data }));
+    };
+
+    // Other arguments, another tool, another session: 409 APPROVAL_MISMATCH as before, now on record.
+    const probes = [
+      [s, await use(s.credential, id, 'transfer', { ...args, amount: 9_000_000 }), `the approval ${id} was granted for other arguments`],
+      [s, await use(s.credential, id, 'payout'), `the approval ${id} was granted for another tool`],
+      [other, await use(other.credential, id), `the approval ${id} was granted for another session`],
+    ] as const;
+    for (const [, r, message] of probes) {
+      expect(r.status).toBe(409);
+      expect(r.body.error).toMatchObject({ code: 'APPROVAL_MISMATCH', message: expect.stringContaining(message) });
+      expect(Object.keys(r.body.error!).sort()).toEqual(['code', 'message']);
+    }
+    const mismatch = (message: string, digest: Record<string, unknown>) => ({
+      call: 'tool.requested',
+      actor: 'custody-policy',
+      reasons: [expect.stringContaining(message)],
+      approval: { id, status: 'granted', argumentsDigest: expect.any(String), approver: expect.objectContaining({ id: 'bob@example.com' }) },
+      data: { decidedBy: 'server', approvalRefused: 'APPROVAL_MISMATCH', ...digest },
+    });
+    expect(await refusals(s.session, id)).toEqual([mismatch(probes[0][2], { argumentsDigest: expect.any(String) }), mismatch(probes[1][2], { argumentsDigest: expect.any(String) })]);
+    expect(await refusals(other.session, id)).toEqual([mismatch(probes[2][2], { argumentsDigest: expect.any(String) })]);
+    const [otherArgs] = await refusals(s.session, id);
+    expect(otherArgs!.data?.['argumentsDigest']).not.toBe(otherArgs!.approval?.argumentsDigest);
+
+    // The probes did not use it: the exact call does, once; a replay is refused and recorded.
+    const used = await use(s.credential, id);
+    expect(used.status).toBe(200);
+    expect(used.body.decision?.effect).toBe('allow');
+    const replay = await use(s.credential, id);
+    expect(replay.status).toBe(409);
+    expect(replay.body.error).toMatchObject({ code: 'APPROVAL_NOT_GRANTED', message: expect.stringMatching(/^the approval apr-\S+ was already used at \S+: approvals are single-use$/) });
+    const afterReplay = await refusals(s.session, id);
+    expect(afterReplay).toHaveLength(3);
+    expect(afterReplay[2]).toMatchObject({ call: 'tool.requested', reasons: [replay.body.error!.message], data: { approvalRefused: 'APPROVAL_NOT_GRANTED' } });
+    expect(await view(id)).toMatchObject({ status: 'granted', consumedAt: expect.any(String) });
+    expect(await view(id)).not.toHaveProperty('lapsed');
+
+    // A grant left unused past its use window (here: TTL 1 s, window 1 s) lapses: shown so, refused as lapsed, on record.
+    const late = await hold(s.credential, 4_000_000, 1);
+    const granted = await answer(late, keys['bob']!);
+    expect(granted.status).toBe(200);
+    const until = (granted.body as { usableUntil?: string }).usableUntil!;
+    expect(granted.body).not.toHaveProperty('lapsed');
+    await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(until) - Date.now()) + 50));
+    expect(await view(late)).toMatchObject({ status: 'granted', usableUntil: until, lapsed: true });
+    const state = (await (await fetch(`${url}/v1/approvals/${late}/status`, { headers: { authorization: `Bearer ${keys['read']!}` } })).json()) as Record<string, unknown>;
+    expect(state).toMatchObject({ status: 'granted', usableUntil: until, lapsed: true });
+    const lapsedUse = await use(s.credential, late);
+    expect(lapsedUse.status).toBe(409);
+    expect(lapsedUse.body.error?.code).toBe('APPROVAL_NOT_GRANTED');
+    expect(lapsedUse.body.error?.message).toContain(`the approval ${late} lapsed unused at ${until}`);
+    expect(lapsedUse.body.error?.message).not.toContain('another call');
+    expect(await refusals(s.session, late)).toEqual([
+      { call: 'tool.requested', actor: 'custody-policy', reasons: [lapsedUse.body.error!.message], approval: expect.objectContaining({ id: late, status: 'granted' }), data: expect.objectContaining({ approvalRefused: 'APPROVAL_NOT_GRANTED' }) },
+    ]);
+    // The listing shows it lapsed too; it was never used.
+    const list = (await (await fetch(`${url}/v1/approvals?session=${s.session}&status=granted`, { headers: { authorization: `Bearer ${keys['read']!}` } })).json()) as { approvals: Record<string, unknown>[] };
+    expect(list.approvals.find((a) => a['id'] === late)).toMatchObject({ lapsed: true });
+    expect(list.approvals.find((a) => a['id'] === late)).not.toHaveProperty('consumedAt');
   });
 
   it.skipIf(backend.skip)('F5: closing a session ends its pending approvals before the seal; an expiry after a seal is final; an unrecorded expiry survives a restart', async () => {

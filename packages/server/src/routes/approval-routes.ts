@@ -46,6 +46,8 @@ export const APPROVAL_SCHEMA = {
     source: { type: 'object', additionalProperties: { type: 'string' }, description: 'Where the answer came from: ip, userAgent.' },
     reason: { type: 'string' },
     consumedAt: { ...time, description: 'When the approved call used it (single use).' },
+    usableUntil: { ...time, description: 'Granted only: until when the approved call can use it (its expiry, or the use window after the grant when later).' },
+    lapsed: { type: 'boolean', enum: [true], description: 'Granted only, present when true: the use window passed and it was never used; it can no longer be used (409 APPROVAL_NOT_GRANTED). The status stays granted.' },
     sessionStatus: {
       type: 'string',
       enum: ['active', 'revoked', 'closed', 'expired'],
@@ -111,7 +113,7 @@ async function viewsOf(approvals: Approvals, list: readonly ApprovalRecord[]): P
     if (p === undefined) states.set(key, (p = approvals.sessionStatus(a.tenant, a.sessionId)));
     return p;
   };
-  return Promise.all(list.map(async (a) => viewOf(a, await stateOf(a))));
+  return Promise.all(list.map(async (a) => viewOf(a, await stateOf(a), approvals.use(a))));
 }
 
 /** Registers the approval routes. */
@@ -189,7 +191,17 @@ export function approvalRoutes(ctx: RouteContext, approvals: Approvals, authorit
             type: 'object',
             required: ['id', 'status', 'expiresAt'],
             additionalProperties: false,
-            properties: { id: { type: 'string' }, status: { type: 'string', enum: STATUSES }, expiresAt: time, decidedAt: time, reason: { type: 'string' }, approver: { type: 'object', additionalProperties: true }, consumedAt: time },
+            properties: {
+              id: { type: 'string' },
+              status: { type: 'string', enum: STATUSES },
+              expiresAt: time,
+              decidedAt: time,
+              reason: { type: 'string' },
+              approver: { type: 'object', additionalProperties: true },
+              consumedAt: time,
+              usableUntil: { ...time, description: 'Granted only: until when the call can use it.' },
+              lapsed: { type: 'boolean', enum: [true], description: 'Granted only, present when true: its use window passed unused; it can no longer be used.' },
+            },
           },
           ...errorResponses([...AUTHED, 404]),
         },
@@ -203,6 +215,7 @@ export function approvalRoutes(ctx: RouteContext, approvals: Approvals, authorit
         await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, Date.parse(a.expiresAt) - Date.now() + 5))));
         a = await approvals.get(tenant, request.params.id);
       }
+      const use = approvals.use(a);
       return {
         id: a.id,
         status: a.status,
@@ -211,6 +224,7 @@ export function approvalRoutes(ctx: RouteContext, approvals: Approvals, authorit
         ...(a.reason !== undefined ? { reason: a.reason } : {}),
         ...(a.approver !== undefined ? { approver: a.approver } : {}),
         ...(a.consumedAt !== undefined ? { consumedAt: a.consumedAt } : {}),
+        ...(use !== undefined ? { usableUntil: use.usableUntil, ...(use.lapsed ? { lapsed: true } : {}) } : {}),
       };
     },
   );

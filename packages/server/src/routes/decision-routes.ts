@@ -14,7 +14,7 @@ import type { FastifyRequest } from 'fastify';
 import { v7 as uuidv7 } from 'uuid';
 
 import { authenticate } from '../api-keys.js';
-import { type Approvals, argumentsDigest, assertAppended } from '../approvals/approvals.js';
+import { ApprovalRefused, type Approvals, argumentsDigest, assertAppended } from '../approvals/approvals.js';
 import type { ApprovalRecord } from '../approvals/approval-store.js';
 import { ApiError } from '../errors.js';
 import { AUTHED, type RouteContext, errorResponses } from '../route-kit.js';
@@ -157,10 +157,18 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
       const capture = body.capture ?? 'full';
 
       let approval: ApprovalRecord | undefined;
-      if (body.approval !== undefined) approval = await approvals.check(s.tenant, body.approval, { sessionId: s.id, tool, argumentsDigest: digest });
+      /** The approval brought was refused: the call is recorded, denied with the refusal, then answered 409. */
+      let refusal: ApprovalRefused | undefined;
+      const refusedUse = (err: unknown): void => {
+        if (!(err instanceof ApprovalRefused)) throw err;
+        refusal = err;
+        approval = undefined;
+      };
+      if (body.approval !== undefined) approval = await approvals.check(s.tenant, body.approval, { sessionId: s.id, tool, argumentsDigest: digest }).catch((err: unknown) => void refusedUse(err));
 
       let decision: DecisionPart;
-      if (body.decision !== undefined) decision = body.decision;
+      if (refusal !== undefined) decision = refusalDecision(refusal, policy?.version ?? body.decision?.policyVersion, approvals.now());
+      else if (body.decision !== undefined) decision = body.decision;
       else if (policy !== undefined) {
         decision = policy.decide({
           action: 'tools/call',
@@ -176,7 +184,10 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
       if (approval !== undefined && decision.effect === 'approval_required') {
         throw new ApiError('REQUEST_INVALID', 400, 'a call that brings a granted approval cannot be decided approval_required again', { field: 'decision' });
       }
-      if (approval !== undefined && decision.effect === 'allow') await approvals.consume(approval);
+      if (approval !== undefined && decision.effect === 'allow') {
+        await approvals.consume(approval).catch(refusedUse);
+        if (refusal !== undefined) decision = refusalDecision(refusal, policy?.version ?? body.decision?.policyVersion, approvals.now());
+      }
 
       const redacted = redactSecrets(args);
       const now = approvals.now().toISOString();
@@ -213,11 +224,19 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
           type: 'policy.decided',
           time: now,
           ...common,
-          actor: enforcer ?? POLICY_ACTOR,
+          actor: refusal !== undefined ? POLICY_ACTOR : (enforcer ?? POLICY_ACTOR),
           cause: callEvent,
           decision,
           ...(approval !== undefined ? { approval: { id: approval.id, status: 'granted', argumentsDigest: digest, ...(approval.approver !== undefined ? { approver: approval.approver } : {}) } } : {}),
-          data: { decidedBy: body.decision !== undefined ? 'enforcement-point' : 'server' },
+          // A refused approval: the approval as it stands (its own digest: what it was granted
+          // for), the call's digest in data, and the refusal's code.
+          ...(refusal !== undefined
+            ? { approval: { id: refusal.approval.id, status: refusal.approval.status, argumentsDigest: refusal.approval.argumentsDigest, ...(refusal.approval.approver !== undefined ? { approver: refusal.approval.approver } : {}) } }
+            : {}),
+          data:
+            refusal !== undefined
+              ? { decidedBy: 'server', approvalRefused: refusal.code, argumentsDigest: digest }
+              : { decidedBy: body.decision !== undefined ? 'enforcement-point' : 'server' },
         },
       ];
       let opened: ApprovalRecord | undefined;
@@ -249,6 +268,8 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
       }
       // Durable before the answer: a call whose decision is not on record must not run.
       assertAppended(await ledger.append(s.tenant, drafts));
+      // A refused approval: the attempt is on record (tool.requested, policy.decided deny); the answer is the 409.
+      if (refusal !== undefined) throw refusal;
       if (decision.effect !== 'deny') {
         // The kill switch, once more: a revocation that took effect (on any node) while
         // this call was being decided and recorded still stops it. Its trail ends with
@@ -289,6 +310,15 @@ export function decisionRoutes(ctx: RouteContext, authority: Authority, approval
       };
     },
   );
+}
+
+/**
+ * The decision recorded for a call whose approval was refused: `deny` by the server, the
+ * refusal as its reason, under the policy version in force (the server's, else the
+ * enforcement point's).
+ */
+function refusalDecision(refusal: ApprovalRefused, policyVersion: string | undefined, now: Date): DecisionPart {
+  return { effect: 'deny', policies: [], reasons: [refusal.message.slice(0, 2048)], policyVersion: policyVersion ?? 'none', evaluatedAt: now.toISOString() };
 }
 
 /** Custody's configured public URL (its issuer, when that is an http(s) URL), or undefined. */

@@ -4,7 +4,8 @@
  * disclosures column damaged with SQL behind the ledger's back. The timeline and the
  * bundle answer as every STORE_CORRUPT (500 STORE_CORRUPT, docs/errors.md), and what the
  * server logs is that StoreError, naming the session and the entry's index, never an
- * unexplained TypeError; the session row and the other sessions still read.
+ * unexplained TypeError nor a bundle silently without the entry's disclosures; the
+ * session row and the other sessions still read.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -172,14 +173,29 @@ describe.each(backends)('session routes over an unreadable entry on $name', (bac
     await expectCorrupt('["unterminated', ['timeline', 'bundle', 'bundle?disclosures=false']);
   });
 
-  // JSON that is not a list: the store hands it on, and the timeline failed on it as a TypeError.
+  // JSON that is not a list of strings: the store refuses it as STORE_CORRUPT (it handed it
+  // on before: the timeline failed on it as a TypeError, and the bundle silently dropped the
+  // entry's disclosures, so its fields looked redacted).
   it.each([
     ['a JSON object', '{"salt":"x"}'],
     ['a JSON string', '"WyJzYWx0IiwiL2RhdGEvYXJndW1lbnRzIiwxXQ"'],
     ['null', 'null'],
-  ])('a disclosures column that is %s: the timeline is 500 as STORE_CORRUPT naming the entry, not a TypeError', async (_, text) => {
+    ['a list that holds a non-string', '["WyJzYWx0IiwiL2RhdGEvYXJndW1lbnRzIiwxXQ", 7]'],
+  ])('a disclosures column that is %s: timeline and bundle are 500 as STORE_CORRUPT naming the entry, not a TypeError nor a bundle without disclosures', async (_, text) => {
     if (backend.skip !== false) return;
-    await expectCorrupt(text, ['timeline']);
+    await expectCorrupt(text, ['timeline', 'bundle', 'bundle?disclosures=false']);
+  });
+
+  it.skipIf(backend.skip)('the store names the tenant and the entry index of such a column', async () => {
+    const index = at.get('s-broken/2')!;
+    await corrupt(index, '{"salt":"x"}');
+    await expect(ledger.store.sessionEntries('default', 's-broken')).rejects.toMatchObject({
+      name: 'StoreError',
+      code: 'STORE_CORRUPT',
+      message: `tenant default, entry ${index}: the stored disclosures column is not a JSON list of strings`,
+    });
+    await corrupt(index, '["unterminated');
+    await expect(ledger.store.sessionEntries('default', 's-broken')).rejects.toMatchObject({ code: 'STORE_CORRUPT', message: `tenant default, entry ${index}: the stored disclosures column is not JSON` });
   });
 
   it.skipIf(backend.skip)('other failures pass unchanged: an unknown session is still 404', async () => {

@@ -48,9 +48,9 @@ async function unreadableEntry(ledger: Ledger, tenant: string, session: string):
 
 /**
  * Reads a session's entries with `read`. When that fails because a stored entry of the
- * session cannot be read back (its disclosures column is not JSON: the store's
- * STORE_CORRUPT, which names no entry; or JSON that is not a list of strings, which
- * failed as a TypeError), the failure becomes a StoreError STORE_CORRUPT naming the
+ * session cannot be read back (its disclosures column is not a JSON list of strings: the
+ * store's STORE_CORRUPT, which names the tenant and index but not the session; a TypeError
+ * from a store that hands such a column on), the failure becomes a StoreError STORE_CORRUPT naming the
  * session and the entry's index. The server answers it as every STORE_CORRUPT (500
  * INTERNAL, docs/errors.md) and logs it with that message. Other failures pass unchanged.
  * @internal
