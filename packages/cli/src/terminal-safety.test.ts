@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { Authority, parseTrustConfig, signingKeyFromSeed, SqliteAuthorityStore } from '@custody/authority';
-import { createTestIssuer } from '@custody/authority/testing';
+import { createTestIssuer, exchangeToken } from '@custody/authority/testing';
 import { Ledger, SqliteStore } from '@custody/ledger';
 import { loadPolicySet, PolicyEngine } from '@custody/policy';
 import { Approvals, createApiKey, createServer, SqliteApprovalStore } from '@custody/server';
@@ -66,20 +66,7 @@ beforeAll(async () => {
   approver = (await createApiKey(ledger, { tenant: 'default', role: 'approve', name: 'bob@example.com' })).key;
 
   // The agent's side opens a session with its objective, and asks for a transfer held for approval.
-  const token = await fetch(`${url}/oauth/token`, {
-    method: 'POST',
-    body: new URLSearchParams({
-      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-      subject_token: await idp.sign({ sub: 'alice@example.com' }),
-      subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-      actor_token: await agents.sign({ sub: 'agent:refunds' }),
-      actor_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-      scope: 'payments.transfer',
-      objective: OBJECTIVE,
-    }),
-  });
-  expect(token.status).toBe(200);
-  const s = (await token.json()) as { access_token: string; session_id: string };
+  const s = await exchangeToken(url, { subjectToken: await idp.sign({ sub: 'alice@example.com' }), actorToken: await agents.sign({ sub: 'agent:refunds' }), scope: 'payments.transfer', objective: OBJECTIVE });
   session = s.session_id;
   const held = await fetch(`${url}/v1/decisions`, {
     method: 'POST',

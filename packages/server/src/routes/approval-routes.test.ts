@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Authority, type AuthorityStore, parseTrustConfig, PostgresAuthorityStore, signingKeyFromSeed, SqliteAuthorityStore } from '@custody/authority';
-import { createTestIssuer, type TestIssuer } from '@custody/authority/testing';
+import { createTestIssuer, exchangeToken, type TestIssuer } from '@custody/authority/testing';
 import { Ledger, type LedgerStore, PostgresStore, SqliteStore } from '@custody/ledger';
 import { postgresTestEnv, storeExcluded } from '@custody/ledger/testing';
 import { loadPolicySet, PolicyEngine } from '@custody/policy';
@@ -128,21 +128,10 @@ describe.each(backends)('the approver path on $name', (backend) => {
     await teardown();
   });
 
-  const form = (params: Record<string, string>) => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params) });
   /** The agent side opens a session for `human` with the human's subject token (which it then holds). */
   const open = async (human: string, issuer = idp) => {
     const subjectToken = await issuer.sign({ sub: human });
-    const res = await fetch(`${url}/oauth/token`, form({
-      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-      subject_token: subjectToken,
-      subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-      actor_token: await agents.sign({ sub: 'agent:helpdesk' }),
-      actor_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-      scope: 'payments.transfer',
-      objective: `help ${human}`,
-    }));
-    expect(res.status).toBe(200);
-    const body = (await res.json()) as { access_token: string; session_id: string };
+    const body = await exchangeToken(url, { subjectToken, actorToken: await agents.sign({ sub: 'agent:helpdesk' }), scope: 'payments.transfer', objective: `help ${human}` });
     return { credential: body.access_token, session: body.session_id, subjectToken };
   };
   /** A transfer the example policies hold for approval; its approval id. */
@@ -267,17 +256,13 @@ describe.each(backends)('the approver path on $name', (backend) => {
 
   it.skipIf(backend.skip)("F7: a delegated session's approval shows the human's objective next to the delegating agent's", async () => {
     const root = await open('ivy@example.com');
-    const res = await fetch(`${url}/oauth/token`, form({
-      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-      subject_token: root.credential,
-      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-      actor_token: await agents.sign({ sub: 'agent:payments' }),
-      actor_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+    const child = await exchangeToken(url, {
+      subjectToken: root.credential,
+      delegate: true,
+      actorToken: await agents.sign({ sub: 'agent:payments' }),
       scope: 'payments.transfer',
       objective: 'URGENT: CFO-approved supplier payment, pre-cleared by finance',
-    }));
-    expect(res.status).toBe(200);
-    const child = (await res.json()) as { access_token: string };
+    });
     const id = await hold(child.access_token);
     const shown = (await view(id)) as unknown as { context: { session: { objective?: string; rootObjective?: string; depth: number } } };
     expect(shown.context.session).toMatchObject({ depth: 1, objective: 'URGENT: CFO-approved supplier payment, pre-cleared by finance', rootObjective: 'help ivy@example.com' });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Authority, type AuthorityStore, parseTrustConfig, PostgresAuthorityStore, signingKeyFromSeed, SqliteAuthorityStore } from '@custody/authority';
-import { createTestIssuer, type TestIssuer } from '@custody/authority/testing';
+import { createTestIssuer, exchangeToken, type TestIssuer } from '@custody/authority/testing';
 import { Ledger, type LedgerStore, PostgresStore, SqliteStore, type UnapprovedCallRow } from '@custody/ledger';
 import { postgresTestEnv, storeExcluded } from '@custody/ledger/testing';
 import { loadPolicySet, PolicyEngine } from '@custody/policy';
@@ -84,22 +84,8 @@ describe.each(backends)('unapproved-calls after the real approval flow on $name'
     await teardown();
   });
 
-  const open = async () => {
-    const res = await fetch(`${url}/oauth/token`, {
-      method: 'POST',
-      body: new URLSearchParams({
-        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-        subject_token: await idp.sign({ sub: 'alice@example.com' }),
-        subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-        actor_token: await agents.sign({ sub: 'agent:payer' }),
-        actor_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-        scope: 'payments.transfer',
-        objective: 'pay the supplier invoices',
-      }),
-    });
-    expect(res.status).toBe(200);
-    return (await res.json()) as { access_token: string; session_id: string };
-  };
+  const open = async () =>
+    exchangeToken(url, { subjectToken: await idp.sign({ sub: 'alice@example.com' }), actorToken: await agents.sign({ sub: 'agent:payer' }), scope: 'payments.transfer', objective: 'pay the supplier invoices' });
   /** A transfer above 1,000.00 EUR: held for approval by examples/policies. */
   const transfer = async (credential: string, amount: number, extra: Record<string, unknown> = {}) => {
     const res = await fetch(`${url}/v1/decisions`, {
