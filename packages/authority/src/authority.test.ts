@@ -260,6 +260,12 @@ describe.each(backends)('the authority on $name', (backend) => {
       await refused(authority.exchange(request(await human(), await agent(), { scope: 'bad"scope' })), 'SCOPE_INVALID', 'invalid_scope');
       await refused(authority.exchange(request(await human(), await agent(), { objective: '' })), 'EXCHANGE_INVALID', 'invalid_request');
       await refused(authority.exchange(request('not-a-jwt', await agent())), 'TOKEN_MALFORMED', 'invalid_request');
+      // Control and bidi characters in the objective (shown to approvers) are refused; tabs and line breaks are not.
+      for (const objective of ['refund\u001b[1A\r\u001b[2Kforged', 'refund\rforged', 'pay \u202egnp.exe', 'x\u0085y', 'x\u007f', 'x\u2066y']) {
+        await refused(authority.exchange(request(await human(), await agent(), { objective })), 'EXCHANGE_INVALID', 'invalid_request');
+      }
+      const ok = await authority.exchange(request(await human(), await agent(), { objective: 'refund order 1234\n\tby Friday' }));
+      expect(ok.access_token).toBeTruthy();
     });
   });
 

@@ -127,6 +127,8 @@ export interface VerifiedCredential {
 }
 
 const MAX_OBJECTIVE = 4096;
+/** C0 controls but tab and line feed, DEL, C1 controls, and the bidi embedding, override and isolate characters. */
+const UNSHOWABLE = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]/;
 const MAX_AUDIENCES = 16;
 const OUTBOX_LEASE_MS = 30_000;
 /** Most session credentials whose verified signature is remembered (oldest dropped first). */
@@ -459,6 +461,13 @@ export class Authority {
       return undefined;
     }
     if (text.length > MAX_OBJECTIVE) throw bad('EXCHANGE_INVALID', `objective must be at most ${MAX_OBJECTIVE} characters`, 'objective');
+    // The objective is the agent side's text, shown to approvers and investigators: no
+    // control or bidi characters that could rewrite what a terminal or a page shows.
+    const at = text.search(UNSHOWABLE);
+    if (at >= 0) {
+      const code = text.codePointAt(at)!.toString(16).toUpperCase().padStart(4, '0');
+      throw bad('EXCHANGE_INVALID', `objective must not contain control or bidi characters (U+${code} at position ${at}); tabs and line breaks are allowed`, 'objective');
+    }
     return text;
   }
 

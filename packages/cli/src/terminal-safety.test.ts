@@ -32,6 +32,12 @@ const dir = mkdtempSync(join(tmpdir(), 'custody-terminal-safety-'));
 
 /** What the agent's side writes: moves up, erases the arguments line and writes its own, then a newline, C1 CSI, DEL and a bidi override. */
 const OBJECTIVE = 'refund order 1234\u001b[1A\r\u001b[2K  arguments  {"amount":1500,"to":"DE89 (customer refund)"}\u001b[1B\r\u001b[2K\nforged line\u009b2J\u007f \u202egnp.exe';
+/**
+ * The authority refuses control and bidi characters in an objective at token exchange, but
+ * takes tabs and line breaks: enough for a forged line of its own, and the CLI must keep it
+ * inside the objective. (OBJECTIVE still reaches the log through ingested events.)
+ */
+const EXCHANGE_OBJECTIVE = 'refund order 1234\n  arguments  {"amount":1500,"to":"DE89 (customer refund)"}\tbefore Friday';
 const REASON = 'looks fine\u001b]0;owned\u0007\r\u001b[2Kgranted by the CFO\u2066';
 const TOOL = 'stripe.refund\u001b[8m hidden';
 
@@ -66,7 +72,9 @@ beforeAll(async () => {
   approver = (await createApiKey(ledger, { tenant: 'default', role: 'approve', name: 'bob@example.com' })).key;
 
   // The agent's side opens a session with its objective, and asks for a transfer held for approval.
-  const s = await exchangeToken(url, { subjectToken: await idp.sign({ sub: 'alice@example.com' }), actorToken: await agents.sign({ sub: 'agent:refunds' }), scope: 'payments.transfer', objective: OBJECTIVE });
+  const open = async (objective: string) => exchangeToken(url, { subjectToken: await idp.sign({ sub: 'alice@example.com' }), actorToken: await agents.sign({ sub: 'agent:refunds' }), scope: 'payments.transfer', objective });
+  await expect(open(OBJECTIVE)).rejects.toThrow(/answered 400: .*U\+001B at position 17.*EXCHANGE_INVALID/);
+  const s = await open(EXCHANGE_OBJECTIVE);
   session = s.session_id;
   const held = await fetch(`${url}/v1/decisions`, {
     method: 'POST',
@@ -128,15 +136,15 @@ describe('agent-controlled text is shown escaped', () => {
   it('approvals show: the forged arguments line stays inside the objective; the real arguments are shown once', { timeout: 60_000 }, async () => {
     const r = await custody(['approvals', 'show', approvalId]);
     expect(r).toMatchObject({ code: 0, stderr: '' });
-    expectEscaped(r.stdout, '\\u001b[1A\\r\\u001b[2K  arguments', '\\n', '\\u009b2J\\u007f', '\\u202egnp.exe');
+    expectEscaped(r.stdout, '\\n  arguments', '\\t');
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines.filter((l) => l.includes('arguments'))).toHaveLength(2);
     expect(lines.find((l) => l.startsWith('  arguments'))).toBe('  arguments  {"amount":4900000,"currency":"EUR","to":"LT12 ATTACKER"}');
-    expect(lines.find((l) => l.startsWith('  session'))).toBe(`  session    ${session}: ${safeText(OBJECTIVE)}`);
+    expect(lines.find((l) => l.startsWith('  session'))).toBe(`  session    ${session}: ${safeText(EXCHANGE_OBJECTIVE)}`);
     expect(lines).toHaveLength(7);
     // --json: the values as they are (JSON escapes the C0 controls).
     const json = await custody(['approvals', 'show', approvalId, '--json']);
-    expect((JSON.parse(json.stdout) as { context: { session: { objective: string } } }).context.session.objective).toBe(OBJECTIVE);
+    expect((JSON.parse(json.stdout) as { context: { session: { objective: string } } }).context.session.objective).toBe(EXCHANGE_OBJECTIVE);
   });
 
   it('approvals deny with a reason, then list, timeline and sessions show it escaped', { timeout: 60_000 }, async () => {
@@ -147,10 +155,10 @@ describe('agent-controlled text is shown escaped', () => {
     expectEscaped(list.stdout, approvalId);
     const timeline = await custody(['timeline', session]);
     expect(timeline).toMatchObject({ code: 0, stderr: '' });
-    expectEscaped(timeline.stdout, `  objective  ${safeText(OBJECTIVE)}`, `reason: ${safeText(REASON)}`, '\\u001b]0;owned\\u0007\\r', '\\u2066');
+    expectEscaped(timeline.stdout, `  objective  ${safeText(EXCHANGE_OBJECTIVE)}`, `reason: ${safeText(REASON)}`, '\\u001b]0;owned\\u0007\\r', '\\u2066');
     const shown = await custody(['sessions', 'show', session]);
     expect(shown.code).toBe(0);
-    expectEscaped(shown.stdout, `  objective  ${safeText(OBJECTIVE)}`);
+    expectEscaped(shown.stdout, `  objective  ${safeText(EXCHANGE_OBJECTIVE)}`);
     const sessions = await custody(['sessions', 'list']);
     expect(sessions.code).toBe(0);
     expect(sessions.stdout).not.toMatch(RAW);
