@@ -4,10 +4,11 @@
  * failures under --json: `custody verify --key` naming a file that is missing, unreadable
  * or holds no verifier key is a usage error (exit 2) like any unusable flag, never a
  * failed verification; `custody audit --json` that cannot run prints one JSON object with
- * the error's code and message, and exits as it does without --json.
+ * the error's code and message, and exits as it does without --json; `custody audit`
+ * reads the log key and never creates one, so an audit that fails leaves no key behind.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,6 +117,9 @@ describe('custody verify --key that cannot be used: exit 2, a usage error', () =
 describe('custody audit --json when the audit cannot run', () => {
   it('an unreachable PostgreSQL: one JSON object with STORE_UNAVAILABLE and its message, exit 1 as without --json', () => {
     const data = join(work, 'audit-unreachable');
+    mkdirSync(data);
+    const logKey = `custody-log-seed-v1 ${toBase64(new Uint8Array(32).fill(9))}\n`;
+    writeFileSync(join(data, 'log.key'), logKey, { mode: 0o600 });
     const args = ['audit', '--postgres', 'postgres://root@127.0.0.1:1/x', '--data', data];
     const plain = custody(args);
     expect(plain.code).toBe(1);
@@ -128,6 +132,33 @@ describe('custody audit --json when the audit cannot run', () => {
     expect(out).toEqual({ ok: false, error: { code: 'STORE_UNAVAILABLE', message: expect.stringMatching(/^PostgreSQL is unreachable: .*ECONNREFUSED/) } });
     expect(plain.stderr).toContain(out.error.message);
     expect(json.stderr.trim()).toBe(`custody: ${out.error.message} [STORE_UNAVAILABLE]`);
+    // The log key is read, never rewritten, and nothing else is left in the data folder.
+    expect(readFileSync(join(data, 'log.key'), 'utf8')).toBe(logKey);
+    expect(readdirSync(data)).toEqual(['log.key']);
+  });
+
+  it('no log key at all (a fresh data folder): LOG_KEY_MISSING, exit 2, before the store is opened; no key is created', () => {
+    const expected = (data: string) => `no log key: ${join(data, 'log.key')} does not exist and neither --log-key nor $CUSTODY_LOG_KEY is set; give the data folder \`custody up\` uses (--data), or its log key`;
+    // An unreachable PostgreSQL and a folder that does not exist yet; then an empty folder with SQLite.
+    const fresh = join(work, 'audit-fresh');
+    const empty = join(work, 'audit-empty');
+    mkdirSync(empty);
+    for (const [data, store] of [[fresh, ['--postgres', 'postgres://root@127.0.0.1:1/x']], [empty, []]] as const) {
+      const args = ['audit', ...store, '--data', data];
+      const plain = custody(args);
+      expect(plain).toEqual({ code: 2, stdout: '', stderr: `custody: ${expected(data)} [LOG_KEY_MISSING]\n` });
+      const json = custody([...args, '--json']);
+      expect(json.code).toBe(2);
+      expect(JSON.parse(json.stdout)).toEqual({ ok: false, error: { code: 'LOG_KEY_MISSING', message: expected(data) } });
+      expect(json.stderr).toBe(plain.stderr);
+    }
+    // Neither a key nor a store was written: the fresh folder was never created, the empty one stays empty.
+    expect(existsSync(fresh)).toBe(false);
+    expect(readdirSync(empty)).toEqual([]);
+    // The key from $CUSTODY_LOG_KEY is enough (an empty SQLite store: nothing to audit), and is not written out either.
+    const fromEnv = custody(['audit', '--data', empty], { env: { CUSTODY_LOG_KEY: toBase64(new Uint8Array(32).fill(9)) } });
+    expect(fromEnv).toMatchObject({ code: 0, stdout: 'no logs to audit\n' });
+    expect(existsSync(join(empty, 'log.key'))).toBe(false);
   });
 
   it('a --log-key that does not exist: LOG_KEY_INVALID, exit 2 as without --json', () => {
@@ -137,6 +168,7 @@ describe('custody audit --json when the audit cannot run', () => {
     const json = custody([...args, '--json']);
     expect(json.code).toBe(2);
     expect(JSON.parse(json.stdout)).toEqual({ ok: false, error: { code: 'LOG_KEY_INVALID', message: `log key file ${join(work, 'no-such.key')} does not exist` } });
+    expect(existsSync(join(work, 'audit-bad-key'))).toBe(false);
   });
 
   /** A log of a few events, appended through the real Ledger, with its seed in <data>/log.key as `custody up` writes it. */

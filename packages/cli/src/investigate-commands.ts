@@ -74,13 +74,14 @@ Examples:
       .description(
         "Show one event by id, check its receipt (inclusion proof and signed checkpoint) against the\n" +
           "log key, and list which committed fields are disclosed and which redacted. Exit 1 when the\n" +
-          'receipt does not verify.',
+          'receipt does not verify, 2 when the --key cannot be used (a missing or unreadable file, a key\n' +
+          'that is not a verifier key).',
       )
       .argument('<event-id>', 'event id (a UUID)')
-      .option('-k, --key <verifierKey>', "the log's verifier key to check against (default: the server's, GET /v1/log/key)")
+      .option('-k, --key <verifierKey>', "the log's verifier key to check against, or a file holding it (default: the server's, GET /v1/log/key)")
       .option('--json', 'print JSON: { event, receipt, disclosed, redacted }'),
   )
-    .addHelpText('after', '\nExamples:\n  $ custody show 0193a0c2-7a6e-7c1f-9d3e-2b4f5a6c7d8e\n  $ custody show 0193a0c2-7a6e-7c1f-9d3e-2b4f5a6c7d8e --key "$(cat log.vkey)" --json')
+    .addHelpText('after', '\nExamples:\n  $ custody show 0193a0c2-7a6e-7c1f-9d3e-2b4f5a6c7d8e\n  $ custody show 0193a0c2-7a6e-7c1f-9d3e-2b4f5a6c7d8e --key log.vkey --json')
     .action((id: string, opts: ShowOptions) => later(runShow(id, opts, io)));
 
   addConnectionOptions(

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { EventDraft } from '@custody/core';
+import { type EventDraft, signerFromSeed } from '@custody/core';
 import { Ledger, SqliteStore } from '@custody/ledger';
 import { scenarioDrafts } from '@custody/ledger/testing';
 import { createApiKey, createServer } from '@custody/server';
@@ -188,13 +188,16 @@ describe('custody show', () => {
     expect(json.redacted).toEqual([]);
   });
 
-  it('fails (exit 1) against a key that is not the log key, and refuses a malformed id (exit 2)', async () => {
-    const other = 'other.log/x+5f1a6fdf+AQ3mDn7DU+x2iGjTWOzF7uHQ7ulkTJQGwZrJy6AZLwHL';
+  it('fails (exit 1) against a key that is not the log key, and refuses a malformed key or id (exit 2)', async () => {
+    const other = signerFromSeed('other.log/x', new Uint8Array(32).fill(3)).verifierText;
     const r = await run(['show', ...conn(), ids['decision']!, '--key', other, '--json']);
     const json = JSON.parse(r.stdout) as { receipt: { ok: boolean; error: { code: string } } };
     expect(r.code).toBe(1);
     expect(json.receipt.ok).toBe(false);
-    expect(json.receipt.error.code).toMatch(/KEY_|MALFORMED/);
+    expect(json.receipt.error.code).toMatch(/KEY_/);
+    // A key that is no verifier key (its key ID does not match) is a usage error, not a failed receipt.
+    const malformed = await run(['show', ...conn(), ids['decision']!, '--key', 'other.log/x+5f1a6fdf+AQ3mDn7DU+x2iGjTWOzF7uHQ7ulkTJQGwZrJy6AZLwHL', '--json']);
+    expect(malformed).toMatchObject({ code: 2, stdout: '', stderr: expect.stringMatching(/^custody: --key is not a verifier key: .+ \[KEY_MALFORMED\]$/) });
     expect((await run(['show', ...conn(), 'not-a-uuid'])).code).toBe(2);
   });
 });

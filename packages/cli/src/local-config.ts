@@ -49,9 +49,11 @@ function parseSeed(text: string, where: string): Uint8Array {
 
 /**
  * The log key seed: --log-key FILE, else $CUSTODY_LOG_KEY (the key itself), else
- * <data>/log.key, generated with mode 0600 on first start.
+ * <data>/log.key, generated with mode 0600 on first start. With `create: false` (a
+ * command that only checks what the key signed, such as `custody audit`) a missing
+ * <data>/log.key is LOG_KEY_MISSING, exit 2, and nothing is written.
  */
-export function loadLogSeed(dir: string, flag?: string): { seed: Uint8Array; source: string; created: boolean } {
+export function loadLogSeed(dir: string, flag?: string, opts: { create?: boolean } = {}): { seed: Uint8Array; source: string; created: boolean } {
   if (flag !== undefined) {
     if (!existsSync(flag)) throw new CliError('LOG_KEY_INVALID', `log key file ${flag} does not exist`);
     return { seed: parseSeed(readFileSync(flag, 'utf8'), flag), source: flag, created: false };
@@ -60,6 +62,9 @@ export function loadLogSeed(dir: string, flag?: string): { seed: Uint8Array; sou
   if (env !== undefined && env !== '') return { seed: parseSeed(env, '$CUSTODY_LOG_KEY'), source: '$CUSTODY_LOG_KEY', created: false };
   const path = join(dir, 'log.key');
   if (existsSync(path)) return { seed: parseSeed(readFileSync(path, 'utf8'), path), source: path, created: false };
+  if (opts.create === false) {
+    throw new CliError('LOG_KEY_MISSING', `no log key: ${path} does not exist and neither --log-key nor $CUSTODY_LOG_KEY is set; give the data folder \`custody up\` uses (--data), or its log key`);
+  }
   ensureDataDir(dir);
   const seed = globalThis.crypto.getRandomValues(new Uint8Array(32));
   writeSecret(path, `${SEED_HEADER} ${toBase64(seed)}\n`);

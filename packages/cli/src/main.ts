@@ -110,14 +110,15 @@ Verdicts:
     .description(
       'Rebuild each tenant\'s Merkle tree from the stored entries and check it against every stored\n' +
         'tree node, signed checkpoint and session hash chain, and the index rows against the entries.\n' +
+        'It checks with the log key `custody up` uses, and never creates one (no key: LOG_KEY_MISSING).\n' +
         'Exits 0 when everything holds, 1 naming the first bad index (or when the store is out of reach),\n' +
-        '2 for a bad flag or file.',
+        '2 for a bad flag or file, or no log key.',
     )
     .option('-d, --data <dir>', 'data folder (default: $CUSTODY_DATA or ./.custody)')
     .option('--postgres <url>', 'audit a PostgreSQL store (default: $CUSTODY_POSTGRES_URL)')
     .option('--tenant <id...>', 'only these tenants')
-    .option('--log-key <file>', 'the log key file (default: <data>/log.key)')
-    .option('--json', 'print the report as JSON; when the audit cannot run (store out of reach, bad --log-key), { ok: false, error: { code, message } }, same exit code')
+    .option('--log-key <file>', 'the log key file (default: $CUSTODY_LOG_KEY, else <data>/log.key; audit never creates one)')
+    .option('--json', 'print the report as JSON; when the audit cannot run (store out of reach, bad or missing log key), { ok: false, error: { code, message } }, same exit code')
     .addHelpText('after', '\nExamples:\n  $ custody audit\n  $ custody audit --postgres postgres://custody@db/custody --tenant acme --json')
     .action((opts: Parameters<typeof runAudit>[0]) => later(runAudit(opts, io)));
 

@@ -49,15 +49,27 @@ function escapeChar(c: string): string {
  * names, principal ids, reasons, approver names, messages) made safe to print on a
  * terminal: every character of UNSAFE is shown as an escape (`\u001b`, `\n`, `\r`,
  * `\t`, `\u202e`), so that no value can move the cursor, erase or rewrite a line, start a
- * new one, or reorder what is shown. Human output only: --json prints values as they are.
+ * new one, or reorder what is shown. Human output; --json output is `safeJson`'s.
  */
 export function safeText(value: unknown): string {
   return (typeof value === 'string' ? value : String(value)).replace(UNSAFE, escapeChar);
 }
 
-/** JSON of a value, safe to print (JSON.stringify escapes C0 controls, not DEL, C1 or bidi controls). */
-export function safeJson(value: unknown): string {
-  return safeText(JSON.stringify(value));
+/** UNSAFE but the C0 controls: JSON.stringify escapes those inside strings, and only indents with newlines outside them. */
+const JSON_UNSAFE = /[\u007f-\u009f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff]/g;
+
+/**
+ * JSON of a value, safe to print: JSON.stringify escapes the C0 controls but leaves DEL,
+ * the C1 controls, the bidi controls, U+2028/U+2029 and the invisible U+200B, U+2060 and
+ * U+FEFF raw; here each of them is written `\uXXXX` too. Such characters only occur inside
+ * strings (keys too), where `\uXXXX` stands for the same character: JSON.parse of the text
+ * gives exactly the value JSON.stringify's would. `space` indents as JSON.stringify's does.
+ * Every `--json` output of the CLI goes through here (a byte-exact data export, the
+ * bundle of `custody export`, does not: see docs/cli.md).
+ */
+export function safeJson(value: unknown, space?: number): string {
+  const text = JSON.stringify(value, null, space) as string | undefined;
+  return text === undefined ? String(value) : text.replace(JSON_UNSAFE, escapeChar);
 }
 
 /**
@@ -146,7 +158,7 @@ export async function jsonFailures(io: Output, json: boolean | undefined, run: (
     return await run();
   } catch (err) {
     const { code, message } = failureOf(err);
-    io.out(JSON.stringify({ ok: false, error: { code, message } }, null, 2));
+    io.out(safeJson({ ok: false, error: { code, message } }, 2));
     throw err;
   }
 }
@@ -162,7 +174,7 @@ export type Log = (level: LogLevel, message: string, fields?: Record<string, unk
  * or with --json one JSON object a line, `{ "time", "level", "message", ...fields }`.
  */
 export function stderrLog(io: Output, json: boolean, prefix: string): Log {
-  return (level, message, fields) => io.err(json ? JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }) : `${prefix}${safeText(message)}`);
+  return (level, message, fields) => io.err(json ? safeJson({ time: new Date().toISOString(), level, message, ...fields }) : `${prefix}${safeText(message)}`);
 }
 
 /**

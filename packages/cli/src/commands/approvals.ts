@@ -50,7 +50,7 @@ export async function runApprovalsList(opts: Conn & { status?: string; session?:
   const conn = resolveConnection(opts);
   const res = await apiJson<{ approvals: ApprovalJson[] }>(conn, `/v1/approvals${queryString({ status: status === 'all' ? undefined : status, session: opts.session, limit: opts.limit })}`);
   if (opts.json) {
-    io.out(JSON.stringify(res, null, 2));
+    io.out(safeJson(res, 2));
     return 0;
   }
   if (res.approvals.length === 0) {
@@ -71,7 +71,7 @@ export async function runApprovalsShow(id: string, opts: Conn, io: Output): Prom
   const conn = resolveConnection(opts);
   const raw = await apiJson<ApprovalJson>(conn, `/v1/approvals/${encodeURIComponent(id)}`);
   if (opts.json) {
-    io.out(JSON.stringify(raw, null, 2));
+    io.out(safeJson(raw, 2));
     return 0;
   }
   // The objective, tool, ids and reasons are agent- or server-supplied: shown escaped, so
@@ -97,7 +97,7 @@ export async function runApprovalsDecide(id: string, decision: 'approve' | 'deny
     body: JSON.stringify({ decision, ...(opts.reason !== undefined ? { reason: opts.reason } : {}) }),
   });
   if (opts.json) {
-    io.out(JSON.stringify(raw, null, 2));
+    io.out(safeJson(raw, 2));
     return 0;
   }
   const a = safeData(raw);

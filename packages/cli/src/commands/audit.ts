@@ -2,7 +2,7 @@ import { audit, Ledger } from '@custody/ledger';
 import { SingleBar } from 'cli-progress';
 
 import { dataDir, loadLogSeed, openStore } from '../local-config.js';
-import { jsonFailures, type Output, paint, safeData, safeText } from '../output.js';
+import { jsonFailures, type Output, paint, safeData, safeJson, safeText } from '../output.js';
 
 export interface AuditCommandOptions {
   data?: string;
@@ -17,8 +17,9 @@ export interface AuditCommandOptions {
  * it against every stored node, checkpoint and session chain, and every index row,
  * postings bucket, session row, disclosure and the head against the entries. Exit 1
  * naming the first bad index. When it cannot run (the store out of reach, a bad
- * --log-key), the error and its exit code as `main` gives them; with --json, also
- * `{ ok: false, error: { code, message } }` on standard output.
+ * --log-key, no log key at all: audit never creates one), the error and its exit
+ * code as `main` gives them; with --json, also `{ ok: false, error: { code, message } }`
+ * on standard output.
  */
 export function runAudit(opts: AuditCommandOptions, io: Output): Promise<number> {
   return jsonFailures(io, opts.json, () => auditStore(opts, io));
@@ -26,7 +27,9 @@ export function runAudit(opts: AuditCommandOptions, io: Output): Promise<number>
 
 async function auditStore(opts: AuditCommandOptions, io: Output): Promise<number> {
   const dir = dataDir(opts.data);
-  const { seed } = loadLogSeed(dir, opts.logKey);
+  // The key that signed the stored checkpoints, read before the store is opened and never
+  // created: a new key could verify no checkpoint, and a failed audit leaves no key behind.
+  const { seed } = loadLogSeed(dir, opts.logKey, { create: false });
   const store = await openStore(dir, opts.postgres);
   const ledger = await Ledger.open({ store, logSeed: seed });
   const tty = process.stderr.isTTY === true && !opts.json;
@@ -53,7 +56,7 @@ async function auditStore(opts: AuditCommandOptions, io: Output): Promise<number
     });
     bar?.stop();
     if (opts.json) {
-      io.out(JSON.stringify(report, null, 2));
+      io.out(safeJson(report, 2));
     } else {
       for (const t of safeData(report.tenants)) {
         const mark = t.ok ? paint(io.color, 'green', '✔') : paint(io.color, 'red', '✘');

@@ -18,7 +18,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 
-import { type Output, paint } from '../output.js';
+import { type Output, paint, safeJson } from '../output.js';
 import { bundleSummary, type DemoBundleSummary } from './demo.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../../../examples/', import.meta.url));
@@ -193,7 +193,7 @@ export async function runLiveDemo(opts: { out: string; json?: boolean }, io: Out
     writeFileSync(join(dir, 'log.vkey'), ledger.verifierKey('default') + '\n');
     if (json) {
       io.out(
-        JSON.stringify(
+        safeJson(
           {
             ok: failures === 0,
             out: resolve(dir),
@@ -205,7 +205,6 @@ export async function runLiveDemo(opts: { out: string; json?: boolean }, io: Out
             scenarios,
             sessions: evidence,
           },
-          null,
           2,
         ),
       );

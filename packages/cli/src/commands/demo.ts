@@ -4,7 +4,7 @@ import { join, relative, resolve } from 'node:path';
 import { type BundleReport, generateSigner, verifyBundle } from '@custody/core';
 
 import { buildDemo } from '../demo-session.js';
-import { type Output, paint } from '../output.js';
+import { type Output, paint, safeJson } from '../output.js';
 
 export interface DemoCommandOptions {
   out: string;
@@ -82,7 +82,7 @@ export function runDemo(opts: DemoCommandOptions, io: Output): number {
   if (opts.json) {
     const [parentReport, childReport, openReport, tamperedReport] = reports as [BundleReport, BundleReport, BundleReport, BundleReport];
     io.out(
-      JSON.stringify(
+      safeJson(
         {
           out: resolve(dir),
           log: signer.name,
@@ -93,7 +93,6 @@ export function runDemo(opts: DemoCommandOptions, io: Output): number {
           bundles: [bundleSummary(files.parent, bundle, parentReport), bundleSummary(files.child, child, childReport), bundleSummary(files.open, open, openReport)],
           tampered: bundleSummary(files.tampered, tampered, tamperedReport),
         },
-        null,
         2,
       ),
     );

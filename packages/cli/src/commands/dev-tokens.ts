@@ -6,7 +6,7 @@ import { loadDevIssuerKey, mintDevTokens } from '@custody/authority';
 import type { Command } from 'commander';
 
 import { dataDir, ensureDataDir } from '../local-config.js';
-import { CliError, type Output, paint } from '../output.js';
+import { CliError, type Output, paint, safeJson } from '../output.js';
 
 /** Options of `custody dev-tokens`. */
 export interface DevTokensOptions {
@@ -34,7 +34,7 @@ export async function runDevTokens(opts: DevTokensOptions, io: Output): Promise<
   ensureDataDir(dir);
   const tokens = await mintDevTokens(loadDevIssuerKey(dir), { human: opts.human, agent: opts.agent, ...(opts.approver !== undefined ? { approver: opts.approver } : {}), ttlSeconds: ttl });
   if (opts.json) {
-    io.out(JSON.stringify({ subject_token: tokens.subject_token, actor_token: tokens.actor_token, subject_token_type: tokens.subject_token_type, actor_token_type: tokens.actor_token_type, ...(tokens.approver_token !== undefined ? { approver_token: tokens.approver_token } : {}), expires_at: tokens.expires_at, warning: tokens.warning }, null, 2));
+    io.out(safeJson({ subject_token: tokens.subject_token, actor_token: tokens.actor_token, subject_token_type: tokens.subject_token_type, actor_token_type: tokens.actor_token_type, ...(tokens.approver_token !== undefined ? { approver_token: tokens.approver_token } : {}), expires_at: tokens.expires_at, warning: tokens.warning }, 2));
     return 0;
   }
   io.err(paint(io.color, 'yellow', `${tokens.warning}.`));

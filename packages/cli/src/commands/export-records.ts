@@ -11,7 +11,7 @@ import type { Envelope } from '@custody/core';
 import { EXPORT_FORMATS, type ExportFormat, type ExportItem, csvHeader, formatExportLine } from '@custody/records';
 
 import { apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output } from '../output.js';
+import { CliError, type Output, safeJson } from '../output.js';
 import { requireOutFile } from './export.js';
 
 /** Options of `custody export --format`. */
@@ -87,7 +87,7 @@ export async function runRecordsExport(opts: RecordsExportOptions, io: Output): 
     if (fd !== undefined) closeSync(fd);
   }
   if (opts.json) {
-    io.out(JSON.stringify({ format, out: resolve(opts.out!), events: written, skipped, bytes, sha256: hash.digest('hex') }, null, 2));
+    io.out(safeJson({ format, out: resolve(opts.out!), events: written, skipped, bytes, sha256: hash.digest('hex') }, 2));
     return 0;
   }
   io.err(`exported ${written} event${written === 1 ? '' : 's'} as ${format}${skipped > 0 ? ` (${skipped} of types OCSF does not map here left out)` : ''}${fd !== undefined ? ` to ${opts.out}` : ''}`);

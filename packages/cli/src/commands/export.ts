@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import { apiFetch, resolveConnection } from '../connection.js';
-import { CliError, type Output } from '../output.js';
+import { CliError, type Output, safeJson } from '../output.js';
 
 export interface ExportOptions {
   session?: string;
@@ -43,7 +43,7 @@ export async function runExport(opts: ExportOptions, io: Output): Promise<number
     if (opts.json) {
       const bytes = Buffer.from(text, 'utf8');
       const summary = { session: opts.session, out: resolve(opts.out), records: bundle.records.length, redacted: opts.redacted === true, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
-      io.out(JSON.stringify(summary, null, 2));
+      io.out(safeJson(summary, 2));
     } else {
       io.err(`wrote ${opts.out}: session ${opts.session}, ${bundle.records.length} records. Check it with: custody verify ${opts.out} --key <log key>`);
     }

@@ -3,7 +3,7 @@
  * compares HMAC digests under a per-tenant key; it does not store the value.
  */
 import { apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output, safeData, safeText } from '../output.js';
+import { CliError, type Output, safeData, safeJson, safeText } from '../output.js';
 
 /** Options of `custody find-value`. */
 export interface FindValueOptions extends ConnectionOptions {
@@ -34,7 +34,7 @@ export async function runFindValue(match: string, opts: FindValueOptions, io: Ou
     );
     for (const v of page.events) {
       n++;
-      if (opts.json) io.out(JSON.stringify(v));
+      if (opts.json) io.out(safeJson(v));
       else {
         const e = safeData(v.event);
         io.out(`${e.time}  ${e.type.padEnd(16)} ${e.tool?.name ?? ''}  session ${e.session ? `${e.session.id}#${e.session.seq}` : '-'}  by ${e.actor.id}${e.initiator ? ` for ${e.initiator.id}` : ''}  (${e.id})`);
@@ -58,7 +58,7 @@ export async function runDigests(action: 'list' | 'set', paths: string[], opts: 
     action === 'list'
       ? await apiJson<{ paths: string[] }>(conn, '/v1/records/digest-paths')
       : await apiJson<{ paths: string[] }>(conn, '/v1/records/digest-paths', { method: 'PUT', body: JSON.stringify({ paths }) });
-  if (opts.json) io.out(JSON.stringify(r.paths));
+  if (opts.json) io.out(safeJson(r.paths));
   else if (r.paths.length === 0) io.out('no values are indexed');
   else for (const p of r.paths) io.out(safeText(p));
   return 0;

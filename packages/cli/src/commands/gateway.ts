@@ -5,7 +5,7 @@ import { Gateway, GatewayError, loadGatewayConfig } from '@custody/gateway';
 import { PolicyError } from '@custody/policy';
 import type { Command } from 'commander';
 
-import { CliError, listenFailure, type Log, logFailures, type Output, stderrLog, stopSignal } from '../output.js';
+import { CliError, listenFailure, type Log, logFailures, type Output, safeJson, stderrLog, stopSignal } from '../output.js';
 
 /** Options of `custody gateway`. */
 export interface GatewayCommandOptions {
@@ -61,7 +61,7 @@ async function serve(opts: GatewayCommandOptions, io: Output, log: Log): Promise
   // Signals are handled from before the announcement on.
   const stopped = stopSignal();
   if (json) {
-    io.out(JSON.stringify({ event: 'listening', url: `${url}/mcp`, upstreams: [...gateway.upstreams.keys()], tools, policyVersion: gateway.engine.version, ledger: gateway.config.ledger.url, pid: process.pid }));
+    io.out(safeJson({ event: 'listening', url: `${url}/mcp`, upstreams: [...gateway.upstreams.keys()], tools, policyVersion: gateway.engine.version, ledger: gateway.config.ledger.url, pid: process.pid }));
   } else {
     io.out(`Custody gateway: ${gateway.upstreams.size} upstream(s), ${tools} tool(s); policies ${gateway.engine.version}`);
     io.out(`listening on ${url}/mcp`);
@@ -69,7 +69,7 @@ async function serve(opts: GatewayCommandOptions, io: Output, log: Log): Promise
   const signal = await stopped;
   if (json) log('info', 'shutting down', { signal });
   await gateway.close();
-  if (json) io.out(JSON.stringify({ event: 'stopped', url: `${url}/mcp`, signal }));
+  if (json) io.out(safeJson({ event: 'stopped', url: `${url}/mcp`, signal }));
   return 0;
 }
 

@@ -3,7 +3,7 @@ import { createApiKey } from '@custody/server';
 
 import { apiFetch, resolveConnection } from '../connection.js';
 import { dataDir, loadLogSeed, openStore } from '../local-config.js';
-import { CliError, type Output, safeData } from '../output.js';
+import { CliError, type Output, safeData, safeJson } from '../output.js';
 
 const ROLES = ['ingest', 'read', 'approve', 'admin'] as const;
 type Role = (typeof ROLES)[number];
@@ -53,7 +53,7 @@ export async function runKeys(action: 'create' | 'list' | 'revoke', id: string |
   } else {
     if (id === undefined) throw new CliError('KEY_ID_REQUIRED', 'name the key to revoke: custody keys revoke <id>');
     await apiFetch(conn, `/v1/keys/${encodeURIComponent(id)}`, { method: 'DELETE' });
-    io.out(opts.json ? JSON.stringify({ id, revoked: true }) : `revoked key ${id}`);
+    io.out(opts.json ? safeJson({ id, revoked: true }) : `revoked key ${id}`);
   }
   return 0;
 }
@@ -75,7 +75,7 @@ async function direct(action: 'create' | 'list' | 'revoke', id: string | undefin
       const { revokeApiKey } = await import('@custody/server');
       const ok = await revokeApiKey(ledger, { tenant, id, by: 'cli:direct' });
       if (!ok) throw new CliError('KEY_NOT_FOUND', `no live key ${id} in tenant ${tenant}`, 1);
-      io.out(opts.json ? JSON.stringify({ id, revoked: true }) : `revoked key ${id}`);
+      io.out(opts.json ? safeJson({ id, revoked: true }) : `revoked key ${id}`);
     }
     return 0;
   } finally {
@@ -85,7 +85,7 @@ async function direct(action: 'create' | 'list' | 'revoke', id: string | undefin
 
 function printCreated(k: { id: string; key: string; role: string; name: string; tenant?: string }, opts: KeysOptions, io: Output): void {
   if (opts.json) {
-    io.out(JSON.stringify(k));
+    io.out(safeJson(k));
     return;
   }
   const shown = safeData(k);
@@ -96,7 +96,7 @@ function printCreated(k: { id: string; key: string; role: string; name: string; 
 
 function printList(keys: KeyInfo[], opts: KeysOptions, io: Output): void {
   if (opts.json) {
-    io.out(JSON.stringify({ keys }, null, 2));
+    io.out(safeJson({ keys }, 2));
     return;
   }
   // Key names are the approvers' names: shown escaped, like every server- or store-supplied value.

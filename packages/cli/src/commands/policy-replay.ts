@@ -8,7 +8,7 @@ import type { EventView } from '@custody/ledger';
 import { type CompiledPolicySet, PolicyEngine, PolicyError, type PolicyRequest } from '@custody/policy';
 
 import { apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
-import { type Output, paint, safeData } from '../output.js';
+import { type Output, paint, safeData, safeJson } from '../output.js';
 import { parseTimeFlag, printTable, progress, shortTime } from '../render.js';
 
 /** Options of `custody policy replay`. */
@@ -151,7 +151,7 @@ export async function runPolicyReplay(opts: ReplayOptions, io: Output, load: (di
   bar.done();
   const changed = rows.filter((r) => r.recorded !== r.replayed);
   if (opts.json) {
-    io.out(JSON.stringify({ version: set.version, replayed: rows.length, changed: changed.length, rows: opts.all ? rows : changed }, null, 2));
+    io.out(safeJson({ version: set.version, replayed: rows.length, changed: changed.length, rows: opts.all ? rows : changed }, 2));
     return 0;
   }
   const shown = opts.all ? rows : changed;

@@ -8,7 +8,7 @@ import { type CompiledPolicySet, formatIssue, loadPolicySet, parsePolicyCases, P
 import type { Command } from 'commander';
 
 import { addConnectionOptions } from '../connection.js';
-import { CliError, type Output, paint } from '../output.js';
+import { CliError, type Output, paint, safeJson } from '../output.js';
 import { type ReplayOptions, runPolicyReplay } from './policy-replay.js';
 
 /** Loads a policy folder, turning a PolicyError into a CliError with its code (exit 2). */
@@ -26,7 +26,7 @@ export function runPolicyValidate(dir: string, opts: { json?: boolean }, io: Out
   const set = load(dir);
   if (opts.json) {
     io.out(
-      JSON.stringify(
+      safeJson(
         {
           valid: true,
           version: set.version,
@@ -34,7 +34,6 @@ export function runPolicyValidate(dir: string, opts: { json?: boolean }, io: Out
           policies: set.policies.map(({ id, file, line, column, effect, approval }) => ({ id, file, line, column, effect, approval })),
           warnings: set.warnings,
         },
-        null,
         2,
       ),
     );
@@ -70,7 +69,7 @@ export function runPolicyTest(dir: string, opts: { cases: string; json?: boolean
   }
   const failed = results.filter((r) => !r.pass);
   if (opts.json) {
-    io.out(JSON.stringify({ version: set.version, passed: results.length - failed.length, failed: failed.length, results }, null, 2));
+    io.out(safeJson({ version: set.version, passed: results.length - failed.length, failed: failed.length, results }, 2));
     return failed.length > 0 ? 1 : 0;
   }
   for (const w of set.warnings) io.err(paint(io.color, 'yellow', `warning: ${formatIssue(w)}`));

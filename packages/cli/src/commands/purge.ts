@@ -3,7 +3,7 @@
  * legal holds and purge runs through the API. Every change is an `admin.*` entry.
  */
 import { apiFetch, apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output, safeData } from '../output.js';
+import { CliError, type Output, safeData, safeJson } from '../output.js';
 
 /** Options of `custody purge`. */
 export interface PurgeOptions extends ConnectionOptions {
@@ -27,7 +27,7 @@ export async function runPurge(opts: PurgeOptions, io: Output): Promise<number> 
   const conn = resolveConnection(opts);
   const r = await apiJson<PurgeResult>(conn, '/v1/records/purge', { method: 'POST', body: JSON.stringify({ dryRun: opts.dryRun === true }) });
   if (opts.json) {
-    io.out(JSON.stringify(r));
+    io.out(safeJson(r));
     return 0;
   }
   const verb = r.dryRun ? 'would purge' : 'purged';
@@ -56,7 +56,7 @@ export async function runRetention(action: 'list' | 'set' | 'delete', opts: Rete
   const conn = resolveConnection(opts);
   if (action === 'list') {
     const { rules } = await apiJson<{ rules: Rule[] }>(conn, '/v1/records/retention');
-    if (opts.json) io.out(JSON.stringify(rules));
+    if (opts.json) io.out(safeJson(rules));
     else if (rules.length === 0) io.out('no retention rules: every disclosure is kept');
     else for (const r of rules) io.out(`${r.type.padEnd(24)} ${(r.field === '' ? '(every field)' : r.field).padEnd(28)} ${r.days} days`);
     return 0;
@@ -69,7 +69,7 @@ export async function runRetention(action: 'list' | 'set' | 'delete', opts: Rete
       method: 'PUT',
       body: JSON.stringify({ type: opts.type, days, ...(opts.field !== undefined ? { field: opts.field } : {}) }),
     });
-    io.out(opts.json ? JSON.stringify(rule) : `kept ${rule.days} days: ${rule.type} ${rule.field === '' ? '(every committed field)' : rule.field}`);
+    io.out(opts.json ? safeJson(rule) : `kept ${rule.days} days: ${rule.type} ${rule.field === '' ? '(every committed field)' : rule.field}`);
     return 0;
   }
   await apiFetch(conn, `/v1/records/retention${queryString({ type: opts.type, field: opts.field })}`, { method: 'DELETE' });
@@ -110,7 +110,7 @@ export async function runHold(action: 'list' | 'place' | 'lift', id: string | un
   const conn = resolveConnection(opts);
   if (action === 'list') {
     const { holds } = await apiJson<{ holds: Hold[] }>(conn, '/v1/records/holds');
-    if (opts.json) io.out(JSON.stringify(holds));
+    if (opts.json) io.out(safeJson(holds));
     else if (holds.length === 0) io.out('no legal holds');
     else for (const h of holds) io.out(describeHold(h));
     return 0;
@@ -121,7 +121,7 @@ export async function runHold(action: 'list' | 'place' | 'lift', id: string | un
       method: 'POST',
       body: JSON.stringify(opts.reason !== undefined ? { reason: opts.reason } : {}),
     });
-    io.out(opts.json ? JSON.stringify(h) : `lifted ${describeHold(h)}`);
+    io.out(opts.json ? safeJson(h) : `lifted ${describeHold(h)}`);
     return 0;
   }
   if (opts.reason === undefined) throw new CliError('REASON_REQUIRED', 'say why with --reason <text>');
@@ -134,6 +134,6 @@ export async function runHold(action: 'list' | 'place' | 'lift', id: string | un
         ? { kind: 'principal', principal: opts.principal }
         : { kind: 'range', since: opts.since, until: opts.until };
   const h = await apiJson<Hold>(conn, '/v1/records/holds', { method: 'POST', body: JSON.stringify({ ...body, reason: opts.reason }) });
-  io.out(opts.json ? JSON.stringify(h) : `placed ${describeHold(h)}`);
+  io.out(opts.json ? safeJson(h) : `placed ${describeHold(h)}`);
   return 0;
 }

@@ -4,7 +4,7 @@
  * page by page with progress). Each redacted event gets an `admin.redacted` entry.
  */
 import { apiJson, type ConnectionOptions, resolveConnection } from '../connection.js';
-import { CliError, type Output, safeData } from '../output.js';
+import { CliError, type Output, safeData, safeJson } from '../output.js';
 
 /** Options of `custody redact`. */
 export interface RedactOptions extends ConnectionOptions {
@@ -47,7 +47,7 @@ export async function runRedact(eventId: string | undefined, opts: RedactOptions
       cursor = r.nextCursor;
       if (!opts.json) io.err(`erasing ${opts.subject}: ${total.scanned} events examined, ${total.events} redacted (${total.fields} fields)${cursor ? ' …' : ''}`);
     } while (cursor !== undefined);
-    if (opts.json) io.out(JSON.stringify({ subject: opts.subject, ...total }));
+    if (opts.json) io.out(safeJson({ subject: opts.subject, ...total }));
     else io.out(`erased ${opts.subject}: ${total.events} events redacted, ${total.fields} fields; each is recorded as admin.redacted`);
     return 0;
   }
@@ -58,7 +58,7 @@ export async function runRedact(eventId: string | undefined, opts: RedactOptions
     body: JSON.stringify({ fields: opts.field, reason: opts.reason }),
   });
   if (opts.json) {
-    io.out(JSON.stringify(raw));
+    io.out(safeJson(raw));
     return 0;
   }
   const r = safeData(raw);

@@ -14,7 +14,7 @@ import {
 } from '@custody/ledger';
 
 import { apiJson, type ConnectionOptions, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output, paint, safeData, safeText } from '../output.js';
+import { CliError, type Output, paint, safeData, safeJson, safeText } from '../output.js';
 import { collectPages, effectStyle, parseIntFlag, parseTimeFlag, printTable, shortTime, tint } from '../render.js';
 
 /** Reports the CLI knows (GET /v1/reports/<name>). */
@@ -71,7 +71,7 @@ export async function runReport(name: string, opts: ReportOptions, io: Output): 
   const path = `/v1/reports/${req.name}`;
   if (req.name === 'principal-activity') {
     const a = await apiJson<PrincipalActivity>(conn, `${path}${queryString(req.query)}`);
-    if (opts.json) io.out(JSON.stringify(a, null, 2));
+    if (opts.json) io.out(safeJson(a, 2));
     else printActivity(io, a);
     return 0;
   }
@@ -80,7 +80,7 @@ export async function runReport(name: string, opts: ReportOptions, io: Output): 
     return { items: page.rows, ...(page.nextCursor !== undefined ? { nextCursor: page.nextCursor } : {}) };
   });
   if (opts.json) {
-    io.out(JSON.stringify({ report: req.name, rows: res.items, ...(res.nextCursor !== undefined ? { nextCursor: res.nextCursor } : {}) }, null, 2));
+    io.out(safeJson({ report: req.name, rows: res.items, ...(res.nextCursor !== undefined ? { nextCursor: res.nextCursor } : {}) }, 2));
     return 0;
   }
   printRows(io, req.name, res.items);
@@ -184,7 +184,7 @@ async function runCompliance(opts: ReportOptions, io: Output): Promise<number> {
   const conn = resolveConnection(opts);
   io.err('measuring the log (counts, gap selections, example bundles)…');
   const report = await apiJson<ComplianceReport>(conn, `/v1/reports/compliance${queryString(query)}`);
-  const text = format === 'json' ? JSON.stringify(report, null, 2) : format === 'html' ? complianceHtml(report, conn.url) : complianceText(io, report);
+  const text = format === 'json' ? safeJson(report, 2) : format === 'html' ? complianceHtml(report, conn.url) : complianceText(io, report);
   if (opts.out !== undefined) {
     writeFileSync(opts.out, text.endsWith('\n') ? text : `${text}\n`);
     io.err(`wrote ${opts.out}`);

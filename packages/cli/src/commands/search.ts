@@ -78,7 +78,7 @@ export async function runSearch(opts: SearchOptions, io: Output): Promise<number
     return { items: page.events, ...(page.nextCursor !== undefined ? { nextCursor: page.nextCursor } : {}) };
   });
   if (opts.json) {
-    io.out(JSON.stringify({ events: res.items, ...(res.nextCursor !== undefined ? { nextCursor: res.nextCursor } : {}) }, null, 2));
+    io.out(safeJson({ events: res.items, ...(res.nextCursor !== undefined ? { nextCursor: res.nextCursor } : {}) }, 2));
     return 0;
   }
   if (res.items.length === 0) {

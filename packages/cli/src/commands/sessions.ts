@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 
 import { addConnectionOptions, apiJson, queryString, resolveConnection } from '../connection.js';
-import { CliError, type Output, paint, safeData } from '../output.js';
+import { CliError, type Output, paint, safeData, safeJson } from '../output.js';
 import { printTable } from '../render.js';
 
 /** A session as GET /v1/authority/sessions answers it (the fields the CLI shows). */
@@ -52,7 +52,7 @@ export async function runSessionsList(opts: Conn & { status?: string; initiator?
   const q = queryString({ status: opts.status, initiator: opts.initiator, agent: opts.agent, root: opts.root, limit: opts.limit });
   const res = await apiJson<{ sessions: SessionJson[]; nextCursor?: string }>(conn, `/v1/authority/sessions${q}`);
   if (opts.json) {
-    io.out(JSON.stringify(res, null, 2));
+    io.out(safeJson(res, 2));
     return 0;
   }
   if (res.sessions.length === 0) {
@@ -73,7 +73,7 @@ export async function runSessionsShow(id: string, opts: Conn, io: Output): Promi
   const conn = resolveConnection(opts);
   const raw = await apiJson<{ session: SessionJson; descendants: SessionJson[] }>(conn, `/v1/authority/sessions/${encodeURIComponent(id)}`);
   if (opts.json) {
-    io.out(JSON.stringify(raw, null, 2));
+    io.out(safeJson(raw, 2));
     return 0;
   }
   // The objective (the agent's side may write it), ids and reasons: shown escaped.
@@ -106,7 +106,7 @@ export async function runSessionsRevoke(id: string, opts: Conn & { reason?: stri
     body: JSON.stringify(opts.reason !== undefined ? { reason: opts.reason } : {}),
   });
   if (opts.json) {
-    io.out(JSON.stringify(raw, null, 2));
+    io.out(safeJson(raw, 2));
     return 0;
   }
   const res = safeData(raw);

@@ -14,6 +14,7 @@ import type { EventView } from '@custody/ledger';
 import { apiFetch, apiJson, type ConnectionOptions, resolveConnection } from '../connection.js';
 import { CliError, type Output, paint, safeData, safeJson } from '../output.js';
 import { shortTime } from '../render.js';
+import { resolveVerifierKey } from '../verifier-key.js';
 import { eventDetail } from './search.js';
 
 /** Options of `custody show`. */
@@ -41,10 +42,12 @@ const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  */
 export async function showEvent(id: string, opts: ShowOptions): Promise<ShowResult> {
   if (!ID.test(id)) throw new CliError('EVENT_ID_INVALID', `an event id is a lowercase UUID such as 0193a0c2-7a6e-7c1f-9d3e-2b4f5a6c7d8e; got ${JSON.stringify(id.slice(0, 80))}`);
+  // --key, the key or a file holding it, is checked before anything is sent: one that cannot be used is a usage error (exit 2), not a failed receipt.
+  const pinned = resolveVerifierKey(opts.key);
   const conn = resolveConnection(opts);
   const view = await apiJson<EventView>(conn, `/v1/events/${id}`);
-  const keyText = opts.key ?? (await (await apiFetch(conn, '/v1/log/key')).text()).trim();
-  const keySource = opts.key !== undefined ? 'flag' : 'server';
+  const keyText = pinned ?? (await (await apiFetch(conn, '/v1/log/key')).text()).trim();
+  const keySource = pinned !== undefined ? 'flag' : 'server';
   const result: ShowResult = { event: view, receipt: { ok: false, keySource }, redacted: view.redacted };
   try {
     const verifier = parseVerifierKey(keyText);
@@ -84,7 +87,7 @@ function fromBase64Std(b64: string): Uint8Array {
 export async function runShow(id: string, opts: ShowOptions, io: Output): Promise<number> {
   const raw = await showEvent(id, opts);
   if (opts.json) {
-    io.out(JSON.stringify(raw, null, 2));
+    io.out(safeJson(raw, 2));
     return raw.receipt.ok ? 0 : 1;
   }
   // Every value is server-supplied (much of it agent-supplied): shown escaped.

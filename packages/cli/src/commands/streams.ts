@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 
 import { addConnectionOptions, apiJson, type Connection, type ConnectionOptions, resolveConnection } from '../connection.js';
-import { CliError, type Output, safeData, safeText } from '../output.js';
+import { CliError, type Output, safeData, safeJson, safeText } from '../output.js';
 
 /** A stream as the API shows it. */
 interface StreamView {
@@ -89,7 +89,7 @@ export async function runStreams(action: 'list' | 'add' | 'remove' | 'status' | 
   const conn = resolveConnection(opts);
   if (action === 'list') {
     const { streams } = await apiJson<{ streams: StreamView[] }>(conn, '/v1/streams');
-    if (opts.json) io.out(JSON.stringify(streams));
+    if (opts.json) io.out(safeJson(streams));
     else if (streams.length === 0) io.out('no streams (custody streams add)');
     else for (const s of streams) io.out(line(s));
     return 0;
@@ -119,7 +119,7 @@ export async function runStreams(action: 'list' | 'add' | 'remove' | 'status' | 
     };
     for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
     const r = await apiJson<{ stream: StreamView; secret?: string; entry: string }>(conn, '/v1/streams', { method: 'POST', body: JSON.stringify(body) });
-    if (opts.json) io.out(JSON.stringify(r));
+    if (opts.json) io.out(safeJson(r));
     else {
       io.out(`added stream ${r.stream.name} (${r.stream.id}): ${r.stream.kind} → ${target(r.stream)}, from index ${r.stream.cursor}; recorded as ${r.entry}`);
       if (r.secret !== undefined) io.out(`webhook signing secret (shown once; verify the custody-signature header with it):\n${r.secret}`);
@@ -130,7 +130,7 @@ export async function runStreams(action: 'list' | 'add' | 'remove' | 'status' | 
   const path = `/v1/streams/${encodeURIComponent(s.id)}`;
   if (action === 'status') {
     const v = await apiJson<StreamView>(conn, path);
-    if (opts.json) io.out(JSON.stringify(v));
+    if (opts.json) io.out(safeJson(v));
     else {
       io.out(line(v));
       if (v.lastDeliveredAt) io.out(`  last delivered ${safeText(v.lastDeliveredAt)}`);
@@ -141,11 +141,11 @@ export async function runStreams(action: 'list' | 'add' | 'remove' | 'status' | 
   }
   if (action === 'retry') {
     const v = await apiJson<StreamView & { entry: string }>(conn, `${path}/retry`, { method: 'POST' });
-    io.out(opts.json ? JSON.stringify(v) : `stream ${v.name} is active again from index ${v.cursor}; recorded as ${v.entry}`);
+    io.out(opts.json ? safeJson(v) : `stream ${v.name} is active again from index ${v.cursor}; recorded as ${v.entry}`);
     return 0;
   }
   const r = await apiJson<{ id: string; entry: string }>(conn, path, { method: 'DELETE' });
-  io.out(opts.json ? JSON.stringify(r) : `removed stream ${s.name} (${r.id}) at index ${s.cursor}; recorded as ${r.entry}`);
+  io.out(opts.json ? safeJson(r) : `removed stream ${s.name} (${r.id}) at index ${s.cursor}; recorded as ${r.entry}`);
   return 0;
 }
 

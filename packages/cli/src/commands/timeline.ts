@@ -1,7 +1,7 @@
 import type { CauseNode, EventView, SessionRow } from '@custody/ledger';
 
 import { apiJson, type ConnectionOptions, resolveConnection } from '../connection.js';
-import { CliError, type Output, paint, safeData } from '../output.js';
+import { CliError, type Output, paint, safeData, safeJson } from '../output.js';
 import { effectStyle, shortTime, tint } from '../render.js';
 
 /** Options of `custody timeline`. */
@@ -137,7 +137,7 @@ export async function runTimeline(session: string, opts: TimelineOptions, io: Ou
   }
   const conn = resolveConnection(opts);
   const t = await apiJson<Timeline>(conn, `/v1/sessions/${encodeURIComponent(session)}/timeline`);
-  if (opts.json) io.out(JSON.stringify(t, null, 2));
+  if (opts.json) io.out(safeJson(t, 2));
   else printTimeline(io, t);
   return 0;
 }

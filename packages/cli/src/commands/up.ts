@@ -21,7 +21,7 @@ import { formatIssue, loadPolicySet, PolicyEngine, PolicyError } from '@custody/
 import { type ApprovalStore, Approvals, createApiKey, createServer, ImportMappingError, loadMappingFile, PostgresApprovalStore, SqliteApprovalStore } from '@custody/server';
 
 import { DEFAULT_PORT, dataDir, loadLogSeed, openStore, writeSecret } from '../local-config.js';
-import { CliError, listenFailure, type Log, logFailures, type Output, paint, stderrLog, stopSignal } from '../output.js';
+import { CliError, listenFailure, type Log, logFailures, type Output, paint, safeJson, stderrLog, stopSignal } from '../output.js';
 import { parseIntFlag } from '../render.js';
 
 export interface UpOptions {
@@ -187,7 +187,7 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
       if (session.created) log('info', `new session credential key written to ${session.source} (mode 0600); kid ${session.key.kid}`);
       if (opts.devIssuer) log('warn', `DEVELOPMENT ONLY: trusting the local dev issuer (custody dev-tokens --data ${dir}); never use --dev-issuer in production`);
       io.out(
-        JSON.stringify({
+        safeJson({
           event: 'listening',
           url,
           store: store.kind,
@@ -238,7 +238,7 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
     await approvals.close();
     await authority.close();
     await ledger.close();
-    if (json) io.out(JSON.stringify({ event: 'stopped', url, signal }));
+    if (json) io.out(safeJson({ event: 'stopped', url, signal }));
     return 0;
   }
 }

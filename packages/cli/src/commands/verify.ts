@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 
-import { type BundleReport, FormatError, parseVerifierKey, verifyBundle } from '@custody/core';
+import { type BundleReport, verifyBundle } from '@custody/core';
 
-import { CliError, type Output, paint, safeData } from '../output.js';
+import { CliError, type Output, paint, safeData, safeJson } from '../output.js';
+import { resolveVerifierKey } from '../verifier-key.js';
 
 export interface VerifyOptions {
   key?: string;
@@ -26,58 +27,18 @@ function readBundle(path: string): unknown {
 }
 
 /**
- * The pinned key: --key, else $CUSTODY_VERIFIER_KEY, as the key itself or as the path of
- * a file that holds it. A value that is neither (a file that is missing or unreadable, or
- * text that is not a verifier key) is a usage error, exit 2, like any unusable flag: it
- * says nothing about the bundle, and it never falls back to trusting the bundle's own key.
- */
-function resolveKey(flag: string | undefined): string | undefined {
-  const from = flag !== undefined ? '--key' : '$CUSTODY_VERIFIER_KEY';
-  const value = flag ?? process.env['CUSTODY_VERIFIER_KEY'];
-  // An empty variable is an unset one; an empty --key (say, `--key "$(cat missing.vkey)"`) is a mistake.
-  if (value === undefined || (value === '' && flag === undefined)) return undefined;
-  const text = value.trim();
-  if (text === '') throw new CliError('KEY_MALFORMED', `${from} is empty: give the log's verifier key (<name>+<key ID>+<base64>) or a file holding it`);
-  const notKey = whyNotKey(text);
-  if (notKey === undefined) return text;
-  let file: string;
-  try {
-    file = readFileSync(value, 'utf8').trim();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // Text shaped like a key (name+id+key) that is no file is a mistyped key, not a missing file.
-    if ((code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') && text.includes('+')) throw new CliError('KEY_MALFORMED', `${from} is not a verifier key: ${notKey}`);
-    throw new CliError('FILE_UNREADABLE', `cannot read the key file ${value} (${from}): ${code === 'ENOENT' ? 'no such file' : (code ?? (err as Error).message)}`);
-  }
-  if (file === '') throw new CliError('KEY_MALFORMED', `the key file ${value} (${from}) is empty; it should hold the log's verifier key`);
-  const problem = whyNotKey(file);
-  if (problem !== undefined) throw new CliError('KEY_MALFORMED', `the key file ${value} (${from}) does not hold a verifier key: ${problem}`);
-  return file;
-}
-
-/** Undefined when `text` is a verifier key, else why it is not. */
-function whyNotKey(text: string): string | undefined {
-  try {
-    parseVerifierKey(text);
-    return undefined;
-  } catch (err) {
-    if (err instanceof FormatError) return err.message;
-    throw err;
-  }
-}
-
-/**
  * `custody verify <bundle.json>`: exit 0 with a one-line verdict when everything
  * holds; exit 1 naming each failing record and reason otherwise; exit 2 (a CliError)
  * when the bundle or the key cannot be read.
  */
 export function runVerify(path: string, opts: VerifyOptions, io: Output): number {
   // The flag first: a usage error is named before the input is read (standard input, too).
-  const key = resolveKey(opts.key);
+  // --key, else $CUSTODY_VERIFIER_KEY: the key or a file holding it (verifier-key.ts).
+  const key = resolveVerifierKey(opts.key, { env: 'CUSTODY_VERIFIER_KEY' });
   const bundle = readBundle(path);
   const report = verifyBundle(bundle, key === undefined ? {} : { verifierKey: key });
   if (opts.json) {
-    io.out(JSON.stringify(report, null, 2));
+    io.out(safeJson(report, 2));
     return report.ok ? 0 : 1;
   }
   printReport(report, io);
