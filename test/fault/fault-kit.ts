@@ -72,6 +72,8 @@ export interface IngestStats {
   missingRetryAfter: number;
   /** Requests that got no HTTP answer (server gone). */
   connectionErrors: number;
+  /** The same, by the server URL each was sent to (a test that moves the server can tell the old one's from the new one's). */
+  connectionErrorsByUrl: Map<string, number>;
   /** Anything a correct server never does (a changed index for a known id, an unexpected status). */
   violations: string[];
 }
@@ -95,7 +97,7 @@ export interface IngestOptions {
  * batch in flight, then resolves.
  */
 export function startIngest(opts: IngestOptions): { stats: IngestStats; stop: (timeoutMs?: number) => Promise<void>; paused: { value: boolean } } {
-  const stats: IngestStats = { acked: new Map(), ok: 0, statuses: new Map(), codes: new Map(), missingRetryAfter: 0, connectionErrors: 0, violations: [] };
+  const stats: IngestStats = { acked: new Map(), ok: 0, statuses: new Map(), codes: new Map(), missingRetryAfter: 0, connectionErrors: 0, connectionErrorsByUrl: new Map(), violations: [] };
   const retry = new Set(opts.retryStatuses ?? [503]);
   const paused = { value: false };
   let stopping = false;
@@ -109,20 +111,25 @@ export function startIngest(opts: IngestOptions): { stats: IngestStats; stop: (t
       const batch = Array.from({ length: opts.batch ?? 10 }, (_, j) => faultEvent(`${opts.prefix}-${c}-${n % 7}`, n + j));
       const body = JSON.stringify(batch);
       // Re-send the same batch (same ids) until it is acknowledged.
+      const dropped = (url: string) => {
+        stats.connectionErrors++;
+        stats.connectionErrorsByUrl.set(url, (stats.connectionErrorsByUrl.get(url) ?? 0) + 1);
+      };
       for (let attempt = 0; ; attempt++) {
         if (Date.now() > deadline) throw new Error(`client ${c}: batch ${n} not acknowledged before the deadline`);
         let res: Response;
+        const url = opts.url();
         try {
-          res = await api(opts.url(), opts.key, '/v1/events', { method: 'POST', body, signal: AbortSignal.timeout(15_000) });
+          res = await api(url, opts.key, '/v1/events', { method: 'POST', body, signal: AbortSignal.timeout(15_000) });
         } catch {
           // The server is gone (or restarting): back off 10 ms doubling to 100 ms.
-          stats.connectionErrors++;
+          dropped(url);
           await sleep(Math.min(100, 10 * 2 ** Math.min(attempt, 4)));
           continue;
         }
         const text = await res.text().catch(() => undefined);
         if (text === undefined) {
-          stats.connectionErrors++;
+          dropped(url);
           await sleep(Math.min(100, 10 * 2 ** Math.min(attempt, 4)));
           continue;
         }
