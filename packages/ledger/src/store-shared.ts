@@ -9,7 +9,7 @@
 import { type StoredNode } from '@custody/core';
 
 import { LedgerError, StoreError } from './errors.js';
-import type { ApiKeyRow, AuditEntryRow, EntryColumns, EntryFilter, EntryRow, Page, PrincipalRole, PrincipalRow, SealedBatch, PostingsRow, SessionColumns, SessionRow } from './store.js';
+import type { ApiKeyRow, AuditEntryRow, EntryColumns, EntryFilter, EntryRow, Page, PrincipalRole, PrincipalRow, SealedBatch, PostingsRow, SessionColumns, SessionRow, StoredEntry } from './store.js';
 
 /** Bytes of a tree hash (SHA-256). @internal */
 export const HASH_SIZE = 32;
@@ -506,13 +506,16 @@ export function splitEdge(blob: Uint8Array): Uint8Array[] {
   return out;
 }
 
-/** An entries row as the audit reads it; the integer columns as either driver returns them (pg: int8 as text). @internal */
-export interface AuditEntryDbRow {
+/**
+ * An entries row as either store hands it over (the read columns); the integer columns
+ * as either driver returns them (pg: int8 as text). @internal
+ */
+export interface EntryDbRow {
+  tenant: string;
   idx: number | string;
   id: string;
   type: string;
   time: string;
-  time_key: string;
   recorded_at: string;
   entry: Uint8Array;
   disclosures: string;
@@ -526,6 +529,86 @@ export interface AuditEntryDbRow {
   cause: string | null;
   trace_id: string | null;
   principals: string;
+}
+
+/** A stored entry from its row, on either store. @throws StoreError `STORE_CORRUPT` for a disclosures or principals column that cannot be read. @internal */
+export function toEntry(r: EntryDbRow): StoredEntry {
+  const index = Number(r.idx);
+  const e: StoredEntry = {
+    tenant: r.tenant,
+    index,
+    id: r.id,
+    type: r.type,
+    time: r.time,
+    recordedAt: r.recorded_at,
+    entry: bytes(r.entry),
+    disclosures: parseDisclosures(r.disclosures, r.tenant, index),
+    digest: r.digest,
+    actorId: r.actor_id,
+    principals: decodePrincipals(r.principals),
+  };
+  if (r.session_id !== null) e.sessionId = r.session_id;
+  if (r.seq !== null) e.seq = Number(r.seq);
+  if (r.initiator_id !== null) e.initiatorId = r.initiator_id;
+  if (r.tool_name !== null) e.toolName = r.tool_name;
+  if (r.decision !== null) e.decision = r.decision;
+  if (r.cause !== null) e.cause = r.cause;
+  if (r.trace_id !== null) e.traceId = r.trace_id;
+  return e;
+}
+
+/** An entries row as the audit reads it: every stored column (no tenant: the audit reads one tenant at a time). @internal */
+export interface AuditEntryDbRow extends Omit<EntryDbRow, 'tenant'> {
+  time_key: string;
+}
+
+/** A sessions row as either store hands it over (pg: int8 as text, boolean `sealed`; SQLite: `sealed` as 0/1). @internal */
+export interface SessionDbRow {
+  id: string;
+  seq: number | string;
+  digest: string;
+  sealed: boolean | number;
+  initiator_id: string | null;
+  actor_id: string | null;
+  objective: string | null;
+  parent: string | null;
+  first_at: string;
+  last_at: string;
+  first_index: number | string;
+  last_index: number | string;
+  entries: number | string;
+  last_type: string;
+}
+
+/** A session row's columns as stored (`sealed` as every reader sees it: true, or SQLite's 1). @internal */
+export function sessionColumnsOf(r: SessionDbRow): SessionColumns {
+  return {
+    id: r.id,
+    seq: Number(r.seq),
+    digest: r.digest,
+    sealed: r.sealed === true || r.sealed === 1,
+    initiatorId: r.initiator_id,
+    actorId: r.actor_id,
+    objective: r.objective,
+    parent: r.parent,
+    firstAt: r.first_at,
+    lastAt: r.last_at,
+    firstIndex: Number(r.first_index),
+    lastIndex: Number(r.last_index),
+    entries: Number(r.entries),
+    lastType: r.last_type,
+  };
+}
+
+/** The SessionRow of a stored sessions row: its columns, the empty ones left out. @internal */
+export function toSession(r: SessionDbRow): SessionRow {
+  const { initiatorId, actorId, objective, parent, objectiveFold: _fold, ...always } = sessionColumnsOf(r);
+  const s: SessionRow = always;
+  if (initiatorId !== null) s.initiatorId = initiatorId;
+  if (actorId !== null) s.actorId = actorId;
+  if (objective !== null) s.objective = objective;
+  if (parent !== null) s.parent = parent;
+  return s;
 }
 
 /** The audit's view of an entries row, from either store. @internal */

@@ -31,6 +31,11 @@ import {
   type ApiKeyDbRow,
   type AuditEntryDbRow,
   BUCKET,
+  type EntryDbRow,
+  type SessionDbRow,
+  sessionColumnsOf,
+  toEntry,
+  toSession,
   bytes,
   checkBatch,
   checkHash,
@@ -38,7 +43,6 @@ import {
   clockKey,
   decodeCursor,
   decodePostings,
-  decodePrincipals,
   encodeCursor,
   entryColumns,
   filterTimeKey,
@@ -46,7 +50,6 @@ import {
   joinEdge,
   nodeRuns,
   pageOf,
-  parseDisclosures,
   postingsOf,
   principalFilters,
   roleNamesSql,
@@ -82,44 +85,6 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** int8 arrives from pg as a string; every one of ours is a safe integer. */
 type Int8 = string | number;
-
-interface EntryDbRow {
-  tenant: string;
-  idx: Int8;
-  id: string;
-  type: string;
-  time: string;
-  recorded_at: string;
-  entry: Uint8Array;
-  disclosures: string;
-  digest: string;
-  session_id: string | null;
-  seq: Int8 | null;
-  initiator_id: string | null;
-  actor_id: string;
-  tool_name: string | null;
-  decision: string | null;
-  cause: string | null;
-  trace_id: string | null;
-  principals: string;
-}
-
-interface SessionDbRow {
-  id: string;
-  seq: Int8;
-  digest: string;
-  sealed: boolean;
-  initiator_id: string | null;
-  actor_id: string | null;
-  objective: string | null;
-  parent: string | null;
-  first_at: string;
-  last_at: string;
-  first_index: Int8;
-  last_index: Int8;
-  entries: Int8;
-  last_type: string;
-}
 
 interface CheckpointDbRow {
   size: Int8;
@@ -785,69 +750,7 @@ function appendParams(batch: SealedBatch): { values: unknown[] } {
   };
 }
 
-function toEntry(r: EntryDbRow): StoredEntry {
-  const e: StoredEntry = {
-    tenant: r.tenant,
-    index: Number(r.idx),
-    id: r.id,
-    type: r.type,
-    time: r.time,
-    recordedAt: r.recorded_at,
-    entry: bytes(r.entry),
-    disclosures: parseDisclosures(r.disclosures, r.tenant, Number(r.idx)),
-    digest: r.digest,
-    actorId: r.actor_id,
-    principals: decodePrincipals(r.principals),
-  };
-  if (r.session_id !== null) e.sessionId = r.session_id;
-  if (r.seq !== null) e.seq = Number(r.seq);
-  if (r.initiator_id !== null) e.initiatorId = r.initiator_id;
-  if (r.tool_name !== null) e.toolName = r.tool_name;
-  if (r.decision !== null) e.decision = r.decision;
-  if (r.cause !== null) e.cause = r.cause;
-  if (r.trace_id !== null) e.traceId = r.trace_id;
-  return e;
-}
 
-/** A session row's columns as stored. */
-function sessionColumnsOf(r: SessionDbRow): SessionColumns {
-  return {
-    id: r.id,
-    seq: Number(r.seq),
-    digest: r.digest,
-    sealed: r.sealed,
-    initiatorId: r.initiator_id,
-    actorId: r.actor_id,
-    objective: r.objective,
-    parent: r.parent,
-    firstAt: r.first_at,
-    lastAt: r.last_at,
-    firstIndex: Number(r.first_index),
-    lastIndex: Number(r.last_index),
-    entries: Number(r.entries),
-    lastType: r.last_type,
-  };
-}
-
-function toSession(r: SessionDbRow): SessionRow {
-  const s: SessionRow = {
-    id: r.id,
-    seq: Number(r.seq),
-    digest: r.digest,
-    sealed: r.sealed,
-    firstAt: r.first_at,
-    lastAt: r.last_at,
-    firstIndex: Number(r.first_index),
-    lastIndex: Number(r.last_index),
-    entries: Number(r.entries),
-    lastType: r.last_type,
-  };
-  if (r.initiator_id !== null) s.initiatorId = r.initiator_id;
-  if (r.actor_id !== null) s.actorId = r.actor_id;
-  if (r.objective !== null) s.objective = r.objective;
-  if (r.parent !== null) s.parent = r.parent;
-  return s;
-}
 
 function toCheckpoint(r: CheckpointDbRow | undefined): StoredCheckpoint | undefined {
   return r === undefined ? undefined : { size: Number(r.size), rootHash: bytes(r.root), note: r.note };

@@ -29,6 +29,11 @@ import {
   type ApiKeyDbRow,
   type AuditEntryDbRow,
   BUCKET,
+  type EntryDbRow,
+  type SessionDbRow,
+  sessionColumnsOf,
+  toEntry,
+  toSession,
   bytes,
   checkBatch,
   checkHash,
@@ -36,7 +41,6 @@ import {
   clockKey,
   decodeCursor,
   decodePostings,
-  decodePrincipals,
   encodeCursor,
   entryColumns,
   filterTimeKey,
@@ -45,7 +49,6 @@ import {
   nodeRuns,
   objectiveFold,
   pageOf,
-  parseDisclosures,
   postingsOf,
   principalFilters,
   type RoleFilter,
@@ -93,44 +96,6 @@ const READ_CHUNK = 1000;
 const QUERY_CACHE = 256;
 
 type Statement = Database.Statement<unknown[], unknown>;
-
-interface EntryDbRow {
-  tenant: string;
-  idx: number;
-  id: string;
-  type: string;
-  time: string;
-  recorded_at: string;
-  entry: Uint8Array;
-  disclosures: string;
-  digest: string;
-  session_id: string | null;
-  seq: number | null;
-  initiator_id: string | null;
-  actor_id: string;
-  tool_name: string | null;
-  decision: string | null;
-  cause: string | null;
-  trace_id: string | null;
-  principals: string;
-}
-
-interface SessionDbRow {
-  id: string;
-  seq: number;
-  digest: string;
-  sealed: number;
-  initiator_id: string | null;
-  actor_id: string | null;
-  objective: string | null;
-  parent: string | null;
-  first_at: string;
-  last_at: string;
-  first_index: number;
-  last_index: number;
-  entries: number;
-  last_type: string;
-}
 
 const ENTRY_COLUMNS =
   'e.tenant, e.idx, e.id, e.type, e.time, e.recorded_at, e.entry, e.disclosures, e.digest, e.session_id, e.seq, e.initiator_id, e.actor_id, e.tool_name, e.decision, e.cause, e.trace_id, e.principals';
@@ -425,7 +390,7 @@ export class SqliteStore implements LedgerStore {
       const rows = this.#run(() => this.#s().entryRange.all(tenant, start, to, READ_CHUNK) as EntryDbRow[]);
       if (rows.length === 0) return;
       for (const r of rows) yield toEntry(r);
-      next = rows[rows.length - 1]!.idx + 1;
+      next = Number(rows[rows.length - 1]!.idx) + 1;
       if (rows.length < READ_CHUNK) return;
     }
   }
@@ -836,73 +801,11 @@ interface CheckpointDbRow {
   note: string;
 }
 
-function toEntry(r: EntryDbRow): StoredEntry {
-  const e: StoredEntry = {
-    tenant: r.tenant,
-    index: r.idx,
-    id: r.id,
-    type: r.type,
-    time: r.time,
-    recordedAt: r.recorded_at,
-    entry: bytes(r.entry),
-    disclosures: parseDisclosures(r.disclosures, r.tenant, r.idx),
-    digest: r.digest,
-    actorId: r.actor_id,
-    principals: decodePrincipals(r.principals),
-  };
-  if (r.session_id !== null) e.sessionId = r.session_id;
-  if (r.seq !== null) e.seq = r.seq;
-  if (r.initiator_id !== null) e.initiatorId = r.initiator_id;
-  if (r.tool_name !== null) e.toolName = r.tool_name;
-  if (r.decision !== null) e.decision = r.decision;
-  if (r.cause !== null) e.cause = r.cause;
-  if (r.trace_id !== null) e.traceId = r.trace_id;
-  return e;
-}
 
 interface AuditSessionDbRow extends SessionDbRow {
   objective_fold: string | null;
 }
 
-/** A session row's columns as stored (`sealed` as every reader sees it: 1 is sealed). */
-function sessionColumnsOf(r: SessionDbRow): SessionColumns {
-  return {
-    id: r.id,
-    seq: r.seq,
-    digest: r.digest,
-    sealed: r.sealed === 1,
-    initiatorId: r.initiator_id,
-    actorId: r.actor_id,
-    objective: r.objective,
-    parent: r.parent,
-    firstAt: r.first_at,
-    lastAt: r.last_at,
-    firstIndex: r.first_index,
-    lastIndex: r.last_index,
-    entries: r.entries,
-    lastType: r.last_type,
-  };
-}
-
-function toSession(r: SessionDbRow): SessionRow {
-  const s: SessionRow = {
-    id: r.id,
-    seq: r.seq,
-    digest: r.digest,
-    sealed: r.sealed === 1,
-    firstAt: r.first_at,
-    lastAt: r.last_at,
-    firstIndex: r.first_index,
-    lastIndex: r.last_index,
-    entries: r.entries,
-    lastType: r.last_type,
-  };
-  if (r.initiator_id !== null) s.initiatorId = r.initiator_id;
-  if (r.actor_id !== null) s.actorId = r.actor_id;
-  if (r.objective !== null) s.objective = r.objective;
-  if (r.parent !== null) s.parent = r.parent;
-  return s;
-}
 
 function toCheckpoint(r: CheckpointDbRow | undefined): StoredCheckpoint | undefined {
   return r === undefined ? undefined : { size: r.size, rootHash: bytes(r.root), note: r.note };
