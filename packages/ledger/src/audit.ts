@@ -24,8 +24,8 @@ import {
 
 import { entryRowOf, nextSessionRow } from './entry-row.js';
 import { StoreError } from './errors.js';
-import { BUCKET, DERIVED_ENTRY_COLUMNS, eachPosting, entryColumns, joinEdge, objectiveFold, postingsOf, sessionColumns } from './store-shared.js';
-import type { AuditEntryRow, AuditHeadRow, EntryRow, LedgerStore, PrincipalRow, SessionColumns, SessionRow } from './store.js';
+import { BUCKET, DERIVED_ENTRY_COLUMNS, disclosuresColumn, eachPosting, entryColumns, joinEdge, objectiveFold, postingsOf, sessionColumns } from './store-shared.js';
+import type { AuditHeadRow, EntryRow, LedgerStore, PrincipalRow, SessionColumns, SessionRow } from './store.js';
 
 /** Progress of an audit, reported every few thousand entries. */
 export interface AuditProgress {
@@ -188,7 +188,7 @@ async function auditTenant(store: LedgerStore, tenant: string, opts: AuditOption
         const digest = toBase64url(leaf);
         if (digest !== e.digest) fail('ENTRY_CHANGED', `entry ${e.index}'s bytes no longer match the digest recorded when it was appended`, e.index);
         for (const n of frontier.append(leaf)) created.push({ id: { level: n.level, index: n.index }, hash: n.hash, index: e.index });
-        const disclosures = readDisclosures(e);
+        const disclosures = disclosuresColumn(e.disclosures);
         if (disclosures === undefined) fail('ENTRY_UNREADABLE', `entry ${e.index}: the stored disclosures column is not a JSON list of strings`, e.index);
         // The index row must say what the entry says: every derived column, as the store writes it.
         const want = entryRowOf({ envelope: env, entry: e.entry, digest, disclosures: disclosures ?? [] }, e.index);
@@ -344,17 +344,6 @@ async function auditTenant(store: LedgerStore, tenant: string, opts: AuditOption
       if (!got.has(id)) bad(w[0]!, `the postings of ${id} are missing (first entry ${w[0]})`);
     }
     if (firstBad !== undefined) fail('POSTINGS_MISMATCH', `bucket ${bucket}: ${firstBad.why}`, firstBad.index);
-  }
-}
-
-/** A stored disclosures column as a list of strings, or undefined when it is not one. */
-function readDisclosures(e: AuditEntryRow): string[] | undefined {
-  if (e.disclosures === '[]') return [];
-  try {
-    const v: unknown = JSON.parse(e.disclosures);
-    return Array.isArray(v) && v.every((d) => typeof d === 'string') ? (v as string[]) : undefined;
-  } catch {
-    return undefined;
   }
 }
 

@@ -399,16 +399,30 @@ export function parseJson<T>(text: string, what: string): T {
  * @internal
  */
 export function parseDisclosures(text: string, tenant: string, index: number): string[] {
-  let v: unknown;
+  const list = disclosuresColumn(text);
+  if (list !== undefined) return list;
   try {
-    v = JSON.parse(text);
+    JSON.parse(text);
   } catch (cause) {
     throw new StoreError('STORE_CORRUPT', `tenant ${tenant}, entry ${index}: the stored disclosures column is not JSON`, { cause });
   }
-  if (!Array.isArray(v) || !v.every((d) => typeof d === 'string')) {
-    throw new StoreError('STORE_CORRUPT', `tenant ${tenant}, entry ${index}: the stored disclosures column is not a JSON list of strings`);
+  throw new StoreError('STORE_CORRUPT', `tenant ${tenant}, entry ${index}: the stored disclosures column is not a JSON list of strings`);
+}
+
+/**
+ * A stored disclosures column as what the stores write, a JSON list of strings, or
+ * undefined when it is not one (the stores' reads, `custody audit` and the server's
+ * session routes all judge it by this). @internal
+ */
+export function disclosuresColumn(text: string): string[] | undefined {
+  if (text === '[]') return [];
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
   }
-  return v as string[];
+  return Array.isArray(v) && v.every((d) => typeof d === 'string') ? (v as string[]) : undefined;
 }
 
 /** The derived columns `audit` compares, in the stores' column order (not the entry bytes, digest or disclosures). @internal */

@@ -3,7 +3,7 @@
  * @internal
  */
 import { CustodyError } from '@custody/core';
-import { type AuditEntryRow, type Ledger, type SessionFilter, StoreError } from '@custody/ledger';
+import { disclosuresColumn, type Ledger, type SessionFilter, StoreError } from '@custody/ledger';
 
 import { ROLES, callerOf } from '../auth.js';
 import { correlatedExternal } from '../otlp/correlated.js';
@@ -20,16 +20,6 @@ const { principal: _principal, ...PRINCIPAL_FILTERS } = ENTRY_FILTERS;
 const SCAN_CHUNK = 512;
 const SCAN_LIMIT = 100_000;
 
-/** True when a stored disclosures column is what the stores write: a JSON list of strings. */
-function readableDisclosures(e: AuditEntryRow): boolean {
-  try {
-    const v: unknown = JSON.parse(e.disclosures);
-    return Array.isArray(v) && v.every((d) => typeof d === 'string');
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The index of the first entry of the session whose stored disclosures column is not a
  * JSON list of strings, read unparsed (`auditEntries`, as `custody audit` reads it) over
@@ -40,7 +30,7 @@ async function unreadableEntry(ledger: Ledger, tenant: string, session: string):
   if (row === undefined) return undefined;
   const end = Math.min(row.lastIndex + 1, row.firstIndex + SCAN_LIMIT);
   for (let from = row.firstIndex; from < end; from += SCAN_CHUNK) {
-    const bad = (await ledger.store.auditEntries(tenant, from, Math.min(from + SCAN_CHUNK, end))).find((e) => e.sessionId === session && !readableDisclosures(e));
+    const bad = (await ledger.store.auditEntries(tenant, from, Math.min(from + SCAN_CHUNK, end))).find((e) => e.sessionId === session && disclosuresColumn(e.disclosures) === undefined);
     if (bad !== undefined) return bad.index;
   }
   return undefined;
