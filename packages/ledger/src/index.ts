@@ -1,7 +1,7 @@
 export { audit } from './audit.js';
 export type { AuditOptions, AuditProblem, AuditProgress, AuditReport, TenantAudit } from './audit.js';
 export { entryRowOf, principalsOf, workloadId } from './entry-row.js';
-export { disclosuresColumn } from './store-shared.js';
+export { decodeStoredEntry, disclosuresColumn } from './store-shared.js';
 export { LedgerError, StoreError } from './errors.js';
 export type { LedgerErrorCode, StoreErrorCode } from './errors.js';
 export { Ledger, viewOf } from './ledger.js';

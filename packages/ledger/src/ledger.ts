@@ -12,7 +12,6 @@ import {
   consistencyProofFromNodes,
   consistencyProofNodes,
   createBundle,
-  decodeEntry,
   type Envelope,
   type EventDraft,
   EMPTY_ROOT,
@@ -52,6 +51,7 @@ import {
   type UnapprovedCallRow,
 } from './reports.js';
 import { type AppendResult, Sequencer } from './sequencer.js';
+import { decodeStoredEntry } from './store-shared.js';
 import type { EntryFilter, LedgerStore, Page, PageRequest, SessionFilter, SessionRow, StoredCheckpoint, StoredEntry } from './store.js';
 
 /** Settings for a ledger. */
@@ -345,7 +345,7 @@ export class Ledger {
 
 /** The API view of a stored entry. */
 export function viewOf(e: StoredEntry): EventView {
-  const env = decodeEntry(e.entry);
+  const env = decodeStoredEntry(e);
   const check = checkDisclosures(env, e.disclosures);
   return { index: e.index, event: revealFields(env, e.disclosures), redacted: check.redacted, digest: e.digest };
 }

@@ -4,11 +4,11 @@
  * the precise definitions). Stores select entries by log index (`StoreReports`);
  * this module turns the selections into rows, each linked to its session.
  */
-import { decodeEntry, type Envelope } from '@custody/core';
+import { type Envelope } from '@custody/core';
 
 import { LedgerError } from './errors.js';
 import type { LedgerStore, StoredEntry } from './store.js';
-import { clampLimit, decodeCursor, encodeCursor, ROLE_BIT } from './store-shared.js';
+import { clampLimit, decodeCursor, decodeStoredEntry, encodeCursor, ROLE_BIT } from './store-shared.js';
 
 /** Every report, by the name the API and the CLI use. */
 export const REPORT_NAMES = ['unapproved-calls', 'denied-calls', 'acted-after-end', 'deep-delegation', 'principal-activity', 'top-principals'] as const;
@@ -337,7 +337,7 @@ export async function unapprovedCallsReport(store: LedgerStore, tenant: string, 
   const range = checkRange(req);
   const { indexes, nextCursor } = await pageOfIndexes(req, (before, limit) => store.reports.unapprovedCalls(tenant, range, before, limit));
   const entries = await entriesAt(store, tenant, indexes);
-  const decoded = indexes.map((i) => entries.get(i)).filter((e): e is StoredEntry => e !== undefined).map((e) => ({ e, env: decodeEntry(e.entry) }));
+  const decoded = indexes.map((i) => entries.get(i)).filter((e): e is StoredEntry => e !== undefined).map((e) => ({ e, env: decodeStoredEntry(e) }));
   const sessions = await sessionsOf(store, tenant, decoded.map((d) => d.env.session?.id ?? '').filter((s) => s !== ''));
   const rows = decoded.map(({ e, env }): UnapprovedCallRow => {
     const call = env.cause ?? env.id;
@@ -380,7 +380,7 @@ export async function deniedCallsReport(store: LedgerStore, tenant: string, req:
   for (const i of indexes) {
     const e = entries.get(i);
     if (e === undefined) continue;
-    const env = decodeEntry(e.entry);
+    const env = decodeStoredEntry(e);
     const tool = env.tool?.name ?? '';
     if (env.type === 'policy.decided') {
       rows.push({ ...base(e, env), kind: 'denied', tool, policies: env.decision?.policies ?? [], reasons: env.decision?.reasons ?? [] });
@@ -405,12 +405,12 @@ export async function actedAfterEndReport(store: LedgerStore, tenant: string, re
   const acting = (s: StoredEntry, byId: ReadonlyMap<string, StoredEntry>, end: number) => {
     if (allowed.has(s.type)) return false;
     if (s.cause === undefined || (s.type !== 'tool.failed' && s.type !== 'approval.expired')) return true;
-    const env = decodeEntry(s.entry);
+    const env = decodeStoredEntry(s);
     return !isRefusal(env) && !isEndBookkeeping(env, (id) => byId.get(id), end);
   };
   const rows: ActedAfterEndRow[] = [];
   for (const e of ends) {
-    const env = decodeEntry(e.entry);
+    const env = decodeStoredEntry(e);
     const entries = sessions.get(e.sessionId ?? '') ?? [];
     const byId = new Map(entries.map((s) => [s.id, s]));
     const later = entries.filter((s) => s.index > e.index && acting(s, byId, e.index));
@@ -439,7 +439,7 @@ export async function deepDelegationReport(store: LedgerStore, tenant: string, r
   for (const i of indexes) {
     const e = entries.get(i);
     if (e === undefined) continue;
-    const env = decodeEntry(e.entry);
+    const env = decodeStoredEntry(e);
     const chain = env.chain ?? [];
     rows.push({
       ...base(e, env),

@@ -6,7 +6,7 @@
  * differs per driver (statements, integer types, error mapping) stays in the stores.
  * @internal
  */
-import { type StoredNode } from '@custody/core';
+import { decodeEntry, type Envelope, FormatError, type StoredNode } from '@custody/core';
 
 import { LedgerError, StoreError } from './errors.js';
 import type { ApiKeyRow, AuditEntryRow, EntryColumns, EntryFilter, EntryRow, Page, PrincipalRole, PrincipalRow, SealedBatch, PostingsRow, SessionColumns, SessionRow, StoredEntry } from './store.js';
@@ -407,6 +407,25 @@ export function parseDisclosures(text: string, tenant: string, index: number): s
     throw new StoreError('STORE_CORRUPT', `tenant ${tenant}, entry ${index}: the stored disclosures column is not JSON`, { cause });
   }
   throw new StoreError('STORE_CORRUPT', `tenant ${tenant}, entry ${index}: the stored disclosures column is not a JSON list of strings`);
+}
+
+/**
+ * Decodes a stored entry's bytes. Bytes that are not a valid entry (changed behind the
+ * ledger's back) are the store's fault, not the request's: the FormatError of
+ * decodeEntry becomes a StoreError `STORE_CORRUPT` naming the tenant, the entry's index
+ * and the field, never a value, so the server answers 500 as for every unreadable store
+ * (not 400 as if the caller had sent it). `custody audit` reports such an entry as
+ * ENTRY_MALFORMED at its index.
+ * @throws StoreError `STORE_CORRUPT`
+ */
+export function decodeStoredEntry(e: Pick<StoredEntry, 'tenant' | 'index' | 'entry'>): Envelope {
+  try {
+    return decodeEntry(e.entry);
+  } catch (cause) {
+    if (!(cause instanceof FormatError)) throw cause;
+    const at = cause.field !== undefined && cause.field !== '(envelope)' ? ` (at ${cause.field})` : '';
+    throw new StoreError('STORE_CORRUPT', `tenant ${e.tenant}, entry ${e.index}: the stored entry bytes are not a valid entry${at}; custody audit reports it as ENTRY_MALFORMED`, { cause });
+  }
 }
 
 /**

@@ -7,8 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 
-import { decodeEntry, type EventDraft, listCommitments, parseDisclosure, revealFields } from '@custody/core';
-import { type EventView, type Ledger, LedgerError, type LegalHoldRow, type RetentionRuleRow, type StoredEntry, viewOf } from '@custody/ledger';
+import { type EventDraft, listCommitments, parseDisclosure, revealFields } from '@custody/core';
+import { decodeStoredEntry, type EventView, type Ledger, LedgerError, type LegalHoldRow, type RetentionRuleRow, type StoredEntry, viewOf } from '@custody/ledger';
 import { v7 as uuidv7 } from 'uuid';
 
 import { RecordsError } from './errors.js';
@@ -177,7 +177,7 @@ export class Records {
     return this.#serial(tenant, async () => {
       const e = await this.ledger.store.getEntryById(tenant, req.event);
       if (e === undefined) throw new LedgerError('EVENT_NOT_FOUND', `no event ${req.event}`);
-      const committed = listCommitments(decodeEntry(e.entry)).map((c) => c.path);
+      const committed = listCommitments(decodeStoredEntry(e)).map((c) => c.path);
       for (const f of fields) {
         if (!committed.includes(f)) {
           throw new RecordsError(
@@ -446,7 +446,7 @@ export class Records {
       const to = Math.min(size, from + INDEX_CHUNK);
       const rows: { index: number; path: string; digest: string }[] = [];
       for await (const e of store.readEntries(tenant, from, to)) {
-        const env = revealFields(decodeEntry(e.entry), e.disclosures);
+        const env = revealFields(decodeStoredEntry(e), e.disclosures);
         for (const p of paths) {
           const v = valueAt(env, p);
           if (v !== undefined) rows.push({ index: e.index, path: p, digest: keyedDigest(key, p, v) });

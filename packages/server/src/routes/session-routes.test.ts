@@ -27,7 +27,13 @@ interface Backend {
   name: string;
   skip: string | false;
   /** A store, and how to overwrite an entry's disclosures column with SQL, outside the ledger. */
-  open(): Promise<{ store: LedgerStore; corrupt: (index: number, text: string) => Promise<void>; close: () => Promise<void> }>;
+  open(): Promise<{
+    store: LedgerStore;
+    corrupt: (index: number, text: string) => Promise<void>;
+    /** Overwrites an entry's bytes with SQL, outside the ledger. */
+    overwriteEntry: (index: number, bytes: Uint8Array) => Promise<void>;
+    close: () => Promise<void>;
+  }>;
 }
 
 const backends: Backend[] = [
@@ -43,6 +49,14 @@ const backends: Backend[] = [
           const db = new Database(path);
           try {
             expect(db.prepare('UPDATE entries SET disclosures = ? WHERE tenant = ? AND idx = ?').run(text, 'default', index).changes).toBe(1);
+          } finally {
+            db.close();
+          }
+        },
+        overwriteEntry: async (index, bytes) => {
+          const db = new Database(path);
+          try {
+            expect(db.prepare('UPDATE entries SET entry = ? WHERE tenant = ? AND idx = ?').run(bytes, 'default', index).changes).toBe(1);
           } finally {
             db.close();
           }
@@ -68,6 +82,16 @@ const backends: Backend[] = [
             await client.end();
           }
         },
+        overwriteEntry: async (index, bytes) => {
+          const client = new pg.Client({ connectionString: pgEnv.url });
+          await client.connect();
+          try {
+            const res = await client.query(`UPDATE "${schema}".entries SET entry = $1 WHERE tenant = $2 AND idx = $3`, [Buffer.from(bytes), 'default', index]);
+            expect(res.rowCount).toBe(1);
+          } finally {
+            await client.end();
+          }
+        },
         close: () => pgEnv.dropSchema(schema),
       };
     },
@@ -79,6 +103,7 @@ describe.each(backends)('session routes over an unreadable entry on $name', (bac
   let ledger: Ledger;
   let key: string;
   let corrupt: (index: number, text: string) => Promise<void>;
+  let overwriteEntry: (index: number, bytes: Uint8Array) => Promise<void>;
   let close: () => Promise<void> = async () => undefined;
   /** What the error handler was given, as the server logs it (`request.log.error({ err })`). */
   const thrown: unknown[] = [];
@@ -91,6 +116,7 @@ describe.each(backends)('session routes over an unreadable entry on $name', (bac
     if (backend.skip !== false) return;
     const b = await backend.open();
     corrupt = b.corrupt;
+    overwriteEntry = b.overwriteEntry;
     close = b.close;
     ledger = await Ledger.open({ store: b.store, logSeed: new Uint8Array(32).fill(9), originHost: 'custody.test' });
     key = (await createApiKey(ledger, { tenant: 'default', role: 'admin', name: 'admin' })).key;
@@ -203,5 +229,36 @@ describe.each(backends)('session routes over an unreadable entry on $name', (bac
     expect(res.statusCode).toBe(404);
     expect(res.json()).toMatchObject({ error: { code: 'SESSION_NOT_FOUND' } });
     expect((await get('/v1/sessions/s-none/bundle')).json()).toMatchObject({ error: { code: 'SESSION_NOT_FOUND' } });
+  });
+
+  // Entry bytes changed behind the ledger's back are the store's fault: 500 STORE_CORRUPT naming
+  // the entry (custody audit finds it), never a 400 ENTRY_MALFORMED as if the caller had sent them.
+  it.skipIf(backend.skip)('entry bytes that are no valid entry: every read of the entry is 500 STORE_CORRUPT naming it, not 400', async () => {
+    const index = at.get('s-broken/2')!;
+    await corrupt(index, '[]');
+    const [original] = await ledger.store.getEntries('default', [index]);
+    const id = original!.id;
+    const damaged = [
+      new TextEncoder().encode('{"not":"an entry"}'),
+      new TextEncoder().encode(new TextDecoder().decode(original!.entry).replace('"tool.requested"', '"tool.requested" ')),
+    ];
+    for (const bytes of damaged) {
+      await overwriteEntry(index, bytes);
+      thrown.length = 0;
+      const routes = ['/v1/events?session=s-broken', `/v1/events/${id}`, '/v1/sessions/s-broken/timeline'];
+      for (const route of routes) {
+        const res = await get(route);
+        expect(res.statusCode, route).toBe(500);
+        expect(res.json().error.code, route).toBe('STORE_CORRUPT');
+        expect(res.json().error.message, route).toContain(`tenant default, entry ${index}: the stored entry bytes are not a valid entry`);
+      }
+      expect(thrown).toHaveLength(routes.length);
+      for (const err of thrown) expect(err).toMatchObject({ name: 'StoreError', code: 'STORE_CORRUPT' });
+      // What does not decode the entry still reads; the other session is untouched.
+      expect((await get('/v1/sessions/s-broken')).statusCode).toBe(200);
+      expect((await get('/v1/sessions/s-fine/timeline')).statusCode).toBe(200);
+    }
+    await overwriteEntry(index, original!.entry);
+    expect((await get('/v1/sessions/s-broken/timeline')).statusCode).toBe(200);
   });
 });
