@@ -114,7 +114,7 @@ const GAP_TITLES: Record<GapName | 'openSessions', string> = {
   outOfScopeCalls: "calls outside their delegation chain's scope",
   actedAfterEnd: 'sessions that acted after their end (revocation, expiry or seal)',
   deepDelegation: `sessions delegated deeper than ${DEFAULT_DELEGATION_DEPTH} hops`,
-  openSessions: 'sessions without a seal (still open)',
+  openSessions: 'sessions neither sealed nor ended by revocation or expiry (still open)',
 };
 
 interface ControlSpec {

@@ -124,7 +124,11 @@ export interface StoreReports {
   typeCounts(tenant: string, range: ReportRange): Promise<TypeCount[]>;
   /**
    * Sessions active in the range (as for topPrincipals): all of them, the sealed ones, and
-   * the open ones (neither sealed nor ended by a revocation or an expiry as their last entry).
+   * the open ones: not sealed, and not ended. A session is ended by any `session.revoked` or
+   * `session.expired` among its entries, whatever follows it (a refusal of a call decided
+   * during the revocation, a cancelled call, an approval expired with the session:
+   * Custody's own bookkeeping; any real activity after the end is acted-after-end's to
+   * report), or by a last entry in AFTER_END_ALLOWED (a credential's revocation or expiry).
    */
   sessionCounts(tenant: string, range: ReportRange): Promise<{ sessions: number; sealed: number; open: number }>;
 }

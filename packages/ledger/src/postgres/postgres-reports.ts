@@ -252,7 +252,8 @@ export class PostgresReports implements StoreReports {
     }
     const { rows } = await this.#query<{ sessions: Int8; sealed: Int8; open: Int8 }>(
       `SELECT count(*) AS sessions, count(*) FILTER (WHERE s.sealed) AS sealed,
-        count(*) FILTER (WHERE NOT s.sealed AND s.last_type NOT IN (${list(AFTER_END_ALLOWED)})) AS open
+        count(*) FILTER (WHERE NOT s.sealed AND s.last_type NOT IN (${list(AFTER_END_ALLOWED)})
+          AND NOT EXISTS (SELECT 1 FROM ${this.#q}.entries p WHERE p.tenant = s.tenant AND p.session_id = s.id AND p.type IN (${list(SESSION_END_TYPES)}))) AS open
         FROM ${this.#q}.sessions s WHERE s.tenant = $1${cond}`,
       params,
     );

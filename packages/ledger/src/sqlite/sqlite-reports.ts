@@ -228,7 +228,9 @@ export class SqliteReports extends SqlitePart implements StoreReports {
       params.push(clockKey(range.until, 'until'));
     }
     const sql = `SELECT count(*) AS sessions, coalesce(sum(s.sealed), 0) AS sealed,
-      coalesce(sum(CASE WHEN s.sealed = 0 AND s.last_type NOT IN (${list(AFTER_END_ALLOWED)}) THEN 1 ELSE 0 END), 0) AS open
+      coalesce(sum(CASE WHEN s.sealed = 0 AND s.last_type NOT IN (${list(AFTER_END_ALLOWED)})
+        AND NOT EXISTS (SELECT 1 FROM entries p INDEXED BY entries_session_ends
+          WHERE p.tenant = s.tenant AND p.session_id = s.id AND p.type IN (${list(SESSION_END_TYPES)})) THEN 1 ELSE 0 END), 0) AS open
       FROM sessions s WHERE s.tenant = ?${cond}`;
     return this.run(() => this.stmt(sql).get(tenant, ...params) as { sessions: number; sealed: number; open: number });
   }

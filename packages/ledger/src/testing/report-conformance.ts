@@ -400,7 +400,9 @@ function defineSuite(opts: StoreConformanceOptions): void {
     // this fixture writes a case past a seal to prove the reports see through it).
     const last = (es: Decoded[]) => es[es.length - 1]!.env.type;
     const sealed = active.filter((es) => last(es) === 'session.closed').length;
-    const open = active.filter((es) => last(es) !== 'session.closed' && !allowed.has(last(es))).length;
+    // Open: neither sealed nor ended: no revocation or expiry anywhere in it, whatever follows.
+    const ends: ReadonlySet<string> = new Set(SESSION_END_TYPES);
+    const open = active.filter((es) => last(es) !== 'session.closed' && !allowed.has(last(es)) && !es.some((d) => ends.has(d.env.type))).length;
     expect(await store.reports.sessionCounts(tenant, range)).toEqual({ sessions: active.length, sealed, open });
   });
 
