@@ -303,6 +303,15 @@ describe.each(stores)('tool calls on $name', ({ name, skip }) => {
     });
     await expect(denied.next()).rejects.toMatchObject({ code: 'SDK_DENIED' });
     expect(deniedRan).toBe(false);
+    // A stream through plain callTool is handed back unread: the record says it was a stream
+    // (data.stream: true) and records no result, not the {} a generator's JSON would be.
+    const unread = await session.callTool('files.read_file', { path: 'd.txt' }, async function* () {
+      yield 'part';
+    });
+    expect(await unread.next()).toEqual({ value: 'part', done: false });
+    const completed = (await server.events(session.id)).at(-1)!.event;
+    expect(completed).toMatchObject({ type: 'tool.completed', data: { stream: true } });
+    expect(completed.data).not.toHaveProperty('result');
     await session.close();
     await custody.close();
   });

@@ -157,6 +157,11 @@ function captured(field: string, value: unknown, capture: Capture): Record<strin
   return { [field]: r.value, ...(r.redactions.length > 0 ? { redacted: r.redactions } : {}) };
 }
 
+/** True for a value `for await` reads (a stream of partial results), which callTool does not read. */
+function isAsyncIterable(value: unknown): boolean {
+  return value !== null && typeof value === 'object' && typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function';
+}
+
 /** What `tool.failed` records of a thrown value: its name and message (cut on a code point, secrets redacted). */
 function errorData(err: unknown): { name: string; message: string } {
   const e = err instanceof Error ? { name: wellFormed(truncate(String(err.name), 200)), message: wellFormed(truncate(String(err.message), 4000)) } : { name: 'Error', message: wellFormed(truncate(String(err), 4000)) };
@@ -303,6 +308,10 @@ export class Session {
    * Once `run` has run, its own result is returned (or its own error rethrown)
    * even when recording the outcome fails; that failure is reported to the
    * client's `delivery.onError` (`SDK_OUTCOME_UNRECORDED`).
+   *
+   * When `run` returns a stream (an async iterable), it is returned unread and
+   * `tool.completed` records `data.stream: true` and no result: use callToolStream
+   * to record a streaming tool's values.
    * @throws DeniedError, ApprovalTimeoutError, RevokedError, AbortedError, LedgerUnavailableError (fail-closed, or after a decision), or what `run` throws
    */
   async callTool<R>(name: string, args: Record<string, unknown>, run: () => R | Promise<R>, opts: CallOptions = {}): Promise<R> {
@@ -317,7 +326,11 @@ export class Session {
       await this.#recordOutcome(full, call, { type: 'tool.failed', cause: call, tool: toolPart, data: { error: errorData(err), durationMs: Date.now() - started } });
       throw err;
     }
-    await this.#recordOutcome(full, call, { type: 'tool.completed', cause: call, tool: toolPart, data: { ...captured('result', result, capture.result), capture: capture.result, durationMs: Date.now() - started } });
+    // A stream (an async iterable: a generator, a ReadableStream) is handed back unread: its
+    // values come after this record, so none is recorded (its JSON would be a misleading {}).
+    // `data.stream: true` says so; callToolStream records what such a tool streams.
+    const outcome = isAsyncIterable(result) ? { stream: true } : captured('result', result, capture.result);
+    await this.#recordOutcome(full, call, { type: 'tool.completed', cause: call, tool: toolPart, data: { ...outcome, capture: capture.result, durationMs: Date.now() - started } });
     return result;
   }
 
