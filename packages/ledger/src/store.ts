@@ -130,23 +130,10 @@ export interface AuditEntryRow extends EntryColumns {
  * `audit`). `objectiveFold` is present only for a store that keeps one (SQLite's
  * `objective_fold`, written as `objectiveFold`).
  */
-export interface SessionColumns {
-  id: string;
-  seq: number;
-  digest: string;
-  sealed: boolean;
-  initiatorId: string | null;
-  actorId: string | null;
-  objective: string | null;
-  objectiveFold?: string | null;
-  parent: string | null;
-  firstAt: string;
-  lastAt: string;
-  firstIndex: number;
-  lastIndex: number;
-  entries: number;
-  lastType: string;
-}
+export type SessionColumns = Omit<SessionRow, OptionalSessionColumn> & { [K in OptionalSessionColumn]-?: NonNullable<SessionRow[K]> | null } & { objectiveFold?: string | null };
+
+/** The session fields a row may omit, which a store writes as NULL. */
+type OptionalSessionColumn = 'initiatorId' | 'actorId' | 'objective' | 'parent';
 
 /** A tenant's head row as stored, for `audit`: the edge as one blob (`joinEdge`), nothing parsed. */
 export interface AuditHeadRow {
