@@ -43,8 +43,12 @@ const POOL_BYTES = 4096;
 let pool = new Uint8Array(0);
 let poolAt = 0;
 
-/** `crypto.getRandomValues`, drawn through a pool (as Node's own randomUUID does); each byte is handed out once. */
-const defaultRandom: RandomBytes = (length) => {
+/**
+ * `crypto.getRandomValues`, drawn through a pool (as Node's own randomUUID does); each
+ * byte is handed out once. The default source of commitment salts; the server also draws
+ * the random bits of the event ids it assigns from it (one CSPRNG call per 256 ids).
+ */
+export const pooledRandomBytes: RandomBytes = (length) => {
   if (length > POOL_BYTES) return globalThis.crypto.getRandomValues(new Uint8Array(length));
   if (poolAt + length > pool.length) {
     pool = globalThis.crypto.getRandomValues(new Uint8Array(POOL_BYTES));
@@ -68,7 +72,7 @@ export function disclosureDigest(disclosure: string): string {
 export function createDisclosure(
   path: string,
   value: unknown,
-  random: RandomBytes = defaultRandom,
+  random: RandomBytes = pooledRandomBytes,
 ): { disclosure: string; digest: string } {
   cachedPointer(path);
   const salt = toBase64url(random(MIN_SALT_BYTES));
@@ -200,7 +204,7 @@ function setAt(root: Record<string, unknown>, tokens: readonly string[], value: 
 export function commitFields<T extends object>(
   env: T,
   paths: readonly string[] = DEFAULT_SENSITIVE_PATHS,
-  random: RandomBytes = defaultRandom,
+  random: RandomBytes = pooledRandomBytes,
 ): { committed: T; disclosures: string[] } {
   const committed = { ...env } as T & Record<string, unknown>;
   return { committed, disclosures: commitOwnedFields(committed, paths, random) };
@@ -212,7 +216,7 @@ export function commitFields<T extends object>(
  * committed path, and returns the disclosures.
  * @internal
  */
-export function commitOwnedFields(root: Record<string, unknown>, paths: readonly string[] = DEFAULT_SENSITIVE_PATHS, random: RandomBytes = defaultRandom): string[] {
+export function commitOwnedFields(root: Record<string, unknown>, paths: readonly string[] = DEFAULT_SENSITIVE_PATHS, random: RandomBytes = pooledRandomBytes): string[] {
   const committed = root;
   let copied: Set<unknown> | undefined;
   const disclosures: string[] = [];

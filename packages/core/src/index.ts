@@ -61,6 +61,7 @@ export {
   listCommitments,
   parseDisclosure,
   parsePointer,
+  pooledRandomBytes,
   revealFields,
 } from './commitment.js';
 export type { Commitment, Disclosure, DisclosureCheck, RandomBytes } from './commitment.js';

@@ -4,7 +4,7 @@
  * request with one bad event writes nothing.
  * @internal
  */
-import { type EventDraft, FormatError, isCustodyOnlyType, type PreparedEvent } from '@custody/core';
+import { type EventDraft, FormatError, isCustodyOnlyType, pooledRandomBytes, type PreparedEvent } from '@custody/core';
 import { LedgerError } from '@custody/ledger';
 import secureJson from 'secure-json-parse';
 import { v7 as uuidv7 } from 'uuid';
@@ -140,7 +140,10 @@ export function preparedEventsOf(
       const { seq: _seq, prev: _prev, ...session } = draft['session'];
       draft['session'] = session;
     }
-    if (draft['id'] === undefined) draft['id'] = uuidv7();
+    // UUIDv7 with its random bits from a pool: about a tenth of the cost of uuid's own
+    // source (one CSPRNG call per id). Ids of one millisecond are then not in creation
+    // order among themselves; nothing orders by id (the log index does).
+    if (draft['id'] === undefined) draft['id'] = uuidv7({ random: pooledRandomBytes(16) });
     if (draft['time'] === undefined) draft['time'] = time;
     if (!opts.admin) {
       const type = draft['type'];
