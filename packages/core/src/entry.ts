@@ -171,6 +171,13 @@ export interface PreparedEvent {
   /** Where each slot is in `template`, in order. */
   slots: readonly { at: number; length: number; name: SlotName }[];
   disclosures: string[];
+  /**
+   * True when the id was minted for this event as it was prepared (the server assigns
+   * UUIDv7 ids to events sent without one), not given by its source: no earlier append
+   * can have used it, so the sequencer skips its idempotency lookup. Set only by the
+   * code that minted the id.
+   */
+  idAssigned?: boolean;
 }
 
 /** What the ledger assigns when it places a prepared event. */

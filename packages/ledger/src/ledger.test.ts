@@ -105,6 +105,30 @@ describe.each(backends)('ledger on $name', (b) => {
     await ledger.close();
   });
 
+  it.skipIf(b.skip)('looks up only the ids that may be in the log already: not those minted as their events were prepared (idAssigned)', async () => {
+    const store = await b.make();
+    const looked: string[][] = [];
+    const counting = new Proxy(store, {
+      get(target, prop) {
+        if (prop === 'findIds') return (tenant: string, ids: readonly string[]) => (looked.push([...ids]), target.findIds(tenant, ids));
+        const value: unknown = Reflect.get(target, prop);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const ledger = await Ledger.open({ store: counting, logSeed: seed, originHost: 'custody.test' });
+    const minted = [ev('m1', 'session.opened'), ev('m1', 'tool.requested')].map((d) => ({ ...ledger.prepare('acme', d), idAssigned: true }));
+    const r = await ledger.appendPrepared('acme', minted);
+    expect(r.map((x) => x.status)).toEqual(['fulfilled', 'fulfilled']);
+    expect(looked).toEqual([]);
+    // A source's own id is looked up, and a re-sent one answers its original result.
+    const given = ev('m1', 'tool.completed');
+    const [first] = await ok(ledger, 'acme', [given]);
+    const [again] = await ok(ledger, 'acme', [given]);
+    expect(again).toEqual({ ...first, duplicate: true });
+    expect(looked).toEqual([[given.id], [given.id]]);
+    await ledger.close();
+  });
+
   it.skipIf(b.skip)('lets the event loop turn while a caller appends again as soon as each append settles', async () => {
     const ledger = await Ledger.open({ store: await b.make(), logSeed: seed, originHost: 'custody.test' });
     let ticks = 0;

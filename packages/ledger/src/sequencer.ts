@@ -226,9 +226,10 @@ export class Sequencer {
     if (t.head === undefined) t.head = (await store.head(tenant)) ?? null;
     const head = t.head;
 
-    // Idempotency: ids already in the log return their original result.
-    const ids = [...new Set(batch.map((p) => p.prepared.id))];
-    const existing = await store.findIds(tenant, ids);
+    // Idempotency: ids already in the log return their original result. An id minted as
+    // its event was prepared (idAssigned) cannot be there, so it is not looked up.
+    const ids = [...new Set(batch.flatMap((p) => (p.prepared.idAssigned === true ? [] : [p.prepared.id])))];
+    const existing = ids.length === 0 ? new Map<string, { index: number; seq?: number }>() : await store.findIds(tenant, ids);
     const firstOf = new Map<string, Pending>();
     const followers: [Pending, Pending][] = [];
     const fresh: Pending[] = [];

@@ -143,7 +143,8 @@ export function preparedEventsOf(
     // UUIDv7 with its random bits from a pool: about a tenth of the cost of uuid's own
     // source (one CSPRNG call per id). Ids of one millisecond are then not in creation
     // order among themselves; nothing orders by id (the log index does).
-    if (draft['id'] === undefined) draft['id'] = uuidv7({ random: pooledRandomBytes(16) });
+    const assigned = draft['id'] === undefined;
+    if (assigned) draft['id'] = uuidv7({ random: pooledRandomBytes(16) });
     if (draft['time'] === undefined) draft['time'] = time;
     if (!opts.admin) {
       const type = draft['type'];
@@ -157,7 +158,9 @@ export function preparedEventsOf(
       // "verified" means Custody verified the identity; a caller's event can only assert it.
       unverify(draft);
     }
-    return prepare(draft as unknown as EventDraft, opts.prepare, i);
+    const prepared = prepare(draft as unknown as EventDraft, opts.prepare, i);
+    // The id is this server's own, just minted: the sequencer need not look it up.
+    return assigned ? { ...prepared, idAssigned: true } : prepared;
   });
 }
 
