@@ -26,14 +26,8 @@ const pgEnv = await postgresTestEnv();
 interface Backend {
   name: string;
   skip: string | false;
-  /** A store, and how to overwrite an entry's disclosures column with SQL, outside the ledger. */
-  open(): Promise<{
-    store: LedgerStore;
-    corrupt: (index: number, text: string) => Promise<void>;
-    /** Overwrites an entry's bytes with SQL, outside the ledger. */
-    overwriteEntry: (index: number, bytes: Uint8Array) => Promise<void>;
-    close: () => Promise<void>;
-  }>;
+  /** A store, and how to overwrite a column of an entry's row with SQL, outside the ledger. */
+  open(): Promise<{ store: LedgerStore; overwrite: (index: number, column: 'disclosures' | 'entry', value: string | Uint8Array) => Promise<void>; close: () => Promise<void> }>;
 }
 
 const backends: Backend[] = [
@@ -45,18 +39,10 @@ const backends: Backend[] = [
       const path = join(dir, 'ledger.db');
       return {
         store: new SqliteStore({ path }),
-        corrupt: async (index, text) => {
+        overwrite: async (index, column, value) => {
           const db = new Database(path);
           try {
-            expect(db.prepare('UPDATE entries SET disclosures = ? WHERE tenant = ? AND idx = ?').run(text, 'default', index).changes).toBe(1);
-          } finally {
-            db.close();
-          }
-        },
-        overwriteEntry: async (index, bytes) => {
-          const db = new Database(path);
-          try {
-            expect(db.prepare('UPDATE entries SET entry = ? WHERE tenant = ? AND idx = ?').run(bytes, 'default', index).changes).toBe(1);
+            expect(db.prepare(`UPDATE entries SET ${column} = ? WHERE tenant = ? AND idx = ?`).run(value, 'default', index).changes).toBe(1);
           } finally {
             db.close();
           }
@@ -72,21 +58,12 @@ const backends: Backend[] = [
       const schema = await pgEnv.freshSchema();
       return {
         store: new PostgresStore({ connectionString: pgEnv.url, schema, pool: { max: 4 } }),
-        corrupt: async (index, text) => {
+        overwrite: async (index, column, value) => {
           const client = new pg.Client({ connectionString: pgEnv.url });
           await client.connect();
           try {
-            const res = await client.query(`UPDATE "${schema}".entries SET disclosures = $1 WHERE tenant = $2 AND idx = $3`, [text, 'default', index]);
-            expect(res.rowCount).toBe(1);
-          } finally {
-            await client.end();
-          }
-        },
-        overwriteEntry: async (index, bytes) => {
-          const client = new pg.Client({ connectionString: pgEnv.url });
-          await client.connect();
-          try {
-            const res = await client.query(`UPDATE "${schema}".entries SET entry = $1 WHERE tenant = $2 AND idx = $3`, [Buffer.from(bytes), 'default', index]);
+            const v = typeof value === 'string' ? value : Buffer.from(value);
+            const res = await client.query(`UPDATE "${schema}".entries SET ${column} = $1 WHERE tenant = $2 AND idx = $3`, [v, 'default', index]);
             expect(res.rowCount).toBe(1);
           } finally {
             await client.end();
@@ -115,8 +92,8 @@ describe.each(backends)('session routes over an unreadable entry on $name', (bac
   beforeAll(async () => {
     if (backend.skip !== false) return;
     const b = await backend.open();
-    corrupt = b.corrupt;
-    overwriteEntry = b.overwriteEntry;
+    corrupt = (index, text) => b.overwrite(index, 'disclosures', text);
+    overwriteEntry = (index, bytes) => b.overwrite(index, 'entry', bytes);
     close = b.close;
     ledger = await Ledger.open({ store: b.store, logSeed: new Uint8Array(32).fill(9), originHost: 'custody.test' });
     key = (await createApiKey(ledger, { tenant: 'default', role: 'admin', name: 'admin' })).key;
