@@ -246,6 +246,14 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     reply.raw.once('close', () => writes--);
   });
 
+  // Ajv (coerceTypes) takes a query's 1e400 or Infinity as an integer within any bounds, and
+  // JSON.parse reads a body's 1e400 as Infinity: no route can do anything with such a
+  // number, so every request is refused that holds one, as a validation error names it.
+  app.addHook('preHandler', async (request) => {
+    const found = nonFiniteField(request.params, 'path parameter') ?? nonFiniteField(request.query, 'query parameter') ?? nonFiniteField(request.body, 'body field');
+    if (found !== undefined) throw new ApiError('REQUEST_INVALID', 400, `${found.label} ${found.field}: must be a finite number`, { field: found.field });
+  });
+
   const ctx: RouteContext = { app, ledger: opts.ledger, maxBatch, bodyLimit, prepareBody };
   metaRoutes(ctx, consoleHtml);
   eventRoutes(ctx);
@@ -266,4 +274,27 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     if (opts.authority !== undefined) decisionRoutes(ctx, opts.authority, opts.approvals, opts.policy);
   }
   return app;
+}
+
+/**
+ * The first number in a parsed request part that is not finite, with its field as
+ * validation errors name it (`a.b[2]`), or undefined. Iterative, so a deeply nested
+ * body cannot overflow the stack; strings (such as the raw body of POST /v1/events,
+ * which its own parser checks) are not looked into.
+ */
+function nonFiniteField(value: unknown, label: string): { label: string; field: string } | undefined {
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return typeof value === 'number' && !Number.isFinite(value) ? { label: label === 'body field' ? 'body' : label, field: '(the body)' } : undefined;
+  const stack: [unknown, string][] = [[value, '']];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop()!;
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return { label, field: path };
+      continue;
+    }
+    // Bytes (a protobuf body) hold no JSON numbers.
+    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) continue;
+    if (Array.isArray(v)) v.forEach((x, i) => stack.push([x, `${path}[${i}]`]));
+    else for (const [k, x] of Object.entries(v)) stack.push([x, path === '' ? k : `${path}.${k}`]);
+  }
+  return undefined;
 }

@@ -154,6 +154,24 @@ describe.each(backends)('the approver path on $name', (backend) => {
   const log = async (session: string) => (await ledger.timeline('default', session)).events.sort((a, b) => a.index - b.index).map((e) => e.event);
   const entriesOf = async (session: string, approval: string) => (await log(session)).filter((e) => e.approval?.id === approval).map((e) => e.type);
 
+  it.skipIf(backend.skip)('a number that is not finite (1e400, Infinity) in a query or a JSON body is 400 naming it, never a 500; nothing is recorded', async () => {
+    for (const q of ['limit=1e400', 'limit=Infinity']) {
+      const res = await fetch(`${url}/v1/approvals?${q}`, { headers: { authorization: `Bearer ${keys['read']!}` } });
+      expect(res.status, q).toBe(400);
+      expect(await res.json(), q).toEqual({ error: { code: 'REQUEST_INVALID', message: 'query parameter limit: must be a finite number', field: 'limit' } });
+    }
+    const s = await open('carol@example.com');
+    const before = (await log(s.session)).length;
+    const res = await fetch(`${url}/v1/decisions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.credential}`, 'content-type': 'application/json' },
+      body: '{"tool":{"server":"payments","name":"transfer"},"arguments":{"amount":1e400,"currency":"EUR"}}',
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: { code: 'REQUEST_INVALID', message: 'body field arguments.amount: must be a finite number', field: 'arguments.amount' } });
+    expect((await log(s.session)).length).toBe(before);
+  });
+
   it.skipIf(backend.skip)('F1: a subject token the agent side holds never answers an approval; a token with the approverAudience does', async () => {
     // A shared agent opens one session for alice and one for bob; bob's transfer is held.
     const alice = await open('alice@example.com');
