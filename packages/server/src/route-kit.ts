@@ -6,11 +6,15 @@
  */
 // Brings @fastify/swagger's schema fields (tags, summary, security …) into FastifySchema here.
 import type {} from '@fastify/swagger';
+import { PassThrough, type Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+
 import type { PreparedEvent } from '@custody/core';
 import type { Ledger } from '@custody/ledger';
 import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
 
 import type { ApiKeyRole } from './api-keys.js';
+import { ApiError, type ApiErrorCode } from './errors.js';
 import type { PrepareTask } from './prepare-protocol.js';
 import { requireRole } from './auth.js';
 import { ref } from './schemas.js';
@@ -77,4 +81,37 @@ export function utc(time: string | undefined): string | undefined {
   if (time === undefined || time.endsWith('Z')) return time;
   const ms = Date.parse(time);
   return Number.isNaN(ms) ? time : new Date(ms).toISOString();
+}
+
+/** The routes whose bodies may come gzipped (each inflates them with `inflate` in its preParsing). */
+export const INFLATING_ROUTES: ReadonlySet<string> = new Set(['POST /v1/events', 'POST /v1/traces']);
+
+/** The request's Content-Encoding, lower-cased; `identity` when none is named. */
+export function contentEncoding(headers: Record<string, string | string[] | undefined>): string {
+  const enc = String(headers['content-encoding'] ?? '').trim().toLowerCase();
+  return enc === '' ? 'identity' : enc;
+}
+
+/**
+ * `Content-Encoding: gzip` (what OTLP exporters and log shippers send with compression
+ * on): the body is inflated as it arrives; Fastify's body limit applies to both the
+ * compressed and the inflated length (a small bomb cannot inflate past it). Any other
+ * encoding is 415; bytes that are not gzip are 400 with the route's `invalid` code.
+ */
+export async function inflate(
+  request: { headers: Record<string, string | string[] | undefined> },
+  payload: Readable,
+  opts: { route: string; invalid: ApiErrorCode },
+): Promise<Readable> {
+  const enc = contentEncoding(request.headers);
+  if (enc === 'identity') return payload;
+  if (enc !== 'gzip') throw new ApiError('MEDIA_TYPE_UNSUPPORTED', 415, `Content-Encoding ${enc.slice(0, 40)} is not supported on ${opts.route}: send gzip or none`);
+  const out = new PassThrough() as PassThrough & { receivedEncodedLength: number };
+  out.receivedEncodedLength = 0;
+  const gunzip = createGunzip();
+  payload.on('data', (chunk: Buffer) => (out.receivedEncodedLength += chunk.length));
+  payload.on('error', (err) => out.destroy(err));
+  gunzip.on('error', () => out.destroy(new ApiError(opts.invalid, 400, 'the body is not valid gzip (Content-Encoding: gzip)')));
+  payload.pipe(gunzip).pipe(out);
+  return out;
 }

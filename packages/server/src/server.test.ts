@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 import {
   fromBase64,
@@ -333,6 +334,34 @@ for (const backend of BACKENDS) {
         expect(big.json().error.code).toBe('BODY_TOO_LARGE');
         expect(await logSize(h, h.keys['acme:read']!)).toBe(4); // the admin.key_created entries of the four acme keys
         expect((await h.call('POST', '/v1/events', { key: h.keys['acme:ingest'], body: four.slice(0, 3) })).statusCode).toBe(201);
+      });
+
+      it('takes gzipped bodies on POST /v1/events (JSON and NDJSON), the body limit counting the inflated bytes; other encodings and other routes are 415', async () => {
+        const h = await start({ bodyLimit: 4096 });
+        const s = sid();
+        const gz = (key: string | undefined, url: string, body: Buffer, type = 'application/json', encoding = 'gzip') =>
+          h.app.inject({ method: 'POST', url, headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), 'content-type': type, 'content-encoding': encoding }, payload: body });
+        const key = h.keys['acme:ingest']!;
+        const json = await gz(key, '/v1/events', gzipSync(JSON.stringify([open(s), step(s, 'model.output')])));
+        expect(json.statusCode).toBe(201);
+        expect(json.json().results.map((r: { seq: number }) => r.seq)).toEqual([1, 2]);
+        const nd = await gz(key, '/v1/events', gzipSync(`${JSON.stringify(step(s, 'model.output'))}\n`), 'application/x-ndjson');
+        expect(nd.statusCode).toBe(201);
+        const size = await logSize(h, h.keys['acme:read']!);
+        // Small on the wire, past the limit once inflated: refused, nothing written.
+        const bomb = await gz(key, '/v1/events', gzipSync(JSON.stringify({ ...open(sid()), data: { blob: 'x'.repeat(50_000) } })));
+        expect(bomb.statusCode).toBe(413);
+        expect(bomb.json().error.code).toBe('BODY_TOO_LARGE');
+        const notGzip = await gz(key, '/v1/events', Buffer.from(JSON.stringify(open(sid()))));
+        expect(notGzip.statusCode).toBe(400);
+        expect(notGzip.json().error).toEqual({ code: 'REQUEST_INVALID', message: 'the body is not valid gzip (Content-Encoding: gzip)' });
+        const br = await gz(key, '/v1/events', Buffer.from('x'), 'application/json', 'br');
+        expect(br.statusCode).toBe(415);
+        expect(br.json().error.code).toBe('MEDIA_TYPE_UNSUPPORTED');
+        const keys = await gz(h.keys['acme:admin'], '/v1/keys', gzipSync(JSON.stringify({ role: 'read', name: 'zipped' })));
+        expect(keys.statusCode).toBe(415);
+        expect(keys.json().error.message).toContain('Content-Encoding gzip is not supported on /v1/keys');
+        expect(await logSize(h, h.keys['acme:read']!)).toBe(size);
       });
 
       it('defaults to 1,000 events and 5 MiB', async () => {

@@ -16,7 +16,7 @@ import { type ImportMapping, mappingsBySource } from './import/mapping.js';
 import { preparedBodyOf } from './ingest.js';
 import { defaultPrepareWorkers, PreparePool } from './prepare-pool.js';
 import type { PrepareTask } from './prepare-protocol.js';
-import { BEARER, type RouteContext } from './route-kit.js';
+import { BEARER, contentEncoding, INFLATING_ROUTES, type RouteContext } from './route-kit.js';
 import { approvalRoutes } from './routes/approval-routes.js';
 import { authorityRoutes } from './routes/authority-routes.js';
 import { CONSOLE_HEADERS, consoleRoutes, wantsConsole } from './routes/console-routes.js';
@@ -252,6 +252,16 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   app.addHook('preHandler', async (request) => {
     const found = nonFiniteField(request.params, 'path parameter') ?? nonFiniteField(request.query, 'query parameter') ?? nonFiniteField(request.body, 'body field');
     if (found !== undefined) throw new ApiError('REQUEST_INVALID', 400, `${found.label} ${found.field}: must be a finite number`, { field: found.field });
+  });
+
+  // A compressed body on a route that does not inflate it would be refused as bad JSON:
+  // say what is wrong instead (POST /v1/events and /v1/traces take gzip).
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const enc = contentEncoding(request.headers);
+    if (enc !== 'identity' && !INFLATING_ROUTES.has(`${request.method} ${request.routeOptions.url ?? ''}`)) {
+      throw new ApiError('MEDIA_TYPE_UNSUPPORTED', 415, `Content-Encoding ${enc.slice(0, 40)} is not supported on ${request.routeOptions.url ?? 'this route'}: send the body uncompressed (POST /v1/events and /v1/traces take gzip)`);
+    }
+    return payload;
   });
 
   const ctx: RouteContext = { app, ledger: opts.ledger, maxBatch, bodyLimit, prepareBody };

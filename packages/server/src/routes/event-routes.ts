@@ -8,7 +8,7 @@ import type { FastifySchemaCompiler } from 'fastify';
 
 import { ROLES, callerOf } from '../auth.js';
 import { ApiError, AppendFailedError, type AppendRefusal, errorResponse } from '../errors.js';
-import { AUTHED, type RouteContext, access, errorResponses, rolesLine, utc } from '../route-kit.js';
+import { AUTHED, type RouteContext, access, errorResponses, inflate, rolesLine, utc } from '../route-kit.js';
 import { ENTRY_FILTERS, PAGING, ref } from '../schemas.js';
 
 /** The query string of an identity query: the EntryFilter fields (`traceId` is `trace`), and paging. */
@@ -68,6 +68,7 @@ export function eventRoutes(ctx: RouteContext): void {
       method: 'POST',
       url: '/v1/events',
       ...(append.onRequest ? { onRequest: append.onRequest } : {}),
+      preParsing: async (request, _reply, payload) => inflate(request, payload, { route: '/v1/events', invalid: 'REQUEST_INVALID' }),
       validatorCompiler: eventsBodyCompiler,
       schema: {
         tags: ['events'],
@@ -75,6 +76,7 @@ export function eventRoutes(ctx: RouteContext): void {
         description:
           'Appends one event (a JSON object), a batch (a JSON array) or NDJSON (application/x-ndjson, one event per line) to the tenant of the API key. ' +
           `Every event is validated before any is appended: one bad event (400 EVENT_INVALID, naming events[i] and the field) writes nothing. At most ${ctx.maxBatch} events and ${ctx.bodyLimit} bytes per request. ` +
+          'The body may be gzipped (`Content-Encoding: gzip`); the byte limit then applies to the inflated body too, and other encodings are 415. ' +
           'The answer comes after the events are durable: `results` in request order. 201 when every event was new; 200 when some or all were duplicates ' +
           '(an id already in the log: its original result, `duplicate: true`, never a second entry); 207 when the sequencer refused some events ' +
           '(e.g. SESSION_SEALED, or closing a session that has no entries): those appear as `{ id, error }`, the others were appended. ' +

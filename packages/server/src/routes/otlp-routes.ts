@@ -5,8 +5,6 @@
  * See docs/sdk.md, "OTLP import".
  * @internal
  */
-import { PassThrough, type Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 
 import { FormatError, type PreparedEvent } from '@custody/core';
 import { LedgerError } from '@custody/ledger';
@@ -17,7 +15,7 @@ import { AppendFailedError, ApiError } from '../errors.js';
 import { preparedEventsOf } from '../ingest.js';
 import { type ExportTraceRequest, decodeTraceRequest, encodeTraceResponse } from '../otlp/otlp-decode.js';
 import { SpanRefused, attributesOf, eventOfSpan } from '../otlp/otlp-map.js';
-import { type RouteContext, access, errorResponses, rolesLine } from '../route-kit.js';
+import { type RouteContext, access, errorResponses, inflate, rolesLine } from '../route-kit.js';
 
 const PROTOBUF = 'application/x-protobuf';
 
@@ -41,25 +39,6 @@ const RESPONSE = {
   },
 } as const;
 
-/**
- * `Content-Encoding: gzip` (what OTLP exporters send with compression on): the
- * body is inflated as it arrives; Fastify's body limit applies to both the
- * compressed and the inflated length (a small bomb cannot inflate past it).
- */
-async function inflate(request: { headers: Record<string, string | string[] | undefined> }, payload: Readable): Promise<Readable> {
-  const enc = String(request.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-  if (enc === 'identity' || enc === '') return payload;
-  if (enc !== 'gzip') throw new ApiError('MEDIA_TYPE_UNSUPPORTED', 415, `Content-Encoding ${enc.slice(0, 40)} is not supported on /v1/traces: send gzip or none`);
-  const out = new PassThrough() as PassThrough & { receivedEncodedLength: number };
-  out.receivedEncodedLength = 0;
-  const gunzip = createGunzip();
-  payload.on('data', (chunk: Buffer) => (out.receivedEncodedLength += chunk.length));
-  payload.on('error', (err) => out.destroy(err));
-  gunzip.on('error', () => out.destroy(new ApiError('OTLP_INVALID', 400, 'the body is not valid gzip (Content-Encoding: gzip)')));
-  payload.pipe(gunzip).pipe(out);
-  return out;
-}
-
 /** Registers POST /v1/traces. */
 export function otlpRoutes(ctx: RouteContext): void {
   const { app, ledger } = ctx;
@@ -70,7 +49,7 @@ export function otlpRoutes(ctx: RouteContext): void {
     method: 'POST',
     url: '/v1/traces',
     ...(append.onRequest ? { onRequest: append.onRequest } : {}),
-    preParsing: async (request, _reply, payload) => inflate(request, payload),
+    preParsing: async (request, _reply, payload) => inflate(request, payload, { route: '/v1/traces', invalid: 'OTLP_INVALID' }),
     validatorCompiler: bodyCompiler,
     schema: {
       tags: ['events'],
