@@ -13,11 +13,14 @@ import {
   parseNote,
   parseVerifierKey,
   type RandomBytes,
+  signerFromSeed,
+  toBase64,
   verifyBundle,
   verifyCheckpoint,
   verifyConsistency,
   verifyReceipt,
 } from '@custody/core';
+import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { audit } from './audit.js';
@@ -126,6 +129,25 @@ describe.each(backends)('ledger on $name', (b) => {
     const [again] = await ok(ledger, 'acme', [given]);
     expect(again).toEqual({ ...first, duplicate: true });
     expect(looked).toEqual([[given.id], [given.id]]);
+    await ledger.close();
+  });
+
+  it.skipIf(b.skip)('refuses to open a store with another log key than the one that signs its logs, naming both public keys', async () => {
+    const store = await b.make();
+    const ledger = await Ledger.open({ store, logSeed: seed, originHost: 'custody.test' });
+    await ok(ledger, 'acme', [ev('k1', 'session.opened')]);
+    const other = new Uint8Array(32).fill(4);
+    const err = await Ledger.open({ store, logSeed: other, originHost: 'custody.test' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const pub = (s: Uint8Array) => toBase64(signerFromSeed('custody.test', s).publicKey);
+    expect(err).toMatchObject({ name: 'LedgerError', code: 'CONFIG_INVALID' });
+    expect((err as Error).message).toContain(`(public key ${pub(seed)})`);
+    expect((err as Error).message).toContain(`given (public key ${pub(other)})`);
+    // The same key opens it again, and appends go on.
+    const again = await Ledger.open({ store, logSeed: seed, originHost: 'custody.test' });
+    await ok(again, 'acme', [ev('k1', 'tool.requested')]);
     await ledger.close();
   });
 
@@ -287,5 +309,27 @@ describe('several writers on one PostgreSQL', () => {
     expect(cpA.note).toBe(cpB.note);
     await a.close();
     await b.close();
+  });
+});
+
+describe('a store from before the log key was kept', () => {
+  it.skipIf(pg.only && pg.only !== 'sqlite')('has its latest checkpoints checked against the given key once, then keeps the key', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'custody-ledger-')), 'ledger.db');
+    const first = await Ledger.open({ store: new SqliteStore({ path }), logSeed: seed, originHost: 'custody.test' });
+    await ok(first, 'acme', [ev('u1', 'session.opened')]);
+    await first.close();
+    // As such a store was: no logPublicKey in its meta.
+    const db = new Database(path);
+    expect(db.prepare("DELETE FROM meta WHERE key = 'logPublicKey'").run().changes).toBe(1);
+    db.close();
+    const store = new SqliteStore({ path });
+    await expect(Ledger.open({ store, logSeed: new Uint8Array(32).fill(4), originHost: 'custody.test' })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringContaining('the latest checkpoint of tenant acme does not verify with it'),
+    });
+    expect(await store.getMeta('logPublicKey')).toBeUndefined();
+    const ledger = await Ledger.open({ store, logSeed: seed, originHost: 'custody.test' });
+    expect(await store.getMeta('logPublicKey')).toBe(toBase64(signerFromSeed('custody.test', seed).publicKey));
+    await ledger.close();
   });
 });

@@ -29,6 +29,7 @@ import {
   signerFromSeed,
   subtreeNodes,
   toBase64,
+  verifyCheckpoint,
 } from '@custody/core';
 
 import { type ComplianceReport, complianceReport } from './compliance.js';
@@ -139,6 +140,7 @@ export class Ledger {
         `this store's logs are named ${host}/<tenant> (fixed at first start); the origin host ${opts.originHost} does not match`,
       );
     }
+    await checkLogKey(opts.store, host, opts.logSeed);
     return new Ledger(opts, host);
   }
 
@@ -341,6 +343,37 @@ export class Ledger {
     await this.#sequencer.close();
     await this.store.close();
   }
+}
+
+/**
+ * Refuses a log key other than the one that signs the store's logs. Every process on one
+ * store must sign with the same key: a node started with a fresh or another key would
+ * sign checkpoints no pinned verifier accepts, silently. The store keeps the key's public
+ * half (`logPublicKey`, set at first start); a store from before it was kept has its
+ * tenants' latest checkpoints checked against the key instead, once.
+ * @throws LedgerError `CONFIG_INVALID` naming both public keys
+ */
+async function checkLogKey(store: LedgerStore, host: string, seed: Uint8Array): Promise<void> {
+  const publicKey = toBase64(signerFromSeed(host, seed).publicKey);
+  const refuse = (which: string) =>
+    new LedgerError(
+      'CONFIG_INVALID',
+      `this store's logs are signed with another log key (${which}) than the one this process was given (public key ${publicKey}): every Custody process on one store must use the same log key (copy its log.key, or pass --log-key or $CUSTODY_LOG_KEY)`,
+    );
+  const known = await store.getMeta('logPublicKey');
+  if (known === undefined) {
+    for (const tenant of await store.tenants()) {
+      const cp = await store.latestCheckpoint(tenant);
+      if (cp === undefined) continue;
+      try {
+        verifyCheckpoint(cp.note, signerFromSeed(`${host}/${tenant}`, seed));
+      } catch {
+        throw refuse(`the latest checkpoint of tenant ${tenant} does not verify with it`);
+      }
+    }
+  }
+  const kept = await store.initMeta('logPublicKey', publicKey);
+  if (kept !== publicKey) throw refuse(`public key ${kept}`);
 }
 
 /** The API view of a stored entry. */

@@ -39,6 +39,9 @@ function role(r: string | undefined): Role {
 
 /** `custody keys create|list|revoke`: through the API with an admin key, or --direct on the data folder / PostgreSQL. */
 export async function runKeys(action: 'create' | 'list' | 'revoke', id: string | undefined, opts: KeysOptions, io: Output): Promise<number> {
+  // The flags first: a bad --role or a missing id is named before any key, server or store is looked for.
+  if (action === 'create') role(opts.role);
+  if (action === 'revoke' && id === undefined) throw new CliError('KEY_ID_REQUIRED', 'name the key to revoke: custody keys revoke <id>');
   if (opts.direct) return direct(action, id, opts, io);
   const conn = resolveConnection(opts);
   if (opts.tenant !== undefined) throw new CliError('TENANT_FROM_KEY', 'through the API a key manages its own tenant only; use --direct to create a key for another tenant');
