@@ -207,3 +207,19 @@ describe('custody audit --json when the audit cannot run', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, tenants: [{ tenant: 'default', ok: true, entries: 3, problems: [] }] });
   });
 });
+
+describe('custody up on a store whose logs another log key signs', () => {
+  it('refuses to start (CONFIG_INVALID naming the keys) and takes back the log key it just wrote; the right key starts it', async () => {
+    const data = join(work, 'other-key');
+    mkdirSync(data, { recursive: true });
+    const ledger = await Ledger.open({ store: new SqliteStore({ path: join(data, 'ledger.db') }), logSeed: new Uint8Array(32).fill(7), originHost: 'custody.test' });
+    await ledger.close();
+    // No log.key in the folder (say, the data folder of another host): up would make one.
+    const r = custody(['up', '--data', data, '--port', '0', '--origin-host', 'custody.test']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('[CONFIG_INVALID]');
+    expect(r.stderr).toContain(`signed with another log key (public key ${toBase64(signerFromSeed('custody.test', new Uint8Array(32).fill(7)).publicKey)})`);
+    expect(r.stderr).toContain('was removed again');
+    expect(existsSync(join(data, 'log.key'))).toBe(false);
+  });
+});

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 
@@ -15,7 +15,7 @@ import {
   signingKeyFromText,
   SqliteAuthorityStore,
 } from '@custody/authority';
-import { Ledger } from '@custody/ledger';
+import { Ledger, LedgerError } from '@custody/ledger';
 import { StreamRunner } from '@custody/records';
 import { formatIssue, loadPolicySet, PolicyEngine, PolicyError } from '@custody/policy';
 import { type ApprovalStore, Approvals, createApiKey, createServer, ImportMappingError, loadMappingFile, PostgresApprovalStore, SqliteApprovalStore } from '@custody/server';
@@ -117,7 +117,14 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
   async function run(): Promise<number> {
     const store = await openStore(dir, opts.postgres);
     opened.push(() => store.close());
-    const ledger = await Ledger.open({ store, logSeed: seed, ...(opts.originHost ? { originHost: opts.originHost } : {}) });
+    const ledger = await Ledger.open({ store, logSeed: seed, ...(opts.originHost ? { originHost: opts.originHost } : {}) }).catch((err: unknown) => {
+      // A log key this start made for a store whose logs another key signs is wrong: take it back.
+      if (created && err instanceof LedgerError && err.code === 'CONFIG_INVALID' && err.message.includes('log key')) {
+        rmSync(source, { force: true });
+        throw new LedgerError('CONFIG_INVALID', `${err.message}; the new log key this start wrote to ${source} was removed again`);
+      }
+      throw err;
+    });
     opened.push(() => ledger.close());
 
     const c = io.color;
