@@ -52,6 +52,24 @@ describe('verifyBundle', () => {
     expect(open.summary).toContain('intact so far, not sealed');
   });
 
+  it('names the fields of a bundle that no proof covers (ignored), without letting them change the verdict', () => {
+    const log = new MemoryLog({ tenant: 'acme', signer });
+    session(log, 's1', 3);
+    const clean = verifyBundle(log.bundle('s1'), { verifierKey: signer.verifierText });
+    expect(clean.ignored).toBeUndefined();
+    const b = log.bundle('s1') as unknown as Record<string, unknown> & { records: Record<string, unknown>[] };
+    b['notes'] = 'approved by the CFO';
+    b['\u001b[2Jx\u202e'] = 1;
+    b.records[1]!['comment'] = 'looks fine';
+    const report = verifyBundle(b, { verifierKey: signer.verifierText });
+    expect(report.verdict).toBe('complete');
+    expect(report.ignored).toEqual(['notes', '??2Jx?', 'records[1].comment']);
+    expect(report.summary).toContain('; ignored fields no proof covers: notes, ??2Jx?, records[1].comment');
+    // At most 20 are named.
+    for (let i = 0; i < 30; i++) b[`extra${i}`] = i;
+    expect(verifyBundle(b).ignored).toHaveLength(20);
+  });
+
   it('verifies the same bundle before and after redaction, reporting redacted fields', () => {
     const log = new MemoryLog({ tenant: 'acme', signer });
     session(log, 's1', 4);

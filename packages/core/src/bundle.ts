@@ -106,6 +106,12 @@ export interface BundleReport {
   records: RecordReport[];
   /** Every failure, in the order found. */
   failures: VerificationFailure[];
+  /**
+   * Fields of the bundle that this format does not define (`notes`, `records[2].comment`):
+   * no proof covers them and the verifier did not read them. Present only when there are
+   * some (at most 20 named). A viewer must not show them as evidence.
+   */
+  ignored?: string[];
 }
 
 /** Options for `verifyBundle`. */
@@ -152,6 +158,7 @@ export function verifyBundle(input: unknown, options: VerifyBundleOptions = {}):
     return report({ key: { source: given === undefined ? 'bundle' : 'given', matchesBundle: false } });
   }
   const bundle = parsed.data as Bundle;
+  const ignored = unknownFields(input as Record<string, unknown>);
 
   // 1. The key: pinned by the caller, or taken from the bundle.
   let verifier: NoteVerifier | undefined;
@@ -328,6 +335,7 @@ export function verifyBundle(input: unknown, options: VerifyBundleOptions = {}):
     sessions,
     records,
     failures,
+    ...(ignored.length > 0 ? { ignored } : {}),
   });
 }
 
@@ -399,6 +407,26 @@ function signatureBlock(note: string): string {
   return note.slice(note.lastIndexOf('\n\n'));
 }
 
+const BUNDLE_FIELDS: ReadonlySet<string> = new Set(['format', 'session', 'verifierKey', 'checkpoint', 'records', 'consistency']);
+const RECORD_FIELDS: ReadonlySet<string> = new Set(['entry', 'proof', 'disclosures']);
+const MAX_IGNORED = 20;
+
+/** The fields of a (schema-valid) bundle that the format does not define, at most MAX_IGNORED. */
+function unknownFields(input: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  const add = (name: string) => {
+    if (out.length < MAX_IGNORED) out.push(name);
+  };
+  // Names come from the bundle: shown only as letters, digits and `_.$-` (others as `?`), so no viewer prints controls.
+  const shown = (k: string) => k.slice(0, 80).replace(/[^A-Za-z0-9_.$-]/g, '?');
+  for (const k of Object.keys(input)) if (!BUNDLE_FIELDS.has(k)) add(shown(k));
+  const records = input['records'] as Record<string, unknown>[];
+  for (let i = 0; i < records.length && out.length < MAX_IGNORED; i++) {
+    for (const k of Object.keys(records[i]!)) if (!RECORD_FIELDS.has(k)) add(`records[${i}].${shown(k)}`);
+  }
+  return out;
+}
+
 function finish(r: BundleReport): BundleReport {
   r.summary = summarize(r);
   return r;
@@ -423,6 +451,7 @@ function summarize(r: BundleReport): string {
     sessions,
     `${disclosed} field${disclosed === 1 ? '' : 's'} disclosed, ${redacted} redacted`,
     `signed by ${keyNote}`,
+    r.ignored !== undefined ? `ignored fields no proof covers: ${r.ignored.join(', ')}` : '',
   ]
     .filter((s) => s !== '')
     .join('; ');
