@@ -37,48 +37,55 @@ function role(r: string | undefined): Role {
   return r as Role;
 }
 
+/** What `custody keys` was asked to do, its flags checked. */
+type KeysRequest = { action: 'create'; role: Role } | { action: 'list' } | { action: 'revoke'; id: string };
+
+/** Checks the flags of an action: a bad --role or a missing id is named before any key, server or store is looked for. */
+function keysRequest(action: 'create' | 'list' | 'revoke', id: string | undefined, opts: KeysOptions): KeysRequest {
+  if (action === 'create') return { action, role: role(opts.role) };
+  if (action === 'list') return { action };
+  if (id === undefined) throw new CliError('KEY_ID_REQUIRED', 'name the key to revoke: custody keys revoke <id>');
+  return { action, id };
+}
+
 /** `custody keys create|list|revoke`: through the API with an admin key, or --direct on the data folder / PostgreSQL. */
 export async function runKeys(action: 'create' | 'list' | 'revoke', id: string | undefined, opts: KeysOptions, io: Output): Promise<number> {
-  // The flags first: a bad --role or a missing id is named before any key, server or store is looked for.
-  if (action === 'create') role(opts.role);
-  if (action === 'revoke' && id === undefined) throw new CliError('KEY_ID_REQUIRED', 'name the key to revoke: custody keys revoke <id>');
-  if (opts.direct) return direct(action, id, opts, io);
+  const req = keysRequest(action, id, opts);
+  if (opts.direct) return direct(req, opts, io);
   const conn = resolveConnection(opts);
   if (opts.tenant !== undefined) throw new CliError('TENANT_FROM_KEY', 'through the API a key manages its own tenant only; use --direct to create a key for another tenant');
-  if (action === 'create') {
-    const res = await apiFetch(conn, '/v1/keys', { method: 'POST', body: JSON.stringify({ role: role(opts.role), name: opts.name ?? `${opts.role} key` }) });
+  if (req.action === 'create') {
+    const res = await apiFetch(conn, '/v1/keys', { method: 'POST', body: JSON.stringify({ role: req.role, name: opts.name ?? `${req.role} key` }) });
     const body = (await res.json()) as { id: string; key: string; role: string; name: string };
     printCreated(body, opts, io);
-  } else if (action === 'list') {
+  } else if (req.action === 'list') {
     const res = await apiFetch(conn, '/v1/keys');
     const body = (await res.json()) as { keys: KeyInfo[] };
     printList(body.keys, opts, io);
   } else {
-    if (id === undefined) throw new CliError('KEY_ID_REQUIRED', 'name the key to revoke: custody keys revoke <id>');
-    await apiFetch(conn, `/v1/keys/${encodeURIComponent(id)}`, { method: 'DELETE' });
-    io.out(opts.json ? safeJson({ id, revoked: true }) : `revoked key ${id}`);
+    await apiFetch(conn, `/v1/keys/${encodeURIComponent(req.id)}`, { method: 'DELETE' });
+    io.out(opts.json ? safeJson({ id: req.id, revoked: true }) : `revoked key ${req.id}`);
   }
   return 0;
 }
 
-async function direct(action: 'create' | 'list' | 'revoke', id: string | undefined, opts: KeysOptions, io: Output): Promise<number> {
+async function direct(req: KeysRequest, opts: KeysOptions, io: Output): Promise<number> {
   const dir = dataDir(opts.data);
   const { seed } = loadLogSeed(dir);
   const store = await openStore(dir, opts.postgres);
   const ledger = await Ledger.open({ store, logSeed: seed, ...(opts.originHost ? { originHost: opts.originHost } : {}) });
   try {
     const tenant = opts.tenant ?? 'default';
-    if (action === 'create') {
-      const { key, row } = await createApiKey(ledger, { tenant, role: role(opts.role), name: opts.name ?? `${opts.role} key` });
+    if (req.action === 'create') {
+      const { key, row } = await createApiKey(ledger, { tenant, role: req.role, name: opts.name ?? `${req.role} key` });
       printCreated({ id: row.id, key, role: row.role, name: row.name, tenant }, opts, io);
-    } else if (action === 'list') {
+    } else if (req.action === 'list') {
       printList(await store.listApiKeys(opts.tenant), opts, io);
     } else {
-      if (id === undefined) throw new CliError('KEY_ID_REQUIRED', 'name the key to revoke: custody keys revoke <id>');
       const { revokeApiKey } = await import('@custody/server');
-      const ok = await revokeApiKey(ledger, { tenant, id, by: 'cli:direct' });
-      if (!ok) throw new CliError('KEY_NOT_FOUND', `no live key ${id} in tenant ${tenant}`, 1);
-      io.out(opts.json ? safeJson({ id, revoked: true }) : `revoked key ${id}`);
+      const ok = await revokeApiKey(ledger, { tenant, id: req.id, by: 'cli:direct' });
+      if (!ok) throw new CliError('KEY_NOT_FOUND', `no live key ${req.id} in tenant ${tenant}`, 1);
+      io.out(opts.json ? safeJson({ id: req.id, revoked: true }) : `revoked key ${req.id}`);
     }
     return 0;
   } finally {
