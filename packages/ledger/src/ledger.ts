@@ -351,7 +351,7 @@ export class Ledger {
  * sign checkpoints no pinned verifier accepts, silently. The store keeps the key's public
  * half (`logPublicKey`, set at first start); a store from before it was kept has its
  * tenants' latest checkpoints checked against the key instead, once.
- * @throws LedgerError `CONFIG_INVALID` naming both public keys
+ * @throws LedgerError `CONFIG_INVALID` naming both public keys, with `field: 'logKey'`
  */
 async function checkLogKey(store: LedgerStore, host: string, seed: Uint8Array): Promise<void> {
   const publicKey = toBase64(signerFromSeed(host, seed).publicKey);
@@ -359,6 +359,7 @@ async function checkLogKey(store: LedgerStore, host: string, seed: Uint8Array): 
     new LedgerError(
       'CONFIG_INVALID',
       `this store's logs are signed with another log key (${which}) than the one this process was given (public key ${publicKey}): every Custody process on one store must use the same log key (copy its log.key, or pass --log-key or $CUSTODY_LOG_KEY)`,
+      { field: 'logKey' },
     );
   const known = await store.getMeta('logPublicKey');
   if (known === undefined) {

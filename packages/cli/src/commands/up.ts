@@ -119,9 +119,9 @@ async function serve(opts: UpOptions, io: Output, log: Log): Promise<number> {
     opened.push(() => store.close());
     const ledger = await Ledger.open({ store, logSeed: seed, ...(opts.originHost ? { originHost: opts.originHost } : {}) }).catch((err: unknown) => {
       // A log key this start made for a store whose logs another key signs is wrong: take it back.
-      if (created && err instanceof LedgerError && err.code === 'CONFIG_INVALID' && err.message.includes('log key')) {
+      if (created && err instanceof LedgerError && err.code === 'CONFIG_INVALID' && err.field === 'logKey') {
         rmSync(source, { force: true });
-        throw new LedgerError('CONFIG_INVALID', `${err.message}; the new log key this start wrote to ${source} was removed again`);
+        throw new LedgerError('CONFIG_INVALID', `${err.message}; the new log key this start wrote to ${source} was removed again`, { field: 'logKey' });
       }
       throw err;
     });
