@@ -11,7 +11,7 @@ import { createGunzip } from 'node:zlib';
 
 import type { PreparedEvent } from '@custody/core';
 import type { Ledger } from '@custody/ledger';
-import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 
 import type { ApiKeyRole } from './api-keys.js';
 import { ApiError, type ApiErrorCode } from './errors.js';
@@ -83,35 +83,39 @@ export function utc(time: string | undefined): string | undefined {
   return Number.isNaN(ms) ? time : new Date(ms).toISOString();
 }
 
-/** The routes whose bodies may come gzipped (each inflates them with `inflate` in its preParsing). */
-export const INFLATING_ROUTES: ReadonlySet<string> = new Set(['POST /v1/events', 'POST /v1/traces']);
-
-/** The request's Content-Encoding, lower-cased; `identity` when none is named. */
-export function contentEncoding(headers: Record<string, string | string[] | undefined>): string {
-  const enc = String(headers['content-encoding'] ?? '').trim().toLowerCase();
-  return enc === '' ? 'identity' : enc;
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The route takes gzipped bodies (`Content-Encoding: gzip`); the code of the 400 for
+     * bytes that are not gzip. A route without it refuses a compressed body with 415.
+     */
+    gzip?: ApiErrorCode;
+  }
 }
 
 /**
- * `Content-Encoding: gzip` (what OTLP exporters and log shippers send with compression
- * on): the body is inflated as it arrives; Fastify's body limit applies to both the
- * compressed and the inflated length (a small bomb cannot inflate past it). Any other
- * encoding is 415; bytes that are not gzip are 400 with the route's `invalid` code.
+ * Every request's body encoding, as a preParsing hook. `Content-Encoding: gzip` (what
+ * OTLP exporters and log shippers send with compression on), on a route whose config
+ * names `gzip`: the body is inflated as it arrives; Fastify's body limit applies to both
+ * the compressed and the inflated length (a small bomb cannot inflate past it), and bytes
+ * that are not gzip are 400 with the route's code. Any other encoding is 415, and so is
+ * gzip on a route that does not take it (it would be refused as bad JSON otherwise).
  */
-export async function inflate(
-  request: { headers: Record<string, string | string[] | undefined> },
-  payload: Readable,
-  opts: { route: string; invalid: ApiErrorCode },
-): Promise<Readable> {
-  const enc = contentEncoding(request.headers);
-  if (enc === 'identity') return payload;
-  if (enc !== 'gzip') throw new ApiError('MEDIA_TYPE_UNSUPPORTED', 415, `Content-Encoding ${enc.slice(0, 40)} is not supported on ${opts.route}: send gzip or none`);
+export async function decodeBody(request: FastifyRequest, payload: Readable): Promise<Readable> {
+  const enc = String(request.headers['content-encoding'] ?? '').trim().toLowerCase();
+  if (enc === '' || enc === 'identity') return payload;
+  const route = request.routeOptions.url ?? 'this route';
+  const invalid = request.routeOptions.config.gzip;
+  if (invalid === undefined) {
+    throw new ApiError('MEDIA_TYPE_UNSUPPORTED', 415, `Content-Encoding ${enc.slice(0, 40)} is not supported on ${route}: send the body uncompressed (POST /v1/events and /v1/traces take gzip)`);
+  }
+  if (enc !== 'gzip') throw new ApiError('MEDIA_TYPE_UNSUPPORTED', 415, `Content-Encoding ${enc.slice(0, 40)} is not supported on ${route}: send gzip or none`);
   const out = new PassThrough() as PassThrough & { receivedEncodedLength: number };
   out.receivedEncodedLength = 0;
   const gunzip = createGunzip();
   payload.on('data', (chunk: Buffer) => (out.receivedEncodedLength += chunk.length));
   payload.on('error', (err) => out.destroy(err));
-  gunzip.on('error', () => out.destroy(new ApiError(opts.invalid, 400, 'the body is not valid gzip (Content-Encoding: gzip)')));
+  gunzip.on('error', () => out.destroy(new ApiError(invalid, 400, 'the body is not valid gzip (Content-Encoding: gzip)')));
   payload.pipe(gunzip).pipe(out);
   return out;
 }

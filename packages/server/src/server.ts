@@ -16,7 +16,7 @@ import { type ImportMapping, mappingsBySource } from './import/mapping.js';
 import { preparedBodyOf } from './ingest.js';
 import { defaultPrepareWorkers, PreparePool } from './prepare-pool.js';
 import type { PrepareTask } from './prepare-protocol.js';
-import { BEARER, contentEncoding, INFLATING_ROUTES, type RouteContext } from './route-kit.js';
+import { BEARER, decodeBody, type RouteContext } from './route-kit.js';
 import { approvalRoutes } from './routes/approval-routes.js';
 import { authorityRoutes } from './routes/authority-routes.js';
 import { CONSOLE_HEADERS, consoleRoutes, wantsConsole } from './routes/console-routes.js';
@@ -254,15 +254,8 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     if (found !== undefined) throw new ApiError('REQUEST_INVALID', 400, `${found.label} ${found.field}: must be a finite number`, { field: found.field });
   });
 
-  // A compressed body on a route that does not inflate it would be refused as bad JSON:
-  // say what is wrong instead (POST /v1/events and /v1/traces take gzip).
-  app.addHook('preParsing', async (request, _reply, payload) => {
-    const enc = contentEncoding(request.headers);
-    if (enc !== 'identity' && !INFLATING_ROUTES.has(`${request.method} ${request.routeOptions.url ?? ''}`)) {
-      throw new ApiError('MEDIA_TYPE_UNSUPPORTED', 415, `Content-Encoding ${enc.slice(0, 40)} is not supported on ${request.routeOptions.url ?? 'this route'}: send the body uncompressed (POST /v1/events and /v1/traces take gzip)`);
-    }
-    return payload;
-  });
+  // Body encodings: gzip inflated on the routes that take it, 415 elsewhere (route-kit.ts).
+  app.addHook('preParsing', async (request, _reply, payload) => decodeBody(request, payload));
 
   const ctx: RouteContext = { app, ledger: opts.ledger, maxBatch, bodyLimit, prepareBody };
   metaRoutes(ctx, consoleHtml);
@@ -287,24 +280,38 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
 }
 
 /**
- * The first number in a parsed request part that is not finite, with its field as
- * validation errors name it (`a.b[2]`), or undefined. Iterative, so a deeply nested
- * body cannot overflow the stack; strings (such as the raw body of POST /v1/events,
- * which its own parser checks) are not looked into.
+ * A number in a parsed request part that is not finite, with its field as validation
+ * errors name it (`a.b[2]`), or undefined. Iterative, so a deeply nested body cannot
+ * overflow the stack; strings (such as the raw body of POST /v1/events, which its own
+ * parser checks) and bytes (a protobuf body) are not looked into. Field names are
+ * built only for a part that holds such a number, so a large JSON body (an OTLP
+ * export) is walked once, allocating nothing per value.
  */
 function nonFiniteField(value: unknown, label: string): { label: string; field: string } | undefined {
-  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return typeof value === 'number' && !Number.isFinite(value) ? { label: label === 'body field' ? 'body' : label, field: '(the body)' } : undefined;
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : { label: label === 'body field' ? 'body' : label, field: '(the body)' };
+  if (!holdsNonFinite(value)) return undefined;
   const stack: [unknown, string][] = [[value, '']];
   while (stack.length > 0) {
     const [v, path] = stack.pop()!;
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) return { label, field: path };
-      continue;
-    }
-    // Bytes (a protobuf body) hold no JSON numbers.
-    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) continue;
-    if (Array.isArray(v)) v.forEach((x, i) => stack.push([x, `${path}[${i}]`]));
-    else for (const [k, x] of Object.entries(v)) stack.push([x, path === '' ? k : `${path}.${k}`]);
+    if (typeof v === 'number' && !Number.isFinite(v)) return { label, field: path };
+    for (const [k, x] of children(v)) stack.push([x, typeof k === 'number' ? `${path}[${k}]` : path === '' ? k : `${path}.${k}`]);
   }
   return undefined;
+}
+
+/** True when a non-finite number stands anywhere in `value`. */
+function holdsNonFinite(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'number' && !Number.isFinite(v)) return true;
+    if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) for (const x of Object.values(v)) stack.push(x);
+  }
+  return false;
+}
+
+/** The members of an array (by position) or of a plain object (by key); none for anything else. */
+function children(v: unknown): [string | number, unknown][] {
+  if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) return [];
+  return Array.isArray(v) ? v.map((x, i): [number, unknown] => [i, x]) : Object.entries(v);
 }

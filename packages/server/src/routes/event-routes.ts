@@ -8,7 +8,7 @@ import type { FastifySchemaCompiler } from 'fastify';
 
 import { ROLES, callerOf } from '../auth.js';
 import { ApiError, AppendFailedError, type AppendRefusal, errorResponse } from '../errors.js';
-import { AUTHED, type RouteContext, access, errorResponses, inflate, rolesLine, utc } from '../route-kit.js';
+import { AUTHED, type RouteContext, access, errorResponses, rolesLine, utc } from '../route-kit.js';
 import { ENTRY_FILTERS, PAGING, ref } from '../schemas.js';
 
 /** The query string of an identity query: the EntryFilter fields (`traceId` is `trace`), and paging. */
@@ -68,7 +68,7 @@ export function eventRoutes(ctx: RouteContext): void {
       method: 'POST',
       url: '/v1/events',
       ...(append.onRequest ? { onRequest: append.onRequest } : {}),
-      preParsing: async (request, _reply, payload) => inflate(request, payload, { route: '/v1/events', invalid: 'REQUEST_INVALID' }),
+      config: { gzip: 'REQUEST_INVALID' },
       validatorCompiler: eventsBodyCompiler,
       schema: {
         tags: ['events'],

@@ -15,7 +15,7 @@ import { AppendFailedError, ApiError } from '../errors.js';
 import { preparedEventsOf } from '../ingest.js';
 import { type ExportTraceRequest, decodeTraceRequest, encodeTraceResponse } from '../otlp/otlp-decode.js';
 import { SpanRefused, attributesOf, eventOfSpan } from '../otlp/otlp-map.js';
-import { type RouteContext, access, errorResponses, inflate, rolesLine } from '../route-kit.js';
+import { type RouteContext, access, errorResponses, rolesLine } from '../route-kit.js';
 
 const PROTOBUF = 'application/x-protobuf';
 
@@ -49,7 +49,7 @@ export function otlpRoutes(ctx: RouteContext): void {
     method: 'POST',
     url: '/v1/traces',
     ...(append.onRequest ? { onRequest: append.onRequest } : {}),
-    preParsing: async (request, _reply, payload) => inflate(request, payload, { route: '/v1/traces', invalid: 'OTLP_INVALID' }),
+    config: { gzip: 'OTLP_INVALID' },
     validatorCompiler: bodyCompiler,
     schema: {
       tags: ['events'],
