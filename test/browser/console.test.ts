@@ -328,6 +328,27 @@ describe.skipIf(!haveChromium)('the web console in Chromium', () => {
     await page.close();
   });
 
+  it('stays green for fields no proof covers, but names them as not evidence', async () => {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    await page.addInitScript(keepKey(adminKey));
+    // A note added to the bundle on its way: the proofs still hold, and the note is no part of them.
+    await page.route('**/v1/sessions/*/bundle', async (route) => {
+      const res = await route.fetch();
+      const bundle = (await res.json()) as Bundle & Record<string, unknown>;
+      bundle['notes'] = 'approved by the CFO';
+      (bundle.records[1] as unknown as Record<string, unknown>)['comment'] = '<b>fine</b>';
+      await route.fulfill({ response: res, json: bundle });
+    });
+    await page.goto(`${server.url}/sessions/${sealed}`);
+    const badge = page.getByTestId('verify-badge');
+    await expect.poll(() => badge.getAttribute('data-state'), { timeout: 20_000 }).toBe('verified');
+    const ignored = page.getByTestId('verify-ignored');
+    expect(await ignored.textContent()).toContain('Not covered by any proof');
+    expect(await ignored.locator('code').textContent()).toBe('notes, records[1].comment');
+    expect(await page.getByText('approved by the CFO').count()).toBe(0);
+    await page.close();
+  });
+
   it('answers a held call from the approval queue, with its full context, and the call proceeds', async () => {
     const t = devTokens('carol@example.com', 'agent:payouts');
     const s = await custody.openSession({ subjectToken: t.subject_token, actorToken: t.actor_token, scope: 'payments.*', objective: 'pay supplier 77' });

@@ -180,6 +180,11 @@ function VerifiedBadge({ id, busy, v, error, sealedInLog, ended }: { id: string;
           {failures.length > 20 ? <li>… and {failures.length - 20} more</li> : null}
         </ol>
       ) : null}
+      {report.ignored !== undefined ? (
+        <p className="small ignored" data-testid="verify-ignored">
+          Not covered by any proof, and not read: <code>{report.ignored.join(', ')}</code>. The bundle carries these fields, but they are not evidence.
+        </p>
+      ) : null}
       <span className="small muted" title={key}>
         key {key.split('+').slice(0, 2).join('+')}
       </span>
