@@ -9,8 +9,8 @@ import { join } from 'node:path';
 
 import { inclusionProofNodes } from '@custody/core';
 import { createHash } from 'node:crypto';
-import { audit, type EntryFilter, Ledger, type LedgerStore, PostgresStore, SqliteStore, type StoredEntry } from '@custody/ledger';
-import { bulkDrafts, FixtureLog, mulberry32, postgresTestEnv } from '@custody/ledger/testing';
+import { audit, complianceReport, type EntryFilter, Ledger, type LedgerStore, PostgresStore, SqliteStore, type StoredEntry } from '@custody/ledger';
+import { bulkDrafts, FIXTURE_SEED, FixtureLog, mulberry32, postgresTestEnv } from '@custody/ledger/testing';
 import pg from 'pg';
 
 import { fmt, machine, peakRssMiB, percentile, writeSection } from '../lib.js';
@@ -131,7 +131,8 @@ const ledgers = new Map<LedgerStore, Ledger>();
 const ledgerOf = async (store: LedgerStore): Promise<Ledger> => {
   let l = ledgers.get(store);
   if (l === undefined) {
-    l = await Ledger.open({ store, logSeed: new Uint8Array(32).fill(7), originHost: 'bench.custody' });
+    // The log key and origin the fixture log signed its checkpoints with: the store pins them.
+    l = await Ledger.open({ store, logSeed: FIXTURE_SEED, originHost: 'test.custody' });
     ledgers.set(store, l);
   }
   return l;
@@ -213,6 +214,7 @@ const queries: Query[] = [
     return () => l.principalActivity(TENANT, { principal, ...w });
   }),
   reportQuery('`top-principals` over the whole log', (l) => () => l.topPrincipals(TENANT, { limit: 20 })),
+  reportQuery('`compliance` (owasp-agentic) over the whole log: every measure and gap, bundle hashes of the examples', (l) => () => complianceReport(l, TENANT, { framework: 'owasp-agentic' })),
 ];
 
 type Result = { p50: number; p99: number; rounds: number };
