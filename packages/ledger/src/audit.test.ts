@@ -218,6 +218,61 @@ describe.each(backends)('audit on $name', (b) => {
     expect(all.first).toMatchObject({ code: c.code, index: c.index });
   });
 
+  it.skipIf(b.skip)('fills in the report columns of entries written before them, by the rule the ledger writes them with, and audits them', async () => {
+    const at = await b.make();
+    const ledger = await Ledger.open({ store: at.open(), logSeed: seed, originHost: 'custody.test' });
+    const link = (id: string, scope?: string[]) => ({ principal: { type: id.includes('@') ? ('human' as const) : ('agent' as const), id }, ...(scope ? { scope } : {}) });
+    const chain = [link('alice@example.com'), link('planner', ['github.*', 'tool:slack.post']), link('refund-agent', ['github.issues'])];
+    const call = (tool: string, c = chain) => ev('s9', 'tool.requested', { tool: { name: tool }, chain: c });
+    const drafts = [
+      ev('s9', 'session.opened', { chain }),
+      call('github.issues'), // covered by every link
+      call('github.pulls'), // refund-agent's scope does not cover it: a gap
+      call('slack.post', [link('alice@example.com'), link('planner', ['tool:slack.post'])]), // tool:<name>
+      call('payments.send', [link('alice@example.com'), link('planner', ['*'])]), // *
+      call('payments.send', [link('alice@example.com'), link('planner', ['payments.sen'])]), // not a prefix pattern: a gap
+      call('orders.lookup', [link('alice@example.com'), link('planner')]), // no scope: nothing to miss
+      ev('s9', 'session.delegated', { chain: [...chain, link('sub-agent', ['github.issues'])] }),
+      ev('s9', 'tool.completed', { tool: { name: 'payments.send' }, chain: [link('alice@example.com'), link('planner', ['x'])] }), // not a request
+    ];
+    for (const r of await ledger.append('acme', drafts)) if (r.status === 'rejected') throw r.reason;
+    const verifierKey = ledger.verifierKey('acme');
+    await ledger.close();
+    const columns = async () => (await at.exec("SELECT idx, scope_gap, chain_links FROM entries WHERE tenant = 'acme' ORDER BY idx")).map((r) => [Number(r['idx']), r['scope_gap'] ?? null, r['chain_links'] ?? null]);
+    const written = await columns();
+    expect(written).toEqual([
+      [0, null, 3],
+      [1, null, null],
+      [2, 1, null],
+      [3, null, null],
+      [4, null, null],
+      [5, 1, null],
+      [6, null, null],
+      [7, null, 4],
+      [8, null, null],
+    ]);
+
+    // The schema as it was before these columns, with the entries already in it.
+    const indexes = ['entries_scope_gap', 'entries_chain_links', 'entries_session_grants', ...(b.name === 'postgres' ? ['entries_session_ends'] : [])];
+    for (const i of indexes) await at.exec(`DROP INDEX ${i}`);
+    await at.exec('ALTER TABLE entries DROP COLUMN scope_gap');
+    await at.exec('ALTER TABLE entries DROP COLUMN chain_links');
+    await at.exec(b.name === 'sqlite' ? 'PRAGMA user_version = 4' : 'DELETE FROM schema_migrations WHERE version = 4');
+    const store = at.open();
+    await store.migrate();
+    expect(await columns()).toEqual(written);
+    expect((await store.reports!.outOfScopeCalls('acme', {}, undefined, 10)).sort()).toEqual([2, 5]);
+    expect(await store.reports!.deepDelegation('acme', 3, {}, undefined, 10)).toEqual([7]);
+    expect((await audit(store, { verifierKey: () => verifierKey })).ok).toBe(true);
+
+    // audit holds the columns to the entries: a cleared gap is named.
+    await at.exec("UPDATE entries SET scope_gap = NULL WHERE tenant = 'acme' AND idx = 5");
+    const report = await audit(store, { verifierKey: () => verifierKey });
+    expect(report.first).toMatchObject({ code: 'INDEX_MISMATCH', index: 5 });
+    expect(report.first?.message).toContain('scope_gap');
+    await store.close();
+  });
+
   it.skipIf(b.skip)('catches what a bundle verify would: a swapped disclosure fails both', async () => {
     const f = await fixture(b);
     const [row] = await f.exec("SELECT disclosures FROM entries WHERE tenant = 'acme' AND idx = 1");

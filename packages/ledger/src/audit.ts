@@ -362,6 +362,8 @@ const COLUMN_NAMES: Record<(typeof DERIVED_ENTRY_COLUMNS)[number], string> = {
   cause: 'cause',
   traceId: 'trace_id',
   principals: 'principals',
+  scopeGap: 'scope_gap',
+  chainLinks: 'chain_links',
 };
 
 function columnName(k: (typeof DERIVED_ENTRY_COLUMNS)[number]): string {

@@ -192,7 +192,18 @@ export async function complianceMeasures(ledger: Ledger, tenant: string, range: 
   const store = ledger.store;
   const r = store.reports;
   const hashes = opts.bundleHashes ?? true;
-  const counts = await r.typeCounts(tenant, range);
+  // Independent selections, started together: a PostgreSQL pool runs them side by side
+  // (SQLite answers each in turn, as before).
+  const gap = (select: () => Promise<number[]>) => gapOf(ledger, store, tenant, select, hashes);
+  const [counts, sessions, unapprovedCalls, deniedCalls, outOfScopeCalls, actedAfterEnd, deepDelegation] = await Promise.all([
+    r.typeCounts(tenant, range),
+    r.sessionCounts(tenant, range),
+    gap(() => r.unapprovedCalls(tenant, range, undefined, GAP_COUNT_CAP)),
+    gap(() => r.deniedCalls(tenant, range, undefined, GAP_COUNT_CAP)),
+    gap(() => r.outOfScopeCalls(tenant, range, undefined, GAP_COUNT_CAP)),
+    gap(() => r.actedAfterEnd(tenant, range, undefined, GAP_COUNT_CAP)),
+    gap(() => r.deepDelegation(tenant, DEFAULT_DELEGATION_DEPTH + 1, range, undefined, GAP_COUNT_CAP)),
+  ]);
   const byType: Record<string, number> = {};
   const decisions = { allow: 0, deny: 0, approval_required: 0 };
   let entries = 0;
@@ -204,20 +215,7 @@ export async function complianceMeasures(ledger: Ledger, tenant: string, range: 
       entries += c.count;
     }
   }
-  const gap = (select: () => Promise<number[]>) => gapOf(ledger, store, tenant, select, hashes);
-  return {
-    entries,
-    byType,
-    decisions,
-    sessions: await r.sessionCounts(tenant, range),
-    gaps: {
-      unapprovedCalls: await gap(() => r.unapprovedCalls(tenant, range, undefined, GAP_COUNT_CAP)),
-      deniedCalls: await gap(() => r.deniedCalls(tenant, range, undefined, GAP_COUNT_CAP)),
-      outOfScopeCalls: await gap(() => r.outOfScopeCalls(tenant, range, undefined, GAP_COUNT_CAP)),
-      actedAfterEnd: await gap(() => r.actedAfterEnd(tenant, range, undefined, GAP_COUNT_CAP)),
-      deepDelegation: await gap(() => r.deepDelegation(tenant, DEFAULT_DELEGATION_DEPTH + 1, range, undefined, GAP_COUNT_CAP)),
-    },
-  };
+  return { entries, byType, decisions, sessions, gaps: { unapprovedCalls, deniedCalls, outOfScopeCalls, actedAfterEnd, deepDelegation } };
 }
 
 /**

@@ -33,6 +33,31 @@ export function principalsOf(env: Envelope): PrincipalRow[] {
   });
 }
 
+/**
+ * True when a scope covers a tool: an item `*`, the tool's name, `tool:<name>`, or
+ * a prefix pattern ending in `*` (`github.*`, `tool:github.*`). The stores keep its
+ * verdict for each call (EntryRow.scopeGap); this is the one place the rule is.
+ */
+export function scopeCovers(scope: readonly string[], tool: string): boolean {
+  return scope.some((s) => {
+    if (s === '*' || s === tool || s === `tool:${tool}`) return true;
+    if (!s.endsWith('*')) return false;
+    const prefix = s.slice(0, -1);
+    return tool.startsWith(prefix) || `tool:${tool}`.startsWith(prefix);
+  });
+}
+
+/** The first link of a call's delegation chain whose scope does not cover the call's tool, if any. */
+export function uncoveredLink(env: Envelope): NonNullable<Envelope['chain']>[number] | undefined {
+  // A valid tool.requested always names its tool.
+  if (env.type !== 'tool.requested' || env.tool === undefined) return undefined;
+  const tool = env.tool.name;
+  return (env.chain ?? []).find((l) => l.scope !== undefined && !scopeCovers(l.scope, tool));
+}
+
+/** Event types whose delegation chain the deep-delegation report measures. */
+export const DELEGATION_TYPES = ['session.opened', 'session.delegated'] as const;
+
 /** The index row of a sealed entry at `index`. */
 export function entryRowOf(sealed: Pick<SealedEvent, 'envelope' | 'entry' | 'digest' | 'disclosures'>, index: number): EntryRow {
   const env = sealed.envelope;
@@ -57,6 +82,8 @@ export function entryRowOf(sealed: Pick<SealedEvent, 'envelope' | 'entry' | 'dig
   if (env.decision) row.decision = env.decision.effect;
   if (env.cause) row.cause = env.cause;
   if (env.trace) row.traceId = env.trace.traceId;
+  if (uncoveredLink(env) !== undefined) row.scopeGap = true;
+  if ((DELEGATION_TYPES as readonly string[]).includes(env.type) && env.chain !== undefined && env.chain.length > 0) row.chainLinks = env.chain.length;
   return row;
 }
 

@@ -1,6 +1,6 @@
 export { audit } from './audit.js';
 export type { AuditOptions, AuditProblem, AuditProgress, AuditReport, TenantAudit } from './audit.js';
-export { entryRowOf, principalsOf, workloadId } from './entry-row.js';
+export { entryRowOf, principalsOf, scopeCovers, workloadId } from './entry-row.js';
 export { decodeStoredEntry, disclosuresColumn } from './store-shared.js';
 export { LedgerError, StoreError } from './errors.js';
 export type { LedgerErrorCode, StoreErrorCode } from './errors.js';
@@ -11,7 +11,6 @@ export {
   DEFAULT_DELEGATION_DEPTH,
   REPORT_NAMES,
   SESSION_END_TYPES,
-  scopeCovers,
   sessionPath,
 } from './reports.js';
 export type {

@@ -6,6 +6,7 @@
  */
 import { type Envelope } from '@custody/core';
 
+import { uncoveredLink } from './entry-row.js';
 import { LedgerError } from './errors.js';
 import type { LedgerStore, StoredEntry } from './store.js';
 import { clampLimit, decodeCursor, decodeStoredEntry, encodeCursor, ROLE_BIT } from './store-shared.js';
@@ -104,7 +105,7 @@ export interface StoreReports {
   deniedCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]>;
   /**
    * `tool.requested` entries whose delegation chain has a link with a `scope`
-   * that does not cover the tool (see {@link scopeCovers}).
+   * that does not cover the tool (see scopeCovers in entry-row.ts).
    */
   outOfScopeCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]>;
   /**
@@ -250,20 +251,6 @@ export interface PrincipalActivity {
   rows: { session: string; sessionPath: string; entries: number; lastIndex: number }[];
 }
 
-/**
- * True when a scope covers a tool: an item `*`, the tool's name, `tool:<name>`, or
- * a prefix pattern ending in `*` (`github.*`, `tool:github.*`). Every store's SQL
- * implements this same rule; this is the reference the tests compare with.
- */
-export function scopeCovers(scope: readonly string[], tool: string): boolean {
-  return scope.some((s) => {
-    if (s === '*' || s === tool || s === `tool:${tool}`) return true;
-    if (!s.endsWith('*')) return false;
-    const prefix = s.slice(0, -1);
-    return tool.startsWith(prefix) || `tool:${tool}`.startsWith(prefix);
-  });
-}
-
 /** Checks and normalises a report's range (client-controlled). */
 function checkRange(range: ReportRange): ReportRange {
   const out: ReportRange = {};
@@ -389,7 +376,7 @@ export async function deniedCallsReport(store: LedgerStore, tenant: string, req:
     if (env.type === 'policy.decided') {
       rows.push({ ...base(e, env), kind: 'denied', tool, policies: env.decision?.policies ?? [], reasons: env.decision?.reasons ?? [] });
     } else {
-      const link = (env.chain ?? []).find((l) => l.scope !== undefined && !scopeCovers(l.scope, tool));
+      const link = uncoveredLink(env);
       rows.push({ ...base(e, env), kind: 'out-of-scope', tool, ...(link?.scope ? { scope: link.scope } : {}) });
     }
   }

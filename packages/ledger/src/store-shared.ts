@@ -460,6 +460,8 @@ export const DERIVED_ENTRY_COLUMNS = [
   'cause',
   'traceId',
   'principals',
+  'scopeGap',
+  'chainLinks',
 ] as const satisfies readonly (keyof EntryColumns)[];
 
 /** The column values of an entry row as stored. @internal */
@@ -482,6 +484,8 @@ export function entryColumns(e: EntryRow): EntryColumns {
     traceId: e.traceId ?? null,
     principals: encodePrincipals(e.principals),
     disclosures: JSON.stringify(e.disclosures),
+    scopeGap: e.scopeGap === true ? 1 : null,
+    chainLinks: e.chainLinks ?? null,
   };
 }
 
@@ -593,6 +597,8 @@ export function toEntry(r: EntryDbRow): StoredEntry {
 /** An entries row as the audit reads it: every stored column (no tenant: the audit reads one tenant at a time). @internal */
 export interface AuditEntryDbRow extends Omit<EntryDbRow, 'tenant'> {
   time_key: string;
+  scope_gap: number | null;
+  chain_links: number | null;
 }
 
 /** A sessions row as either store hands it over (pg: int8 as text, boolean `sealed`; SQLite: `sealed` as 0/1). @internal */
@@ -665,5 +671,7 @@ export function toAuditEntry(r: AuditEntryDbRow): AuditEntryRow {
     cause: r.cause,
     traceId: r.trace_id,
     principals: r.principals,
+    scopeGap: r.scope_gap,
+    chainLinks: r.chain_links,
   };
 }

@@ -49,10 +49,17 @@ export interface EntryRow {
   cause?: string;
   traceId?: string;
   principals: PrincipalRow[];
+  /**
+   * A `tool.requested` whose tool some link of its delegation chain has no scope for
+   * (the out-of-scope calls report; scopeCovers). Written and audited, not read back.
+   */
+  scopeGap?: boolean;
+  /** The length of the delegation chain of a `session.opened` or `session.delegated` that has one (the deep-delegation report). Written and audited, not read back. */
+  chainLinks?: number;
 }
 
 /** An entry as read back. */
-export interface StoredEntry extends EntryRow {
+export interface StoredEntry extends Omit<EntryRow, 'scopeGap' | 'chainLinks'> {
   tenant: string;
 }
 
@@ -118,6 +125,9 @@ export interface EntryColumns {
   traceId: string | null;
   principals: string;
   disclosures: string;
+  /** 1 for an out-of-scope `tool.requested` (EntryRow.scopeGap), else null. */
+  scopeGap: number | null;
+  chainLinks: number | null;
 }
 
 /** A stored entry row for `audit`: its bytes and its columns, nothing parsed (a damaged column never throws). */

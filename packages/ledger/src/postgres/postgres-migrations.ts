@@ -204,11 +204,42 @@ CREATE TABLE ${s}.streams (
 );
 `;
 
+// Version 4: what the compliance report's gaps need, kept at write time so that they
+// walk their matches, not every call, session opening or session (measured at 1M
+// entries; ../sqlite/sqlite-migrations.ts version 5 is the same on SQLite):
+// - scope_gap: 1 for a tool.requested that some link of its chain has no scope for
+//   (entry-row.ts, uncoveredLink); chain_links: the chain's length on session.opened
+//   and session.delegated. Existing rows are filled in by the same rule in SQL
+//   (scopeCovers: `*`, the name, `tool:<name>`, or a prefix ending in `*`); `custody
+//   audit` recomputes both from the entry bytes.
+// - entries_session_grants: a session's approval.granted entries (the unapproved-calls
+//   probe); entries_session_ends: a session's ends (the open-sessions count and the
+//   acted-after-end probe), which both read among all of a session's entries.
+const COVERS = `(s = '*' OR s = e.tool_name OR s = 'tool:' || e.tool_name
+  OR (right(s, 1) = '*' AND (starts_with(e.tool_name, left(s, -1)) OR starts_with('tool:' || e.tool_name, left(s, -1)))))`;
+const V4 = (s: string) => `
+ALTER TABLE ${s}.entries ADD COLUMN scope_gap smallint, ADD COLUMN chain_links integer;
+UPDATE ${s}.entries e SET scope_gap = 1
+  WHERE e.type = 'tool.requested' AND position('\\x2273636f7065223a'::bytea IN e.entry) > 0
+    AND EXISTS (SELECT 1 FROM jsonb_array_elements(convert_from(e.entry, 'UTF8')::jsonb -> 'chain') l
+      WHERE jsonb_typeof(l -> 'scope') = 'array'
+        AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(l -> 'scope') s WHERE ${COVERS}));
+UPDATE ${s}.entries e SET chain_links = jsonb_array_length(convert_from(e.entry, 'UTF8')::jsonb -> 'chain')
+  WHERE e.type IN ('session.opened', 'session.delegated') AND strpos(e.principals, '["chain",') > 0
+    AND jsonb_typeof(convert_from(e.entry, 'UTF8')::jsonb -> 'chain') = 'array'
+    AND jsonb_array_length(convert_from(e.entry, 'UTF8')::jsonb -> 'chain') > 0;
+CREATE INDEX entries_scope_gap ON ${s}.entries (tenant, idx) WHERE scope_gap = 1;
+CREATE INDEX entries_chain_links ON ${s}.entries (tenant, type, chain_links, idx) WHERE chain_links IS NOT NULL;
+CREATE INDEX entries_session_grants ON ${s}.entries (tenant, session_id, cause) WHERE type = 'approval.granted';
+CREATE INDEX entries_session_ends ON ${s}.entries (tenant, session_id, idx) WHERE type IN ('session.revoked', 'session.expired', 'session.closed');
+`;
+
 /** Every migration, in order. @internal */
 export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   { version: 1, description: 'initial schema', sql: V1 },
   { version: 2, description: 'records management: retention, legal holds, keyed digests', sql: V2 },
   { version: 3, description: 'log streams: configuration, cursor, delivery state, lease', sql: V3 },
+  { version: 4, description: 'scope gaps, chain lengths, session grants and ends kept at write time (compliance report)', sql: V4 },
 ];
 
 /** The schema version this code writes and reads. @internal */

@@ -7,6 +7,7 @@
 import type pg from 'pg';
 
 import { AFTER_END_ALLOWED, APPROVALS_SERVICE_ID, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, SESSION_ENDED_STATES, type StoreReports, type TopPrincipal, type TypeCount, sessionPath } from '../reports.js';
+import { DELEGATION_TYPES } from '../entry-row.js';
 import { BUCKET, clockKey, decodePostings, filterTimeKey, ROLE_BIT } from '../store-shared.js';
 
 /** Runs one statement the way the store does (maps driver errors). */
@@ -15,10 +16,6 @@ export type PostgresQuery = <R extends pg.QueryResultRow>(sql: string, params: u
 type Int8 = string | number;
 
 const list = (xs: readonly string[]) => xs.map((x) => `'${x}'`).join(', ');
-
-/** Scope item `s` covers tool `e.tool_name` (the rule of `scopeCovers` in ../reports.ts). */
-const COVERS = `(s = '*' OR s = e.tool_name OR s = 'tool:' || e.tool_name
-  OR (right(s, 1) = '*' AND (starts_with(e.tool_name, left(s, -1)) OR starts_with('tool:' || e.tool_name, left(s, -1)))))`;
 
 /** Appends the `time` window of `alias` (entries' time_key) to `params`, returning the SQL. */
 function timeWhere(alias: string, range: ReportRange, params: unknown[]): string {
@@ -87,13 +84,9 @@ export class PostgresReports implements StoreReports {
     const params: unknown[] = [tenant, before ?? Number.MAX_SAFE_INTEGER];
     const time = timeWhere('e', range, params);
     params.push(limit);
-    // The byte search skips the JSON parse of entries that carry no scope at all.
+    // scope_gap is kept at write time (entry-row.ts, uncoveredLink): only the gaps are walked.
     const sql = `SELECT e.idx FROM ${this.#q}.entries e
-      WHERE e.tenant = $1 AND e.type = 'tool.requested' AND e.idx < $2${time}
-        AND position('\\x2273636f7065223a'::bytea IN e.entry) > 0
-        AND EXISTS (SELECT 1 FROM jsonb_array_elements(convert_from(e.entry, 'UTF8')::jsonb -> 'chain') l
-          WHERE jsonb_typeof(l -> 'scope') = 'array'
-            AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(l -> 'scope') s WHERE ${COVERS}))
+      WHERE e.tenant = $1 AND e.scope_gap = 1 AND e.idx < $2${time}
       ORDER BY e.idx DESC LIMIT $${params.length}`;
     return this.#indexes(sql, params);
   }
@@ -138,14 +131,13 @@ export class PostgresReports implements StoreReports {
 
   async deepDelegation(tenant: string, links: number, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
     const lists = await Promise.all(
-      ['session.opened', 'session.delegated'].map((type) => {
+      DELEGATION_TYPES.map((type) => {
         const params: unknown[] = [tenant, type, before ?? Number.MAX_SAFE_INTEGER, links];
         const time = timeWhere('e', range, params);
         params.push(limit);
         const sql = `SELECT e.idx FROM ${this.#q}.entries e
           WHERE e.tenant = $1 AND e.type = $2 AND e.idx < $3${time}
-            AND strpos(e.principals, '["chain",') > 0
-            AND jsonb_array_length(coalesce(convert_from(e.entry, 'UTF8')::jsonb -> 'chain', '[]'::jsonb)) > $4
+            AND e.chain_links > $4
           ORDER BY e.idx DESC LIMIT $${params.length}`;
         return this.#indexes(sql, params);
       }),

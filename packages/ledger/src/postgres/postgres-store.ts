@@ -107,10 +107,10 @@ function statements(q: string) {
     append: `WITH
   e AS (
     INSERT INTO ${q}.entries (tenant, idx, id, type, time, time_key, recorded_at, entry, disclosures, digest, session_id, seq,
-                              initiator_id, actor_id, tool_name, decision, cause, trace_id, principals)
+                              initiator_id, actor_id, tool_name, decision, cause, trace_id, principals, scope_gap, chain_links)
     SELECT $1::text, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::text[],
                                    $10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
-                                   $18::text[], $19::text[])),
+                                   $18::text[], $19::text[], $50::smallint[], $51::integer[])),
   p AS (
     INSERT INTO ${q}.principals (tenant, bucket, pid, first_idx, ptype, postings)
     SELECT $1::text, * FROM unnest($20::bigint[], $21::text[], $22::bigint[], $23::text[], $47::bytea[])),
@@ -156,7 +156,7 @@ WHERE w.first <> coalesce((SELECT n.start + octet_length(n.hashes) / ${HASH_SIZE
       WHERE w.idx < r.start + octet_length(r.hashes) / ${HASH_SIZE}`,
     // Where each level's stored nodes end (the next index expected there).
     auditEntries: `SELECT e.idx, e.id, e.type, e.time, e.time_key, e.recorded_at, e.entry, e.disclosures, e.digest, e.session_id, e.seq, e.initiator_id,
-      e.actor_id, e.tool_name, e.decision, e.cause, e.trace_id, e.principals FROM ${q}.entries e WHERE e.tenant = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx`,
+      e.actor_id, e.tool_name, e.decision, e.cause, e.trace_id, e.principals, e.scope_gap, e.chain_links FROM ${q}.entries e WHERE e.tenant = $1 AND e.idx >= $2 AND e.idx < $3 ORDER BY e.idx`,
     auditPostings: `SELECT bucket, pid, first_idx, ptype, postings FROM ${q}.principals WHERE tenant = $1 AND bucket = $2 ORDER BY pid, first_idx`,
     auditSessionRange: `SELECT ${SESSION_COLUMNS} FROM ${q}.sessions s WHERE s.tenant = $1 AND s.last_index >= $2 AND s.last_index < $3 ORDER BY s.last_index`,
     checkpoint: `SELECT size, root, note FROM ${q}.checkpoints WHERE tenant = $1 AND size = $2`,
@@ -746,6 +746,8 @@ function appendParams(batch: SealedBatch): { values: unknown[] } {
       postings.map((p) => p.postings),
       [...firstRun.keys()],
       [...firstRun.values()],
+      col((e) => e.scopeGap),
+      col((e) => e.chainLinks),
     ],
   };
 }

@@ -25,6 +25,7 @@ export interface SqliteMigration {
 // entries_decision  `decision`;  entries_trace: `traceId`;  entries_time: `since` / `until`
 // principals (PK)   `initiator`, `agent`, `workload`, `principal`, `approver`, in log order (postings)
 // sessions_*        listSessions by recency, by initiator, by agent
+// the partial indexes of versions 4 and 5 serve the reports (each says which)
 //
 // principals: an inverted index, postings rows rather than one row per (entry,
 // principal). For each batch and each principal id in it, one row holds the
@@ -240,12 +241,43 @@ CREATE INDEX entries_session_ends ON entries (tenant, session_id, idx)
   WHERE type IN ('session.revoked', 'session.expired', 'session.closed');
 `;
 
+// Version 5: what the compliance report's gaps need, kept at write time so that they
+// walk their matches, not every call or session opening (each measured at 1M entries):
+// - scope_gap: 1 for a tool.requested that some link of its chain has no scope for
+//   (entry-row.ts, uncoveredLink); the out-of-scope report read every call's bytes.
+// - chain_links: the chain's length on session.opened and session.delegated; the
+//   deep-delegation report parsed every opening that has a chain.
+// - entries_session_grants: the approval.granted entries of a session, which the
+//   unapproved-calls probe read among all of that session's entries.
+// The existing rows are filled in here by the same rule in SQL (scopeCovers in
+// entry-row.ts: `*`, the name, `tool:<name>`, or a prefix ending in `*`); `custody
+// audit` recomputes both columns from the entry bytes and names any that differ.
+const COVERS = `(s.value = '*' OR s.value = e.tool_name OR s.value = 'tool:' || e.tool_name
+  OR (substr(s.value, -1) = '*' AND (substr(e.tool_name, 1, length(s.value) - 1) = substr(s.value, 1, length(s.value) - 1)
+    OR substr('tool:' || e.tool_name, 1, length(s.value) - 1) = substr(s.value, 1, length(s.value) - 1))))`;
+const V5 = `
+ALTER TABLE entries ADD COLUMN scope_gap INTEGER;
+ALTER TABLE entries ADD COLUMN chain_links INTEGER;
+UPDATE entries AS e SET scope_gap = 1
+  WHERE e.type = 'tool.requested' AND instr(e.entry, CAST('"scope":' AS BLOB)) > 0
+    AND EXISTS (SELECT 1 FROM json_each(CAST(e.entry AS TEXT), '$.chain') l
+      WHERE json_type(l.value, '$.scope') = 'array'
+        AND NOT EXISTS (SELECT 1 FROM json_each(l.value, '$.scope') s WHERE ${COVERS}));
+UPDATE entries SET chain_links = json_array_length(CAST(entry AS TEXT), '$.chain')
+  WHERE type IN ('session.opened', 'session.delegated') AND instr(principals, '["chain",') > 0
+    AND json_array_length(CAST(entry AS TEXT), '$.chain') > 0;
+CREATE INDEX entries_scope_gap ON entries (tenant, idx) WHERE scope_gap = 1;
+CREATE INDEX entries_chain_links ON entries (tenant, type, chain_links, idx) WHERE chain_links IS NOT NULL;
+CREATE INDEX entries_session_grants ON entries (tenant, session_id, cause) WHERE type = 'approval.granted';
+`;
+
 /** Every migration, in order. @internal */
 export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
   { version: 1, description: 'initial schema', sql: V1 },
   { version: 2, description: 'records management: retention, legal holds, keyed digests', sql: V2 },
   { version: 3, description: 'log streams: configuration, cursor, delivery state, lease', sql: V3 },
   { version: 4, description: 'partial indexes over session ends (acted-after-end report)', sql: V4 },
+  { version: 5, description: 'scope gaps, chain lengths and session grants kept at write time (compliance report)', sql: V5 },
 ];
 
 /** The schema version this code writes and reads. @internal */

@@ -2,13 +2,15 @@
  * The report selections of `SqliteStore` (see ../reports.ts for what each means).
  * Every selection walks an index the store already maintains, newest first, and
  * stops once it has `limit` rows: entries_decision (unapproved and denied calls),
- * entries_type (out-of-scope calls, session ends, delegations), entries_session
- * (the per-call and per-session probes), the principals postings (a principal's
- * activity) and sessions (top principals).
+ * entries_scope_gap (out-of-scope calls), entries_end_walk (session ends),
+ * entries_chain_links (deep delegation), entries_session, entries_session_grants and
+ * entries_session_ends (the per-call and per-session probes), the principals postings
+ * (a principal's activity) and sessions (top principals).
  * @internal
  */
 
 import { AFTER_END_ALLOWED, APPROVALS_SERVICE_ID, type PrincipalEntry, type ReportRange, SESSION_END_TYPES, SESSION_ENDED_STATES, type StoreReports, type TopPrincipal, type TypeCount, sessionPath } from '../reports.js';
+import { DELEGATION_TYPES } from '../entry-row.js';
 import { BUCKET, clockKey, decodePostings, filterTimeKey, ROLE_BIT } from '../store-shared.js';
 import { SqlitePart } from './sqlite-part.js';
 
@@ -16,14 +18,6 @@ import { SqlitePart } from './sqlite-part.js';
 const CHUNK = 2000;
 
 const list = (xs: readonly string[]) => xs.map((x) => `'${x}'`).join(', ');
-
-/**
- * Whether scope item `s.value` covers tool `e.tool_name`: `*`, the name, `tool:<name>`,
- * or a prefix ending in `*` (the rule of `scopeCovers` in ../reports.ts).
- */
-const COVERS = `(s.value = '*' OR s.value = e.tool_name OR s.value = 'tool:' || e.tool_name
-  OR (substr(s.value, -1) = '*' AND (substr(e.tool_name, 1, length(s.value) - 1) = substr(s.value, 1, length(s.value) - 1)
-    OR substr('tool:' || e.tool_name, 1, length(s.value) - 1) = substr(s.value, 1, length(s.value) - 1))))`;
 
 /** The `time` window of `alias` as SQL and parameters (entries' time_key). */
 function timeWhere(alias: string, range: ReportRange): { sql: string; params: string[] } {
@@ -54,7 +48,7 @@ export class SqliteReports extends SqlitePart implements StoreReports {
     // spaces), so the pair is a fixed substring.
     const sql = `SELECT d.idx FROM entries d INDEXED BY entries_decision
       WHERE d.tenant = ? AND d.decision = 'approval_required' AND d.type = 'policy.decided' AND d.idx < ?${t.sql}
-        AND NOT EXISTS (SELECT 1 FROM entries g INDEXED BY entries_session
+        AND NOT EXISTS (SELECT 1 FROM entries g INDEXED BY entries_session_grants
           WHERE g.tenant = d.tenant AND g.session_id = d.session_id AND g.type = 'approval.granted'
             AND instr(g.principals, '["approver","human",') > 0
             AND (g.cause = d.cause OR g.cause = d.id
@@ -75,13 +69,9 @@ export class SqliteReports extends SqlitePart implements StoreReports {
 
   async outOfScopeCalls(tenant: string, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
     const t = timeWhere('e', range);
-    // The byte search skips the JSON parse of entries that carry no scope at all.
-    const sql = `SELECT e.idx FROM entries e INDEXED BY entries_type
-      WHERE e.tenant = ? AND e.type = 'tool.requested' AND e.idx < ?${t.sql}
-        AND instr(e.entry, CAST('"scope":' AS BLOB)) > 0
-        AND EXISTS (SELECT 1 FROM json_each(CAST(e.entry AS TEXT), '$.chain') l
-          WHERE json_type(l.value, '$.scope') = 'array'
-            AND NOT EXISTS (SELECT 1 FROM json_each(l.value, '$.scope') s WHERE ${COVERS}))
+    // scope_gap is kept at write time (entry-row.ts, uncoveredLink): only the gaps are walked.
+    const sql = `SELECT e.idx FROM entries e INDEXED BY entries_scope_gap
+      WHERE e.tenant = ? AND e.scope_gap = 1 AND e.idx < ?${t.sql}
       ORDER BY e.idx DESC LIMIT ?`;
     return this.#indexes(sql, [tenant, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]);
   }
@@ -120,15 +110,11 @@ export class SqliteReports extends SqlitePart implements StoreReports {
 
   async deepDelegation(tenant: string, links: number, range: ReportRange, before: number | undefined, limit: number): Promise<number[]> {
     const t = timeWhere('e', range);
-    // Only entries with a chain link among their principals are parsed.
-    const sql = `SELECT e.idx FROM entries e INDEXED BY entries_type
-      WHERE e.tenant = ? AND e.type = ? AND e.idx < ?${t.sql}
-        AND instr(e.principals, '["chain",') > 0
-        AND json_array_length(CAST(e.entry AS TEXT), '$.chain') > ?
+    // chain_links is kept at write time (entry-row.ts): the walk reads only longer chains.
+    const sql = `SELECT e.idx FROM entries e INDEXED BY entries_chain_links
+      WHERE e.tenant = ? AND e.type = ? AND e.chain_links > ? AND e.idx < ?${t.sql}
       ORDER BY e.idx DESC LIMIT ?`;
-    const lists = ['session.opened', 'session.delegated'].map((type) =>
-      this.#indexes(sql, [tenant, type, before ?? Number.MAX_SAFE_INTEGER, ...t.params, links, limit]),
-    );
+    const lists = DELEGATION_TYPES.map((type) => this.#indexes(sql, [tenant, type, links, before ?? Number.MAX_SAFE_INTEGER, ...t.params, limit]));
     return [...new Set(lists.flat())].sort((a, b) => b - a).slice(0, limit);
   }
 

@@ -330,6 +330,8 @@ export class SqliteStore implements LedgerStore {
           c.cause,
           c.traceId,
           c.principals,
+          c.scopeGap,
+          c.chainLinks,
         );
       }
     } catch (err) {
@@ -732,7 +734,7 @@ export class SqliteStore implements LedgerStore {
       headSize: p('SELECT size FROM heads WHERE tenant = ?'),
       insertEntry: p(
         'INSERT INTO entries (tenant, idx, id, type, time, time_key, recorded_at, entry, disclosures, digest, session_id, seq, ' +
-          'initiator_id, actor_id, tool_name, decision, cause, trace_id, principals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          'initiator_id, actor_id, tool_name, decision, cause, trace_id, principals, scope_gap, chain_links) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       insertPostings: p('INSERT INTO principals (tenant, bucket, pid, first_idx, ptype, postings) VALUES (?, ?, ?, ?, ?, ?)'),
       postings: p('SELECT first_idx, postings FROM principals WHERE tenant = ? AND bucket = ? AND pid = ? ORDER BY first_idx'),
@@ -764,7 +766,7 @@ export class SqliteStore implements LedgerStore {
       nodeRun: p('SELECT start, hashes FROM nodes WHERE tenant = ? AND level = ? AND start <= ? ORDER BY start DESC LIMIT 1'),
       auditEntries: p(
         'SELECT e.idx, e.id, e.type, e.time, e.time_key, e.recorded_at, e.entry, e.disclosures, e.digest, e.session_id, e.seq, e.initiator_id, ' +
-          'e.actor_id, e.tool_name, e.decision, e.cause, e.trace_id, e.principals FROM entries e WHERE e.tenant = ? AND e.idx >= ? AND e.idx < ? ORDER BY e.idx',
+          'e.actor_id, e.tool_name, e.decision, e.cause, e.trace_id, e.principals, e.scope_gap, e.chain_links FROM entries e WHERE e.tenant = ? AND e.idx >= ? AND e.idx < ? ORDER BY e.idx',
       ),
       auditPostings: p('SELECT bucket, pid, first_idx, ptype, postings FROM principals WHERE tenant = ? AND bucket = ? ORDER BY pid, first_idx'),
       auditSession: p(`SELECT ${SESSION_COLUMNS}, s.objective_fold FROM sessions s WHERE s.tenant = ? AND s.id = ?`),

@@ -7,7 +7,7 @@ import { decodeEntry, type Envelope, type EventDraft } from '@custody/core';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { principalsOf } from '../entry-row.js';
+import { principalsOf, scopeCovers } from '../entry-row.js';
 import { LedgerError } from '../errors.js';
 import {
   actedAfterEndReport,
@@ -19,7 +19,6 @@ import {
   type ReportPage,
   type ReportRange,
   type ReportRequest,
-  scopeCovers,
   SESSION_END_TYPES,
   topPrincipalsReport,
   unapprovedCallsReport,
