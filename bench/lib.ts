@@ -6,7 +6,8 @@ import { cpus, totalmem } from 'node:os';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export const docsPath = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
+/** Where the sections go: docs/benchmarks.md, or BENCH_DOCS (the smoke tests write elsewhere). */
+export const docsPath = process.env['BENCH_DOCS'] ?? fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
 
 /** Runs `fn` `rounds` times and returns each duration in ms. */
 export function timeRounds(rounds: number, fn: () => void): number[] {
