@@ -10,7 +10,7 @@ import { type DeliveryOptions, Outbox } from './outbox.js';
 import { Session, type UnavailableMode } from './session.js';
 import { MemorySpool, type SpoolStore } from './spool-store.js';
 import { activeOtelContext, loadOtel, newTraceId, type OtelApi } from './trace-context.js';
-import { optionalFunction, optionalMode, optionalMs, optionalPositiveInteger, optionalString, optionsObject, requiredString, tokenList } from './validate.js';
+import { optionalBoolean, optionalFunction, optionalMode, optionalMs, optionalPositiveInteger, optionalString, optionsObject, requiredString, tokenList } from './validate.js';
 
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT = 'urn:ietf:params:oauth:token-type:jwt';
@@ -131,6 +131,7 @@ export class Custody implements CustodyCore {
     const initial = optionalMs('delivery.initialBackoffMs', delivery['initialBackoffMs']);
     const max = optionalMs('delivery.maxBackoffMs', delivery['maxBackoffMs']);
     if (initial !== undefined && max !== undefined && max < initial) throw new ConfigError('delivery.maxBackoffMs', 'must be at least delivery.initialBackoffMs');
+    optionalBoolean('delivery.gzip', delivery['gzip']);
     optionalFunction('delivery.onError', delivery['onError']);
     optionalFunction('delivery.onDropped', delivery['onDropped']);
     const spool = o['spool'];

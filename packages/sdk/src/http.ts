@@ -26,6 +26,17 @@ export interface HttpRequest {
   timeoutMs: number;
   /** The caller's abort signal (the request ends when it aborts, as on a timeout). */
   signal?: AbortSignal;
+  /** Gzip a JSON body of GZIP_MIN_BYTES or more (`Content-Encoding: gzip`; POST /v1/events takes it). */
+  gzip?: boolean;
+}
+
+/** JSON bodies at least this long are gzipped where a request allows it (a batch of about 20 events). */
+export const GZIP_MIN_BYTES = 16 * 1024;
+
+/** Gzip with the platform's CompressionStream (Node 18+, browsers). */
+async function gzipped(text: string): Promise<Uint8Array> {
+  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream('gzip'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 /** A signal that aborts after `ms` or when `other` aborts. */
@@ -63,6 +74,8 @@ function errorOf(body: unknown): { code: string; message: string } {
 export class Http {
   readonly #base: string;
   readonly #fetch: FetchLike;
+  /** Set once a server (or a proxy before it) refused a gzipped body with 415: later bodies go uncompressed. */
+  #gzipRefused = false;
   constructor(base: string, fetchFn: FetchLike | undefined) {
     this.#base = base.replace(/\/+$/, '');
     this.#fetch = fetchFn ?? ((input, init) => globalThis.fetch(input, init));
@@ -90,11 +103,13 @@ export class Http {
       headers['content-type'] = 'application/x-www-form-urlencoded';
       body = new URLSearchParams(req.form).toString();
     }
-    let res: Response;
-    try {
-      res = await this.#fetch(this.url(req.path), { method: req.method, headers, ...(body !== undefined ? { body } : {}), signal: deadline(req.timeoutMs, req.signal) });
-    } catch (cause) {
-      throw new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `cannot reach Custody at ${this.#base} (${req.method} ${req.path}): ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    const compress = req.gzip === true && !this.#gzipRefused && body !== undefined && body.length >= GZIP_MIN_BYTES;
+    let res = await this.#exchange(req, headers, body, compress);
+    if (compress && res.status === 415) {
+      // Something on the way does not take gzip: send this body, and every later one, as it is.
+      this.#gzipRefused = true;
+      await res.body?.cancel().catch(() => undefined);
+      res = await this.#exchange(req, headers, body, false);
     }
     const text = await res.text().catch(() => '');
     let parsed: unknown = text;
@@ -110,6 +125,16 @@ export class Http {
       throw new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `Custody could not record (${req.method} ${req.path}: ${res.status} ${e.code}): ${e.message}`);
     }
     return { status: res.status, body: parsed as T, headers: res.headers };
+  }
+
+  async #exchange(req: HttpRequest, headers: Record<string, string>, text: string | undefined, compress: boolean): Promise<Response> {
+    try {
+      const body = text === undefined ? undefined : compress ? await gzipped(text) : text;
+      const h = compress ? { ...headers, 'content-encoding': 'gzip' } : headers;
+      return await this.#fetch(this.url(req.path), { method: req.method, headers: h, ...(body !== undefined ? { body } : {}), signal: deadline(req.timeoutMs, req.signal) });
+    } catch (cause) {
+      throw new LedgerUnavailableError('SDK_LEDGER_UNAVAILABLE', `cannot reach Custody at ${this.#base} (${req.method} ${req.path}): ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    }
   }
 }
 

@@ -194,4 +194,40 @@ describe.each(stores)('outbox on $name', ({ name, skip }) => {
     fault = 'forward';
     await session.close();
   });
+  it.skipIf(skip)('gzips large batches, falls back to plain JSON for good when something on the way answers 415, and can be told not to', async () => {
+    const run = async (opts: { refuseGzip: boolean; gzip?: boolean }) => {
+      const encodings: (string | null)[] = [];
+      let down = true;
+      const fetchFn = async (url: string, init?: RequestInit): Promise<Response> => {
+        if (url.endsWith('/v1/events') && init?.method === 'POST') {
+          const enc = new Headers(init.headers).get('content-encoding');
+          if (down) return Response.json({ error: { code: 'STORE_UNAVAILABLE', message: 'down' } }, { status: 503, headers: { 'retry-after': '1' } });
+          encodings.push(enc);
+          // A proxy that refuses compressed bodies, as a server without gzip on the route does.
+          if (opts.refuseGzip && enc === 'gzip') return Response.json({ error: { code: 'MEDIA_TYPE_UNSUPPORTED', message: 'no gzip here' } }, { status: 415 });
+        }
+        return fetch(url, init);
+      };
+      const custody = new Custody({ url: server.url, apiKey: server.ingest, otel: false, fetch: fetchFn, delivery: { initialBackoffMs: 10, maxBackoffMs: 20, onError: () => undefined, ...(opts.gzip !== undefined ? { gzip: opts.gzip } : {}) } });
+      const session = await custody.openSession({ ...(await server.tokens()), scope: 'files.read_file', objective: 'gzip' });
+      const ids: string[] = [];
+      const spoolSome = async () => {
+        down = true;
+        for (let i = 0; i < 40; i++) ids.push((await session.modelOutput(`a model output long enough to make a batch worth compressing: ${'lorem ipsum '.repeat(40)} ${i}`)).id);
+        down = false;
+        await custody.flush(5_000);
+      };
+      await spoolSome();
+      await spoolSome();
+      const recorded = (await server.events(session.id)).map((e) => e.event.id);
+      for (const id of ids) expect(recorded.filter((x) => x === id), id).toHaveLength(1);
+      await session.close();
+      await custody.close();
+      return encodings;
+    };
+    expect(await run({ refuseGzip: false })).toEqual(['gzip', 'gzip']);
+    expect(await run({ refuseGzip: true })).toEqual(['gzip', null, null]);
+    expect(await run({ refuseGzip: false, gzip: false })).toEqual([null, null]);
+    expect(() => new Custody({ url: server.url, apiKey: server.ingest, otel: false, delivery: { gzip: 'yes' as unknown as boolean } })).toThrow(/delivery.gzip: expected true or false/);
+  });
 });

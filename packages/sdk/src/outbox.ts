@@ -34,6 +34,12 @@ export interface DeliveryOptions {
   /** Longest retry delay in ms (default 30,000). */
   maxBackoffMs?: number;
   /**
+   * Gzip batches of 16 KiB or more (default true; JSON events shrink several times). If
+   * the server, or a proxy before it, answers 415 to a gzipped batch, the batch is sent
+   * again uncompressed and so is every later one.
+   */
+  gzip?: boolean;
+  /**
    * Called when a delivery attempt fails (the events stay spooled: `SDK_LEDGER_UNAVAILABLE`,
    * `SDK_DELIVERY_UNACKNOWLEDGED`), when a spooled event is set aside (`SDK_EVENT_DROPPED`,
    * also given to `onDropped`), and when a tool's outcome could not be recorded
@@ -92,6 +98,7 @@ export class Outbox {
   readonly #batch: number;
   readonly #initial: number;
   readonly #max: number;
+  readonly #gzip: boolean;
   readonly #onError: ((err: Error) => void) | undefined;
   readonly #onDropped: ((event: OutgoingEvent, error: RequestError) => void) | undefined;
   #chain: Promise<unknown> = Promise.resolve();
@@ -109,6 +116,7 @@ export class Outbox {
     this.#batch = Math.min(Math.max(opts.batchSize ?? 100, 1), 1000);
     this.#initial = opts.initialBackoffMs ?? 250;
     this.#max = opts.maxBackoffMs ?? 30_000;
+    this.#gzip = opts.gzip ?? true;
     this.#onError = opts.onError;
     this.#onDropped = opts.onDropped;
     // Events left by an earlier process (or before a restart) are delivered at once.
@@ -234,7 +242,7 @@ export class Outbox {
       const batch = this.#store.peek(size);
       let answer;
       try {
-        answer = await this.#http.send<{ results?: unknown[] }>({ method: 'POST', path: '/v1/events', bearer: this.#apiKey, json: batch, timeoutMs: this.#timeoutMs });
+        answer = await this.#http.send<{ results?: unknown[] }>({ method: 'POST', path: '/v1/events', bearer: this.#apiKey, json: batch, timeoutMs: this.#timeoutMs, gzip: this.#gzip });
       } catch (err) {
         if (!(err instanceof LedgerUnavailableError)) throw err;
         this.#failed(err);

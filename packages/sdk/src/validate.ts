@@ -81,6 +81,12 @@ export function optionalCapture(option: string, v: unknown): void {
   one(`${option}.result`, o['result']);
 }
 
+/** true, false, or undefined. */
+export function optionalBoolean(option: string, v: unknown): boolean | undefined {
+  if (v !== undefined && typeof v !== 'boolean') throw new ConfigError(option, `expected true or false, got ${shown(v)}`);
+  return v;
+}
+
 /** A function, or undefined. */
 export function optionalFunction(option: string, v: unknown): void {
   if (v !== undefined && typeof v !== 'function') throw new ConfigError(option, `expected a function, got ${shown(v)}`);
