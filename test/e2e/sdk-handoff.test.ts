@@ -122,6 +122,23 @@ describe('session.handoff() across a queue', () => {
     await worker.close();
   });
 
+  it('narrows a server wildcard to one of its tools in a handoff, which the consumer continues delegated', async () => {
+    const client = new Custody({ url: server.url, apiKey: key, otel: false });
+    const t = tokens('agent:planner');
+    const s = await client.openSession({ subjectToken: t.subject_token, actorToken: t.actor_token, scope: 'files.*', objective: 'read one file' });
+    const h = await s.handoff({ scope: 'files.read_file' });
+    const worker = new Custody({ url: server.url, apiKey: key, otel: false });
+    // One token for one: still narrower, so not the same session.
+    await expect(worker.continueHandoff(h.context)).rejects.toMatchObject({ code: 'SDK_HANDOFF_INVALID' });
+    const child = await worker.continueHandoff(h.context, { actorToken: tokens('agent:reader').actor_token });
+    expect(child.scope).toEqual(['files.read_file']);
+    await expect(s.handoff({ scope: 'payments.transfer' })).rejects.toMatchObject({ code: 'SDK_HANDOFF_INVALID' });
+    await child.close();
+    await s.close();
+    await client.close();
+    await worker.close();
+  });
+
   it('refuses malformed, tampered, widened and expired handoffs', async () => {
     const client = new Custody({ url: server.url, apiKey: key, otel: false });
     const t = tokens('agent:planner');

@@ -229,6 +229,15 @@ describe.each(backends)('the authority on $name', (backend) => {
       expect((await authority.listSessions('default', { root: parent.session_id }, 100)).sessions).toHaveLength(before.sessions.length);
     });
 
+    it.skipIf(backend.skip)('a server wildcard narrows to its tools on delegation, and not the other way', async () => {
+      const parent = await open({ scope: 'files.* refunds:read' });
+      const child = await authority.exchange(request(parent.access_token, await agent('agent:sub'), { scope: 'files.read_file files.list_directory' }));
+      expect(child.scope).toBe('files.list_directory files.read_file');
+      // The child holds only its tools now: asking for the wildcard back, or another server's tool, widens.
+      await refused(authority.exchange(request(child.access_token, await agent('agent:leaf'), { scope: 'files.*' })), 'SCOPE_WIDENED', 'invalid_scope');
+      await refused(authority.exchange(request(parent.access_token, await agent('agent:sub'), { scope: 'filesystem.read' })), 'SCOPE_WIDENED', 'invalid_scope');
+    });
+
     it.skipIf(backend.skip)('lifetime extension on delegation', async () => {
       const parent = await open({ requested_lifetime: '120' });
       await refused(authority.exchange(request(parent.access_token, await agent('agent:sub'), { requested_lifetime: '3600' })), 'LIFETIME_EXTENDED', 'invalid_request');

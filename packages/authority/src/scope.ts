@@ -24,11 +24,8 @@ export function parseScope(text: string): string[] {
   return [...new Set(tokens)].sort();
 }
 
-/** The tokens of `requested` that `granted` does not hold (empty when `requested` narrows or equals it). */
-export function scopeExcess(requested: readonly string[], granted: readonly string[]): string[] {
-  const have = new Set(granted);
-  return requested.filter((t) => !have.has(t));
-}
+/** The tokens of `requested` that `granted` does not hold (`<server>.*` holds `<server>.<name>`: @custody/core's scope rule). */
+export { scopeExcess } from '@custody/core';
 
 /** The space-delimited form of a scope set. */
 export function scopeText(scope: readonly string[]): string {

@@ -17,6 +17,7 @@ export {
   utf8,
 } from './bytes.js';
 export { sha256 } from './hash.js';
+export { scopeExcess, scopeHolds } from './scope.js';
 export { canonicalBytes, canonicalJson, parseCanonical, parseJson } from './canonical-json.js';
 export type { JsonValue } from './canonical-json.js';
 export {

@@ -5,7 +5,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 
-import { type DecisionPart, PRINCIPAL_TYPES, type PrincipalType } from '@custody/core';
+import { type DecisionPart, PRINCIPAL_TYPES, type PrincipalType, scopeHolds } from '@custody/core';
 
 import { type CedarJson, fitToType } from './arguments.js';
 import { cedar, type CedarType } from './cedar.js';
@@ -56,9 +56,9 @@ export function targetId(target: { server: string; name: string }): string {
   return `${target.server}.${target.name}`;
 }
 
-/** True when `scope` grants `<server>.<name>` exactly or all of the server as `<server>.*`. */
+/** True when `scope` grants `<server>.<name>` exactly or all of the server as `<server>.*` (@custody/core's scopeHolds). */
 export function scopeCovers(scope: readonly string[], target: { server: string; name: string }): boolean {
-  return scope.includes(targetId(target)) || scope.includes(`${target.server}.*`);
+  return scopeHolds(scope, targetId(target));
 }
 
 function isoTime(v: string | Date, field: string): string {

@@ -2,6 +2,8 @@
  * The client: `new Custody({ url, apiKey })`. Opens sessions by RFC 8693 token
  * exchange and delivers their events through an outbox and a spool.
  */
+import { scopeExcess } from '@custody/core';
+
 import { credentialFacts } from './credential-claims.js';
 import { ConfigError, RequestError, RevokedError, SdkError } from './errors.js';
 import { parseHandoff } from './handoff.js';
@@ -223,7 +225,7 @@ export class Custody implements CustodyCore {
     const h = parseHandoff(context);
     const asked = opts.scope === undefined ? undefined : [...new Set((Array.isArray(opts.scope) ? opts.scope : opts.scope.split(' ')).filter((t) => t !== ''))];
     if (asked !== undefined && h.scope !== undefined) {
-      const wider = asked.filter((t) => !h.scope!.includes(t));
+      const wider = scopeExcess(asked, h.scope);
       if (wider.length > 0) throw new SdkError('SDK_HANDOFF_INVALID', `the handoff ${h.id} offers ${h.scope.join(' ')}, not ${wider.join(' ')}`);
     }
     let session: Session;

@@ -4,7 +4,7 @@
  * chain, with causation ids and W3C trace context filled in, and runs tool calls
  * through the decision point.
  */
-import { createDisclosure, isCustodyOnlyType, redactSecrets } from '@custody/core';
+import { createDisclosure, isCustodyOnlyType, redactSecrets, scopeExcess } from '@custody/core';
 import { v7 as uuidv7 } from 'uuid';
 
 import type { CustodyCore } from './client.js';
@@ -514,7 +514,7 @@ export class Session {
     if (!(await this.#stillActive(undefined))) throw new RevokedError(this.id, 'cannot hand off: the session was revoked, closed or has expired');
     const scope = opts.scope === undefined ? undefined : [...new Set((Array.isArray(opts.scope) ? opts.scope : opts.scope.split(' ')).filter((t) => t !== ''))].sort();
     if (scope !== undefined) {
-      const wider = scope.filter((t) => !this.scope.includes(t));
+      const wider = scopeExcess(scope, this.scope);
       if (scope.length === 0 || wider.length > 0) throw new SdkError('SDK_HANDOFF_INVALID', scope.length === 0 ? 'a handoff scope must name at least one scope token' : `cannot hand off scope this session does not hold: ${wider.join(' ')}`);
     }
     const credentialEnd = Date.parse(this.expiresAt);
@@ -523,7 +523,8 @@ export class Session {
     const expiresAt = new Date(Math.min(credentialEnd, opts.lifetimeSeconds === undefined ? credentialEnd : Date.now() + opts.lifetimeSeconds * 1000)).toISOString();
     const id = uuidv7();
     const trace = this.traceContext();
-    const narrowed = scope !== undefined && scope.length < this.scope.length ? scope : undefined;
+    // Anything but this session's own scope is narrower (checked above): `files.read_file` of `files.*` too.
+    const narrowed = scope !== undefined && (scope.length !== this.scope.length || scope.some((t) => !this.scope.includes(t))) ? scope : undefined;
     const context = encodeHandoff({
       id,
       session: this.id,
