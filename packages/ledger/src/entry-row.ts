@@ -36,7 +36,10 @@ export function principalsOf(env: Envelope): PrincipalRow[] {
 /**
  * True when a scope covers a tool: an item `*`, the tool's name, `tool:<name>`, or
  * a prefix pattern ending in `*` (`github.*`, `tool:github.*`). The stores keep its
- * verdict for each call (EntryRow.scopeGap); this is the one place the rule is.
+ * verdict for each call (EntryRow.scopeGap); this is the one place the rule is. It is
+ * the reports' rule for scopes as recorded, imported ones included, and more lenient
+ * than the one policy and delegation apply (@custody/core's scopeHolds: a token, or
+ * `<server>.*`), so a call it flags is out of scope by either.
  */
 export function scopeCovers(scope: readonly string[], tool: string): boolean {
   return scope.some((s) => {
